@@ -1,0 +1,179 @@
+"""Values shared by every layer: specs, keys, actions, outcomes and classified errors."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ExportMode(enum.StrEnum):
+    FULL = "FULL"
+    INCREMENTAL = "INCREMENTAL"
+
+
+class ObjectStatus(enum.StrEnum):
+    SAVED = "SAVED"
+    SUBMITTED = "SUBMITTED"
+    DEPLOYED = "DEPLOYED"
+
+
+class TaskState(enum.StrEnum):
+    """Where a task stands in the journal."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    CREATED = "created"
+    STARTED = "started"
+    EXPORTED = "exported"
+    FAILED = "failed"
+
+
+DONE_STATES = frozenset({TaskState.CREATED, TaskState.STARTED, TaskState.EXPORTED})
+
+
+class ErrorKind(enum.StrEnum):
+    """What a failure means for the run: the kind decides what happens next."""
+
+    RETRYABLE = "retryable"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    PERMANENT = "permanent"
+    FATAL = "fatal"
+
+
+class ActionKind(enum.StrEnum):
+    CREATE = "create"
+    RECONCILE = "reconcile"
+    RETRY = "retry"
+    SKIP = "skip"
+    DRIFTED = "drifted"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TaskKey:
+    """A task's identity: the name is unique per workspace, workspaces live in a region."""
+
+    region: str
+    project_id: int
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.region}/{self.project_id}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSpec:
+    """One export task as the manifest describes it."""
+
+    key: TaskKey
+    export_mode: ExportMode = ExportMode.FULL
+    export_object_status: ObjectStatus | None = None
+    description: str | None = None
+    incremental_since: int | None = None  # epoch milliseconds
+    label: str | None = None
+    source: str = ""  # "FILE:LINE" where the task was defined
+
+    def request_params(self) -> dict[str, str]:
+        """The CreateExportMigration body parameters this spec asks for."""
+        params = {
+            "ProjectId": str(self.key.project_id),
+            "Name": self.key.name,
+            "ExportMode": self.export_mode.value,
+        }
+        if self.export_object_status is not None:
+            params["ExportObjectStatus"] = self.export_object_status.value
+        if self.description is not None:
+            params["Description"] = self.description
+        if self.incremental_since is not None and self.export_mode is ExportMode.INCREMENTAL:
+            params["IncrementalSince"] = str(self.incremental_since)
+        return params
+
+    def fingerprint(self) -> str:
+        """A stable text of what would be sent, so a rerun can tell when the manifest drifted."""
+        return "&".join(f"{k}={v}" for k, v in sorted(self.request_params().items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Run settings a manifest may carry; CLI flags override them."""
+
+    rate: float | None = None
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    specs: tuple[ExportSpec, ...]
+    settings: Settings = field(default_factory=Settings)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: ActionKind
+    spec: ExportSpec
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration task as ListMigrations reports it."""
+
+    migration_id: int
+    name: str
+    project_id: int
+    migration_type: str
+    status: str
+    download_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationPage:
+    migrations: tuple[Migration, ...]
+    page_number: int
+    page_size: int
+    total_count: int
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    migration_id: int
+    request_id: str | None
+
+
+class ApiError(Exception):
+    """A failed call, classified: the kind decides retry, reconcile, fail or stop."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        code: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.request_id = request_id
+        self.retry_after = retry_after  # seconds, from x-acs-retry-after
+
+    @property
+    def is_throttling(self) -> bool:
+        return self.code.startswith("Throttling") and self.kind is ErrorKind.RETRYABLE
+
+    @property
+    def is_duplicate_name(self) -> bool:
+        """The service refused a create because the name is taken in the workspace."""
+        return self.code == DUPLICATE_NAME_CODE or (
+            self.code in ("Invalid.Param", "InvalidParameter")
+            and "already exists" in self.message.lower()
+        )
+
+
+# Code the runner uses for "name already exists" once recognised (the service has no documented
+# code; the simulator answers Invalid.Param with a message naming the duplicate).
+DUPLICATE_NAME_CODE = "Invalid.Param.DuplicateName"
