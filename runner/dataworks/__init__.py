@@ -1,0 +1,1 @@
+"""Talking to the DataWorks OpenAPI: signing, credentials, endpoints, transport, client."""
