@@ -1,0 +1,566 @@
+"""The journal: each task's current state and the history of attempts, in one SQLite file.
+
+One process writes (an exclusive flock on `<journal>.lock` for the Journal's lifetime); any number
+may read with `Journal.open_readonly`. Writes are small op values applied in one transaction per
+batch. `JournalWriter` is the single writer for async code: it commits every op waiting at that
+moment in one transaction (group commit) and wakes each caller only once its ops are on disk.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeAlias, assert_never
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+from anyio.abc import TaskGroup
+
+from runner.models import ExportSpec, TaskKey, TaskState
+
+BUSY_TIMEOUT_MS = 5000
+
+# Numbered schema migrations: step N (1-based) takes the schema from version N-1 to N and is
+# recorded in `PRAGMA user_version`. Steps are frozen once released; changes go in a new step.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE tasks (
+            region TEXT NOT NULL, project_id INTEGER NOT NULL, name TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('pending', 'in_flight', 'created', 'started', 'exported', 'failed')),
+            migration_id INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+            error_code TEXT, error_message TEXT, request_id TEXT, download_url TEXT,
+            fingerprint TEXT, create_sent INTEGER NOT NULL DEFAULT 0 CHECK (create_sent IN (0, 1)),
+            created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            PRIMARY KEY (region, project_id, name))""",
+        """CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            region TEXT NOT NULL, project_id INTEGER NOT NULL, name TEXT NOT NULL,
+            at REAL NOT NULL, action TEXT NOT NULL, http_status INTEGER, error_code TEXT,
+            request_id TEXT, latency_ms REAL, outcome TEXT NOT NULL,
+            FOREIGN KEY (region, project_id, name) REFERENCES tasks (region, project_id, name))""",
+        "CREATE INDEX attempts_by_task ON attempts (region, project_id, name, id)",
+        """CREATE TRIGGER attempts_no_update BEFORE UPDATE ON attempts
+           BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
+        """CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts
+           BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
+    ),
+)
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked."""
+
+
+class JournalBusyError(JournalError):
+    """Another runner holds the journal."""
+
+
+class JournalMissingError(JournalError):
+    """A read-only open found no journal file."""
+
+
+class JournalVersionError(JournalError):
+    """The journal's schema version is not one this code can use."""
+
+
+class JournalWriteError(JournalError):
+    """A batch of ops could not be committed; the cause is chained."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    key: TaskKey
+    state: TaskState
+    migration_id: int | None
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    request_id: str | None
+    download_url: str | None
+    fingerprint: str | None
+    create_sent: bool
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    key: TaskKey
+    at: float
+    action: str
+    http_status: int | None
+    error_code: str | None
+    request_id: str | None
+    latency_ms: float | None
+    outcome: str
+
+
+# --- ops: small values; a batch of them is applied in one transaction -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Insert the task as pending unless it is already known (its stored fingerprint is kept)."""
+
+    spec: ExportSpec
+
+
+@dataclass(frozen=True, slots=True)
+class MarkInFlight:
+    """A create is about to be sent: to be committed before the request leaves."""
+
+    key: TaskKey
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkCreated:
+    key: TaskKey
+    migration_id: int
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkFailed:
+    key: TaskKey
+    error_code: str
+    error_message: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPending:
+    """Back to pending: error fields are cleared, create_sent is kept."""
+
+    key: TaskKey
+
+
+@dataclass(frozen=True, slots=True)
+class MarkStarted:
+    key: TaskKey
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkExported:
+    key: TaskKey
+    download_url: str | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAttempt:
+    """Append one request to the history and count it on the task; `at` defaults to commit time."""
+
+    key: TaskKey
+    action: str
+    http_status: int | None
+    error_code: str | None
+    request_id: str | None
+    latency_ms: float | None
+    outcome: str
+    at: float | None = None
+
+
+Op: TypeAlias = (
+    Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported
+) | RecordAttempt
+
+_TASK_COLUMNS = (
+    "region, project_id, name, state, migration_id, attempts, error_code, error_message,"
+    " request_id, download_url, fingerprint, create_sent, updated_at"
+)
+_ATTEMPT_COLUMNS = (
+    "region, project_id, name, at, action, http_status, error_code, request_id, latency_ms, outcome"
+)
+_BY_KEY = "WHERE region = ? AND project_id = ? AND name = ?"
+_CLEAR = ", error_code = NULL, error_message = NULL"
+
+
+def _key_args(key: TaskKey) -> tuple[str, int, str]:
+    return (key.region, key.project_id, key.name)
+
+
+def _changes(op: Op) -> tuple[str, tuple[Any, ...]]:
+    """The SET clause and its arguments for an op that changes an existing task row."""
+    match op:
+        case MarkInFlight():
+            sets = "state = 'in_flight', create_sent = 1, fingerprint = ?, request_id = NULL"
+            return sets + _CLEAR, (op.fingerprint,)
+        case MarkCreated():
+            sets = "state = 'created', migration_id = ?, request_id = ?"
+            return sets + _CLEAR, (op.migration_id, op.request_id)
+        case MarkFailed():
+            sets = "state = 'failed', error_code = ?, error_message = ?, request_id = ?"
+            return sets, (op.error_code, op.error_message, op.request_id)
+        case MarkPending():
+            return "state = 'pending'" + _CLEAR, ()
+        case MarkStarted():
+            return "state = 'started', request_id = ?" + _CLEAR, (op.request_id,)
+        case MarkExported():
+            sets = "state = 'exported', download_url = ?, request_id = ?"
+            return sets + _CLEAR, (op.download_url, op.request_id)
+        case RecordAttempt():
+            return "attempts = attempts + 1", ()
+        case Register():
+            raise TypeError("Register inserts; it changes no row")
+        case _:
+            assert_never(op)
+
+
+def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
+    if isinstance(op, Register):
+        conn.execute(
+            "INSERT INTO tasks (region, project_id, name, state, fingerprint, created_at,"
+            " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING",
+            (*_key_args(op.spec.key), op.spec.fingerprint(), now, now),
+        )
+        return
+    sets, args = _changes(op)
+    sql = f"UPDATE tasks SET {sets}, updated_at = ? {_BY_KEY}"
+    if conn.execute(sql, (*args, now, *_key_args(op.key))).rowcount == 0:
+        raise JournalError(f"unknown task {op.key}: it was never registered in the journal")
+    if isinstance(op, RecordAttempt):
+        at = now if op.at is None else op.at
+        head = (*_key_args(op.key), at, op.action, op.http_status, op.error_code, op.request_id)
+        conn.execute(
+            f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*head, op.latency_ms, op.outcome),
+        )
+
+
+def _task_row(r: Sequence[Any]) -> TaskRow:
+    key, state = TaskKey(r[0], r[1], r[2]), TaskState(r[3])
+    return TaskRow(key, state, r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]), r[12])
+
+
+def _attempt_row(r: Sequence[Any]) -> AttemptRow:
+    return AttemptRow(TaskKey(r[0], r[1], r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+
+
+def _acquire_lock(path: Path) -> int:
+    """Take the exclusive lock on `<path>.lock`, held until the returned fd is closed."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise JournalBusyError(
+            f"journal {path} is in use by another runner{pid}: lock {lock_path} is held;"
+            " wait for that run to finish or pass another --journal"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+@contextmanager
+def _sqlite_errors(path: Path, doing: str) -> Iterator[None]:
+    """Callers see JournalError only, never sqlite3's exceptions."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path}: {doing}: {exc}") from exc
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _configure_writer(conn: sqlite3.Connection, path: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise JournalError(f"journal {path}: the filesystem refused WAL mode (got {mode})")
+    # With WAL, synchronous=NORMAL survives a killed process but not power loss or an OS crash:
+    # the WAL is fsynced only at checkpoints, so the latest commits can vanish. FULL fsyncs the
+    # WAL at every commit, so an in_flight intent committed before its create was sent survives.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _refuse_newer(path: Path, version: int) -> None:
+    if version > len(MIGRATIONS):
+        raise JournalVersionError(
+            f"journal {path} has schema version {version}, newer than this runner knows"
+            f" ({len(MIGRATIONS)}): use a newer runner, or another --journal"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to the latest version, every missing step in one transaction."""
+    with _transaction(conn):
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _refuse_newer(path, version)
+        if version < len(MIGRATIONS):
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+
+class Journal:
+    """One journal file: `Journal.open` for the single writer, `Journal.open_readonly` to look."""
+
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, lock_fd: int | None, clock: Callable[[], float]
+    ) -> None:
+        self.path = path
+        self.readonly = lock_fd is None
+        self.transactions = 0  # apply() transactions committed: shows group commit at work
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self._clock = clock
+        # JournalWriter calls apply() from a worker thread: the connection is used by one at a time.
+        self._mutex = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> Self:
+        """Open for writing, creating and migrating as needed; refuses a journal in use."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = _acquire_lock(path)
+        try:
+            with _sqlite_errors(path, "cannot open"):
+                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        journal = cls(path, conn, lock_fd, clock)
+        with journal._close_on_error(), _sqlite_errors(path, "cannot open"):
+            _configure_writer(conn, path)
+            _migrate(conn, path)
+        return journal
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str]) -> Self:
+        """Open for queries only; takes no lock, so it works while a run is writing."""
+        path = Path(path)
+        if not path.is_file():
+            raise JournalMissingError(f"no journal at {path}: nothing has been run with it yet")
+        uri = path.resolve().as_uri() + "?mode=ro"
+        with _sqlite_errors(path, "cannot open"):
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        journal = cls(path, conn, None, time.time)
+        with journal._close_on_error(), _sqlite_errors(path, "cannot read"):
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            _refuse_newer(path, version)
+            if version < len(MIGRATIONS):
+                raise JournalVersionError(
+                    f"journal {path} has schema version {version}, older than this runner's"
+                    f" {len(MIGRATIONS)}: a `runner run` with it upgrades it"
+                )
+        return journal
+
+    @contextmanager
+    def _close_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection and release the lock; safe to call twice."""
+        with self._mutex:
+            self._conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # closing the only fd on the lock file releases the flock
+                self._lock_fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._fetch("PRAGMA user_version")[0][0])
+
+    def apply(self, ops: Sequence[Op]) -> None:
+        """Apply every op in one transaction and commit; on any error none of them is applied."""
+        if self.readonly:
+            raise JournalError(f"journal {self.path} is open read-only")
+        if not ops:
+            return
+        with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
+            now = self._clock()
+            for op in ops:
+                _apply_op(self._conn, op, now)
+        self.transactions += 1
+
+    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._mutex, _sqlite_errors(self.path, "read failed"):
+            return self._conn.execute(sql, args).fetchall()
+
+    def rows(self) -> list[TaskRow]:
+        sql = f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY region, project_id, name"
+        return [_task_row(r) for r in self._fetch(sql)]
+
+    def row_map(self) -> dict[TaskKey, TaskRow]:
+        return {row.key: row for row in self.rows()}
+
+    def get(self, key: TaskKey) -> TaskRow | None:
+        found = self._fetch(f"SELECT {_TASK_COLUMNS} FROM tasks {_BY_KEY}", _key_args(key))
+        return _task_row(found[0]) if found else None
+
+    def attempts(self, key: TaskKey | None = None) -> list[AttemptRow]:
+        """The history in the order it was written, of one task or of all."""
+        sql = f"SELECT {_ATTEMPT_COLUMNS} FROM attempts"
+        if key is None:
+            found = self._fetch(f"{sql} ORDER BY id")
+        else:
+            found = self._fetch(f"{sql} {_BY_KEY} ORDER BY id", _key_args(key))
+        return [_attempt_row(r) for r in found]
+
+    def counts(self) -> dict[TaskState, int]:
+        """Tasks per state; every state is present, zero when none."""
+        counts = dict.fromkeys(TaskState, 0)
+        for state, n in self._fetch("SELECT state, COUNT(*) FROM tasks GROUP BY state"):
+            counts[TaskState(state)] = int(n)
+        return counts
+
+
+# --- the single writer for async code ------------------------------------------------------------
+
+
+class SupportsApply(Protocol):
+    def apply(self, ops: Sequence[Op]) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    ops: tuple[Op, ...]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+
+
+class JournalWriter:
+    """The one task that writes the journal during a run, committing in groups.
+
+    Its lifetime is a block; leaving it commits what is queued, then stops the writer task::
+
+        async with JournalWriter(journal) as writer, anyio.create_task_group() as workers:
+            workers.start_soon(worker, writer)  # in worker: await writer.write(MarkInFlight(...))
+
+    Or in a task group of one's own: `tg.start_soon(writer.run)`, and `writer.close()` when no
+    more writes will come; `run` returns once the queue is drained.
+    """
+
+    def __init__(self, journal: SupportsApply, *, max_batch: int = 1000) -> None:
+        self._journal = journal
+        self._max_batch = max_batch
+        # A waiter leaves the queue only into a batch that is then applied, so none is lost to a
+        # cancellation. Unbounded, yet bounded in practice: each caller awaits its own commit.
+        self._queue: deque[_Waiter] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._closed = False
+        self._task_group: TaskGroup | None = None
+
+    async def write(self, *ops: Op) -> None:
+        """Return once `ops` are committed, all in one transaction; else raise JournalWriteError.
+
+        A caller cancelled while waiting cannot tell whether its ops were committed.
+        """
+        if not ops:
+            return
+        if self._closed:
+            raise JournalWriteError("the journal writer is closed: nothing was written")
+        waiter = _Waiter(ops)
+        self._queue.append(waiter)
+        self._wake()
+        await waiter.done.wait()
+        if waiter.error is not None:
+            raise JournalWriteError(f"journal write failed: {waiter.error}") from waiter.error
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def close(self) -> None:
+        """No more writes: `run` returns once what is queued is committed."""
+        self._closed = True
+        self._wake()
+
+    async def run(self) -> None:
+        """Commit batches of whatever is waiting until closed and drained (one run at a time)."""
+        try:
+            while self._queue or not self._closed:
+                if not self._queue:
+                    self._wakeup = anyio.Event()
+                    await self._wakeup.wait()
+                    continue
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                size = min(len(self._queue), self._max_batch)
+                await self._commit([self._queue.popleft() for _ in range(size)])
+        finally:  # stopped early (cancelled): whoever still waits is told, not left hanging
+            self._closed = True
+            self._wakeup = None
+            stopped = JournalError("the journal writer stopped before this write was committed")
+            while self._queue:
+                waiter = self._queue.popleft()
+                waiter.error = stopped
+                waiter.done.set()
+
+    async def _commit(self, batch: list[_Waiter]) -> None:
+        ops = [op for waiter in batch for op in waiter.ops]
+        error: BaseException | None = None
+        try:
+            # In a worker thread, so the event loop never waits on fsync. Shielded: a batch taken
+            # off the queue is always applied, so its waiters learn the true outcome.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._journal.apply, ops)
+        except Exception as exc:
+            error = exc
+        finally:
+            for waiter in batch:
+                waiter.error = error
+                waiter.done.set()
+
+    async def __aenter__(self) -> Self:
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        task_group.start_soon(self.run)
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        self.close()
+        task_group, self._task_group = self._task_group, None
+        assert task_group is not None, "JournalWriter exited without being entered"
+        if et is not None and issubclass(et, anyio.get_cancelled_exc_class()):
+            return await task_group.__aexit__(et, e, tb)
+        # The block's own exception is not the writer's: let the writer drain, then let the
+        # exception go on unwrapped instead of inside the task group's ExceptionGroup.
+        await task_group.__aexit__(None, None, None)
+        return None
