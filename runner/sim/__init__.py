@@ -1,0 +1,3 @@
+"""The DataWorks simulator."""
+
+from __future__ import annotations

@@ -1,0 +1,349 @@
+"""The simulator's HTTP face: an aiohttp application that answers like the DataWorks endpoint.
+
+Every API request, POST or GET on `/`, goes through the same steps: find the operation
+(`x-acs-action`/`Action`, `x-acs-version`/`Version`), check the signature, apply the per-key
+throttling, draw a fault, run the operation on the in-memory state, answer. Timeouts and resets
+are drawn before the operation but play out after it: the effect is applied and the answer is
+lost, which is what gives the client an unknown outcome. `/download/<id>.zip` serves the export
+packages behind the presigned DownloadUrls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+import time
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from runner.sim import auth
+from runner.sim.auth import AuthFailure, IncomingRequest, Key, NonceCache
+from runner.sim.faults import (
+    FAULT_ERRORS,
+    Fault,
+    Faults,
+    Throttle,
+    draw_export_failure,
+    draw_fault,
+    draw_latency,
+)
+from runner.sim.state import DataWorksState, SimError
+
+API_VERSION = "2020-05-18"
+WRITE_ACTIONS = frozenset({"CreateExportMigration", "CreateImportMigration", "StartMigration"})
+READ_ACTIONS = frozenset({"GetMigrationSummary", "GetMigrationProcess", "ListMigrations"})
+ACTIONS = WRITE_ACTIONS | READ_ACTIONS
+NOT_FOUND_MESSAGE = "Specified api is not found, please check your url and method."
+ANONYMOUS = "anonymous"
+
+Checker = Callable[[IncomingRequest], AuthFailure | None]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Everything a simulator instance is built from."""
+
+    keys: Mapping[str, Key] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    seed: int = 0
+    clock: Callable[[], float] = time.time  # epoch seconds
+    sleep: Sleep = asyncio.sleep  # used for latency and for the timeout fault's hang
+    export_duration: float = 5.0  # seconds from StartMigration to EXPORT_SUCCESS
+    download_ttl: float = 3600.0  # seconds a DownloadUrl stays valid after it is read
+    checker: Checker | None = None  # replaces the signature check (tests, open mode)
+
+
+@dataclass(slots=True)
+class SimStats:
+    """Counters for tests and the demo."""
+
+    requests: Counter[str] = field(default_factory=Counter)  # by action, as asked
+    creates_applied: int = 0
+    starts_applied: int = 0
+    throttled: int = 0
+    auth_failures: int = 0
+    faults: Counter[str] = field(default_factory=Counter)  # by Fault value
+    downloads: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "creates_applied": self.creates_applied,
+            "starts_applied": self.starts_applied,
+            "throttled": self.throttled,
+            "auth_failures": self.auth_failures,
+            "faults": dict(self.faults),
+            "downloads": self.downloads,
+        }
+
+
+STATS = web.AppKey("runner_sim_stats", SimStats)
+STATE = web.AppKey("runner_sim_state", DataWorksState)
+
+
+def default_checker(config: SimConfig) -> Checker:
+    """The real signature check against the configured keys, on the config's clock."""
+    nonces = NonceCache()
+
+    def check(request: IncomingRequest) -> AuthFailure | None:
+        now = datetime.fromtimestamp(config.clock(), UTC)
+        return auth.verify(request, config.keys, now, nonces=nonces)
+
+    return check
+
+
+def allow_all(request: IncomingRequest) -> AuthFailure | None:
+    """A checker that accepts every request (open mode and tests that are not about auth)."""
+    return None
+
+
+def build_app(config: SimConfig) -> web.Application:
+    sim = _Simulator(config)
+    app = web.Application()
+    app[STATS] = sim.stats
+    app[STATE] = sim.state
+    app.router.add_route("POST", "/", sim.handle_api)
+    app.router.add_route("GET", "/", sim.handle_api)
+    app.router.add_route("GET", "/download/{migration_id:\\d+}.zip", sim.handle_download)
+    app.router.add_route("GET", "/_sim/stats", sim.handle_stats)
+    return app
+
+
+class _Simulator:
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        """The simulator's counters as JSON, for rehearsals and tests driving it from outside."""
+        return web.json_response(self.stats.snapshot())
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.stats = SimStats()
+        self.state = DataWorksState(
+            duration=config.export_duration,
+            download_ttl=config.download_ttl,
+            missing_projects=frozenset(config.faults.missing_projects),
+            url_secret=f"runner-sim-{config.seed}".encode(),
+        )
+        self.throttle = Throttle(config.faults)
+        self.rng = random.Random(config.seed)
+        self._ids = random.Random(f"request-ids-{config.seed}")
+        self.checker = config.checker or default_checker(config)
+
+    def request_id(self) -> str:
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4)).upper()
+
+    async def handle_api(self, request: web.Request) -> web.StreamResponse:
+        faults = self.config.faults
+        rid = self.request_id()
+        body = await request.read()
+        query = dict(request.query)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        delay = draw_latency(faults, self.rng)
+        if delay > 0:
+            await self.config.sleep(delay)
+
+        action = headers.get("x-acs-action") or query.get("Action") or ""
+        version = headers.get("x-acs-version") or query.get("Version") or ""
+        self.stats.requests[action or "(none)"] += 1
+        if action not in ACTIONS or version != API_VERSION:
+            return _error(request, rid, 404, "InvalidApi.NotFound", NOT_FOUND_MESSAGE)
+
+        incoming = IncomingRequest(request.method, request.path, query, headers, body)
+        failure = self.checker(incoming)
+        if failure is not None:
+            self.stats.auth_failures += 1
+            return _error(request, rid, failure.status, failure.code, failure.message)
+
+        params = _params(query, headers, body)
+        rejection = self.throttle.check(_access_key(headers, params), self.config.clock())
+        if rejection is not None:
+            self.stats.throttled += 1
+            extra = {}
+            if rejection.retry_after_ms is not None:
+                extra["x-acs-retry-after"] = str(rejection.retry_after_ms)
+            return _error(request, rid, rejection.status, rejection.code, rejection.message, extra)
+
+        fault = draw_fault(faults, self.rng, is_write=action in WRITE_ACTIONS)
+        if fault in FAULT_ERRORS:
+            self.stats.faults[fault.value] += 1
+            status, code, message = FAULT_ERRORS[fault]
+            return _error(request, rid, status, code, message)
+
+        response = self._operate(request, rid, action, params, headers)
+
+        if fault is Fault.TIMEOUT:
+            self.stats.faults[fault.value] += 1
+            await self.config.sleep(faults.hang_seconds)
+        elif fault is Fault.RESET:
+            self.stats.faults[fault.value] += 1
+            return _drop_connection(request)
+        return response
+
+    def _operate(
+        self,
+        request: web.Request,
+        rid: str,
+        action: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+    ) -> web.Response:
+        now = self.config.clock()
+        state = self.state
+        base_url = f"{request.scheme}://{request.host}"
+        data: Any
+        try:
+            if action == "CreateExportMigration":
+                data = state.create_export_migration(params, now, _access_key(headers, params))
+                self.stats.creates_applied += 1
+                return _ok(rid, data)
+            if action == "CreateImportMigration":
+                data = state.create_import_migration(params, now, _access_key(headers, params))
+                self.stats.creates_applied += 1
+                return _ok(rid, data, detailed=True)
+            if action == "StartMigration":
+                will_fail = draw_export_failure(self.config.faults, self.rng)
+                started, message = state.start_migration(params, now, will_fail=will_fail)
+                if started:
+                    self.stats.starts_applied += 1
+                code = "" if started else "Invalid.Migration.Status"
+                return _ok(rid, started, detailed=True, error_code=code, error_message=message)
+            if action == "GetMigrationSummary":
+                return _ok(rid, state.get_migration_summary(params, now, base_url))
+            if action == "GetMigrationProcess":
+                return _ok(rid, state.get_migration_process(params, now), detailed=True)
+            return _ok(rid, state.list_migrations(params, now, base_url))
+        except SimError as exc:
+            return _error(request, rid, exc.status, exc.code, exc.message)
+
+    async def handle_download(self, request: web.Request) -> web.StreamResponse:
+        migration_id = int(request.match_info["migration_id"])
+        expires = request.query.get("Expires", "")
+        signature = request.query.get("Signature", "")
+        try:
+            record = self.state.check_download(
+                migration_id, expires, signature, self.config.clock()
+            )
+        except SimError as exc:
+            return _oss_error(self.request_id(), exc)
+        self.stats.downloads += 1
+        manifest = {
+            "MigrationId": record.migration_id,
+            "ProjectId": record.project_id,
+            "Name": record.name,
+            "ExportMode": record.export_mode,
+            "ExportObjectStatus": record.export_object_status,
+            "IncrementalSince": record.incremental_since,
+        }
+        return web.Response(
+            body=_zip_package(manifest),
+            content_type="application/zip",
+            headers={"x-oss-request-id": self.request_id()},
+        )
+
+
+def _params(query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    """Operation parameters: the form body, falling back to the query string."""
+    params = dict(query)
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if body and content_type in ("", "application/x-www-form-urlencoded"):
+        text = body.decode("utf-8", errors="replace")
+        params.update(parse_qsl(text, keep_blank_values=True))
+    return params
+
+
+def _access_key(headers: Mapping[str, str], params: Mapping[str, str]) -> str:
+    """The access key a request is counted against: V3 Credential, else V1 AccessKeyId."""
+    parsed = auth.parse_authorization(headers.get("authorization", ""))
+    if parsed is not None:
+        return parsed.credential
+    return params.get("AccessKeyId") or ANONYMOUS
+
+
+def _ok(
+    rid: str,
+    data: Any,
+    *,
+    detailed: bool = False,
+    error_code: str = "",
+    error_message: str = "",
+) -> web.Response:
+    """A success body; `detailed` adds HttpStatusCode/ErrorCode/ErrorMessage as the
+    operations that document them do."""
+    body: dict[str, Any] = {"RequestId": rid, "Data": data, "Success": True}
+    if detailed:
+        body["HttpStatusCode"] = 200
+        body["ErrorCode"] = error_code
+        body["ErrorMessage"] = error_message
+    return _json(200, body, rid)
+
+
+def _error(
+    request: web.Request,
+    rid: str,
+    status: int,
+    code: str,
+    message: str,
+    extra_headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """The gateway error body with its HTTP status."""
+    body = {
+        "RequestId": rid,
+        "HostId": request.host,
+        "Code": code,
+        "Message": message,
+        "Recommend": (
+            f"https://api.alibabacloud.com/troubleshoot?q={code}"
+            f"&product=dataworks-public&requestId={rid}"
+        ),
+    }
+    return _json(status, body, rid, extra_headers)
+
+
+def _json(
+    status: int, body: Mapping[str, Any], rid: str, extra: Mapping[str, str] | None = None
+) -> web.Response:
+    headers = {"x-acs-request-id": rid, **(extra or {})}
+    return web.Response(
+        status=status,
+        text=json.dumps(body, separators=(",", ":")),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _oss_error(rid: str, exc: SimError) -> web.Response:
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
+        f"<Code>{exc.code}</Code><Message>{exc.message}</Message>"
+        f"<RequestId>{rid}</RequestId></Error>"
+    )
+    return web.Response(status=exc.status, text=xml, content_type="application/xml")
+
+
+def _drop_connection(request: web.Request) -> web.StreamResponse:
+    """Close the connection without an answer: the client sees a reset or a disconnect."""
+    request.protocol.force_close()
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    # aiohttp fails to write this to the aborted transport and lets it go quietly
+    return web.Response(status=500)
+
+
+def _zip_package(manifest: Mapping[str, Any]) -> bytes:
+    """A small, deterministic export package."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as package:
+        info = zipfile.ZipInfo("manifest.json", date_time=(2020, 5, 18, 0, 0, 0))
+        package.writestr(info, json.dumps(manifest, indent=2, sort_keys=True))
+    return buffer.getvalue()

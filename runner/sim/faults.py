@@ -1,0 +1,165 @@
+"""Fault configuration for the simulator and the pure decisions drawn from it.
+
+Every random choice comes from a seeded `random.Random` owned by the app, and every time-based
+decision from the injected clock, so a run with the same seed and request order is reproduced
+exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from dataclasses import dataclass, field
+
+QPS_CODE = "Throttling.User"
+QPS_MESSAGE = "Your request is too frequent. Try again later."
+QUOTA_CODE = "Throttling.Api.Risk"
+QUOTA_MESSAGE = "The request for this resource has exceeded your daily available limit."
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """What the simulator does wrong, and how often. Rates are probabilities per request."""
+
+    qps_limit: int | None = None  # requests per second per access key, all actions
+    daily_quota: int | None = None  # accepted requests per access key per UTC day
+    retry_after: bool = False  # send x-acs-retry-after (ms) with Throttling.User
+    error_rate: float = 0.0  # 503 ServiceUnavailable or 500 InternalError.System, no effect
+    timeout_rate: float = 0.0  # effect applied, answer held back for hang_seconds
+    reset_rate: float = 0.0  # effect applied, connection dropped without an answer
+    export_failure_rate: float = 0.0  # a started export ends EXPORT_ERROR
+    latency: float = 0.0  # seconds added to every answer
+    latency_jitter: float = 0.0  # plus uniform [0, jitter) seconds
+    hang_seconds: float = 30.0
+    missing_projects: frozenset[int] = field(default_factory=frozenset)
+    faults_on_reads: bool = False  # error/timeout/reset also on the read operations
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "timeout_rate", "reset_rate", "export_failure_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+        if self.error_rate + self.timeout_rate + self.reset_rate > 1.0:
+            raise ValueError("error_rate + timeout_rate + reset_rate must not exceed 1")
+        if self.qps_limit is not None and self.qps_limit < 1:
+            raise ValueError("qps_limit must be at least 1")
+        if self.daily_quota is not None and self.daily_quota < 0:
+            raise ValueError("daily_quota must not be negative")
+        if min(self.latency, self.latency_jitter, self.hang_seconds) < 0:
+            raise ValueError("latency, latency_jitter and hang_seconds must not be negative")
+
+
+class Fault(enum.StrEnum):
+    """What happens to one request after the throttling checks."""
+
+    NONE = "none"
+    UNAVAILABLE = "unavailable"  # 503 ServiceUnavailable
+    INTERNAL = "internal"  # 500 InternalError.System
+    TIMEOUT = "timeout"
+    RESET = "reset"
+
+
+# (status, code, message) of the injected error answers
+FAULT_ERRORS: dict[Fault, tuple[int, str, str]] = {
+    Fault.UNAVAILABLE: (
+        503,
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+    ),
+    Fault.INTERNAL: (
+        500,
+        "InternalError.System",
+        "An internal system error occurred. Try again later.",
+    ),
+}
+
+
+def draw_fault(faults: Faults, rng: random.Random, *, is_write: bool) -> Fault:
+    """One draw per eligible request: error, timeout, reset or nothing, in proportion."""
+    if not is_write and not faults.faults_on_reads:
+        return Fault.NONE
+    if faults.error_rate + faults.timeout_rate + faults.reset_rate <= 0:
+        return Fault.NONE
+    u = rng.random()
+    if u < faults.error_rate:
+        return Fault.UNAVAILABLE if rng.random() < 0.5 else Fault.INTERNAL
+    u -= faults.error_rate
+    if u < faults.timeout_rate:
+        return Fault.TIMEOUT
+    u -= faults.timeout_rate
+    if u < faults.reset_rate:
+        return Fault.RESET
+    return Fault.NONE
+
+
+def draw_export_failure(faults: Faults, rng: random.Random) -> bool:
+    if faults.export_failure_rate <= 0:
+        return False
+    return rng.random() < faults.export_failure_rate
+
+
+def draw_latency(faults: Faults, rng: random.Random) -> float:
+    if faults.latency_jitter <= 0:
+        return faults.latency
+    return faults.latency + rng.uniform(0.0, faults.latency_jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A throttled request: the 429 answer and, for QPS, when a retry would pass (ms)."""
+
+    code: str
+    message: str
+    retry_after_ms: int | None = None
+    status: int = 429
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class Throttle:
+    """Per access key: a token bucket of `qps_limit` tokens refilled at `qps_limit` per second,
+    so `qps_limit` back-to-back requests pass and the next one is refused; and a count of
+    accepted requests per UTC day against `daily_quota`. Refused requests cost nothing."""
+
+    def __init__(self, faults: Faults) -> None:
+        self._faults = faults
+        self._buckets: dict[str, _Bucket] = {}
+        self._days: dict[str, tuple[int, int]] = {}  # key -> (day number, accepted that day)
+
+    def check(self, access_key_id: str, now: float) -> Rejection | None:
+        """Admit one request from `access_key_id` at `now`, or say why not."""
+        limit = self._faults.qps_limit
+        bucket: _Bucket | None = None
+        if limit is not None:
+            bucket = self._buckets.get(access_key_id)
+            if bucket is None:
+                bucket = self._buckets[access_key_id] = _Bucket(float(limit), now)
+            elapsed = max(0.0, now - bucket.updated)
+            bucket.tokens = min(float(limit), bucket.tokens + elapsed * limit)
+            bucket.updated = max(bucket.updated, now)
+            if bucket.tokens < 1.0:
+                wait_ms = math.ceil((1.0 - bucket.tokens) / limit * 1000)
+                retry = max(1, wait_ms) if self._faults.retry_after else None
+                return Rejection(QPS_CODE, QPS_MESSAGE, retry)
+        quota = self._faults.daily_quota
+        if quota is not None:
+            day = int(now // DAY)
+            seen_day, count = self._days.get(access_key_id, (day, 0))
+            if seen_day != day:
+                count = 0
+            if count >= quota:
+                return Rejection(QUOTA_CODE, QUOTA_MESSAGE)
+            self._days[access_key_id] = (day, count + 1)
+        if bucket is not None:
+            bucket.tokens -= 1.0
+        return None
+
+    def used_today(self, access_key_id: str, now: float) -> int:
+        seen_day, count = self._days.get(access_key_id, (int(now // DAY), 0))
+        return count if seen_day == int(now // DAY) else 0
