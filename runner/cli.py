@@ -1,0 +1,191 @@
+"""The command line: parse, call a command, exit with its code. No logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from runner import __version__, logs
+from runner.commands.common import DEFAULT_JOURNAL, DEFAULT_TIMEOUT, ExitCode
+
+JOURNAL = click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_JOURNAL,
+    show_default=True,
+    help="The journal (SQLite) that records every task and attempt.",
+)
+MANIFESTS = click.argument("manifests", nargs=-1, required=True, type=str)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runner")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def cli(verbose: bool) -> None:
+    """Create DataWorks export tasks across many workspaces, once each, under the rate limit."""
+    logs.configure(verbose=verbose)
+
+
+@cli.command()
+@MANIFESTS
+def validate(manifests: tuple[str, ...]) -> None:
+    """Check manifests; exit 0, or 2 with every problem as FILE:LINE:COL: message."""
+    from runner.commands import validate as command
+
+    sys.exit(command.execute(manifests))
+
+
+@cli.command()
+@MANIFESTS
+@JOURNAL
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--only-failed", is_flag=True, help="Plan only the tasks that failed before.")
+def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool) -> None:
+    """Show what a run would do, per task and in totals; sends nothing."""
+    from runner.commands import plan as command
+
+    sys.exit(command.execute(manifests, journal, fmt=fmt, only_failed=only_failed))
+
+
+@cli.command()
+@MANIFESTS
+@JOURNAL
+@click.option("--endpoint", help="Replace every region's endpoint (simulator or gateway).")
+@click.option("--rate", type=float, help="Write requests per second per account and region.")
+@click.option("--concurrency", type=int, help="Workers (requests in flight at most).")
+@click.option(
+    "--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, help="Per request, s."
+)
+@click.option(
+    "--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True
+)
+@click.option("--only-failed", is_flag=True, help="Retry only the tasks that failed before.")
+@click.option(
+    "--adopt-existing",
+    is_flag=True,
+    help="Adopt a task whose name already exists in the workspace instead of failing it.",
+)
+def run(
+    manifests: tuple[str, ...],
+    journal: Path,
+    endpoint: str | None,
+    rate: float | None,
+    concurrency: int | None,
+    timeout: float,
+    signature_version: str,
+    only_failed: bool,
+    adopt_existing: bool,
+) -> None:
+    """Create every task of the manifests that is not done yet."""
+    from runner.commands import run as command
+
+    request = command.RunRequest(
+        manifests=manifests,
+        journal=journal,
+        endpoint=endpoint,
+        rate=rate,
+        concurrency=concurrency,
+        timeout=timeout,
+        signature_version="v1" if signature_version == "v1" else "v3",
+        only_failed=only_failed,
+        adopt_existing=adopt_existing,
+    )
+    sys.exit(command.execute(request))
+
+
+@cli.command()
+@JOURNAL
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def status(journal: Path, fmt: str) -> None:
+    """One row per task: state, migration id, attempts, last error, request id."""
+    from runner.commands import status as command
+
+    sys.exit(command.execute(journal, fmt=fmt))
+
+
+@cli.command()
+@JOURNAL
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+def report(journal: Path, fmt: str) -> None:
+    """Totals, failures grouped by error code, timings."""
+    from runner.commands import report as command
+
+    sys.exit(command.execute(journal, fmt=fmt))
+
+
+@cli.command()
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="ID:SECRET[:TOKEN]",
+    help="An access key the simulator accepts (repeatable). Default: the demo key.",
+)
+@click.option("--qps", type=float, help="Requests per second per key before Throttling.User.")
+@click.option("--daily-quota", type=int, help="Calls per key per day before Throttling.Api.Risk.")
+@click.option("--error-rate", type=float, default=0.0, help="Share of writes answered 5xx.")
+@click.option("--timeout-rate", type=float, default=0.0, help="Share of writes applied, no answer.")
+@click.option("--reset-rate", type=float, default=0.0, help="Share of writes applied, then reset.")
+@click.option("--latency", type=float, default=0.0, help="Added latency per request, s.")
+@click.option("--missing-project", "missing", type=int, multiple=True, help="Unknown project id.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def sim(
+    port: int,
+    keys: tuple[str, ...],
+    qps: float | None,
+    daily_quota: int | None,
+    error_rate: float,
+    timeout_rate: float,
+    reset_rate: float,
+    latency: float,
+    missing: tuple[int, ...],
+    seed: int,
+) -> None:
+    """Serve the DataWorks simulator on 127.0.0.1."""
+    from runner.commands import sim as command
+
+    sys.exit(
+        command.execute(
+            port=port,
+            keys=keys,
+            qps=qps,
+            daily_quota=daily_quota,
+            error_rate=error_rate,
+            timeout_rate=timeout_rate,
+            reset_rate=reset_rate,
+            latency=latency,
+            missing=missing,
+            seed=seed,
+        )
+    )
+
+
+@cli.command()
+@click.option(
+    "--manifest",
+    "manifest_path",
+    default="manifests/example.yaml",
+    show_default=True,
+    help="The manifest to rehearse.",
+)
+def demo(manifest_path: str) -> None:
+    """Rehearse a whole run on the simulator, with faults, then rerun it."""
+    from runner.commands import demo as command
+
+    sys.exit(command.execute(manifest_path))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        print("interrupted: tasks in flight stay recorded as such; rerun to go on", file=sys.stderr)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(ExitCode.USAGE)

@@ -1,0 +1,52 @@
+"""What the commands share: exit codes, manifest loading with reported problems, consoles."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from runner.manifest import ManifestError, load_manifests
+from runner.models import Manifest
+
+DEFAULT_JOURNAL = Path(".runner") / "journal.db"
+DEFAULT_RATE = 5.0  # the Basic edition's limit: safe everywhere; `rate:` raises it
+DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT = 10.0
+
+
+class ExitCode(enum.IntEnum):
+    """The documented exit-code contract."""
+
+    OK = 0
+    TASKS_FAILED = 1
+    USAGE = 2
+    FATAL = 3
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad input: nothing was sent. Exit 2."""
+
+
+def stdout() -> Console:
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, soft_wrap=True, highlight=False)
+
+
+def load_or_report(paths: Sequence[str]) -> Manifest | None:
+    """Load the manifests; on problems print every one as FILE:LINE:COL: message and return None."""
+    try:
+        return load_manifests(paths)
+    except ManifestError as error:
+        for problem in error.problems:
+            print(str(problem), file=sys.stderr)
+        count = len(error.problems)
+        print(f"{count} problem{'s' if count != 1 else ''}; nothing was sent", file=sys.stderr)
+        return None

@@ -1,0 +1,97 @@
+"""runner demo: a whole rehearsal on the in-process simulator, with faults, then a rerun."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import anyio
+from rich.table import Table
+
+from runner.commands.common import ExitCode, UsageError, stdout
+from runner.commands.run import RunRequest, RunResult, run
+from runner.commands.sim import DEMO_KEY
+from runner.dataworks.credentials import Credentials
+from runner.sim.app import STATS, SimConfig, build_app
+from runner.sim.faults import Faults
+from runner.sim.server import serve
+
+DEMO_JOURNAL = Path(".runner") / "demo" / "journal.db"
+DEMO_RATE = 20.0  # the Enterprise write limit, which the simulator enforces too
+
+# Faults a real run meets now and then, made frequent enough to be seen in one rehearsal.
+DEMO_FAULTS = Faults(
+    qps_limit=int(DEMO_RATE),
+    retry_after=True,
+    error_rate=0.03,
+    timeout_rate=0.02,
+    reset_rate=0.02,
+    latency=0.02,
+    latency_jitter=0.03,
+    hang_seconds=5.0,
+)
+
+
+async def rehearse(
+    manifest: str, journal: Path, *, faults: Faults = DEMO_FAULTS, timeout: float = 1.5
+) -> tuple[RunResult, RunResult, dict[str, object], dict[str, object]]:
+    """Run the manifest twice against a fresh simulator; return both results and sim stats."""
+    credentials = Credentials(DEMO_KEY.access_key_id, DEMO_KEY.access_key_secret)
+    config = SimConfig(keys={DEMO_KEY.access_key_id: DEMO_KEY}, faults=faults, seed=7)
+    app = build_app(config)
+    async with serve(config, app=app) as url:
+        request = RunRequest(
+            manifests=(manifest,), journal=journal, endpoint=url, rate=DEMO_RATE, timeout=timeout
+        )
+        first = await run(request, credentials=credentials)
+        after_first = app[STATS].snapshot()
+        second = await run(request, credentials=credentials)
+        after_second = app[STATS].snapshot()
+    return first, second, after_first, after_second
+
+
+def _summary(
+    first: RunResult, second: RunResult, sim1: dict[str, object], sim2: dict[str, object]
+) -> Table:
+    table = Table(title="runner demo: the example manifest against the simulator")
+    table.add_column("")
+    table.add_column("first run", justify="right")
+    table.add_column("second run", justify="right")
+
+    def row(name: str, a: object, b: object) -> None:
+        table.add_row(name, str(a), str(b))
+
+    row("exit code", int(first.exit_code), int(second.exit_code))
+    row("tasks created", first.stats.created, second.stats.created)
+    row("adopted after a lost answer", first.stats.adopted, second.stats.adopted)
+    row("creates sent", first.stats.creates_sent, second.stats.creates_sent)
+    row("requests sent", first.stats.requests, second.stats.requests)
+    row("throttled answers", first.stats.throttled, second.stats.throttled)
+    row("tasks failed", first.stats.failed, second.stats.failed)
+    row("seconds", f"{first.elapsed:.1f}", f"{second.elapsed:.1f}")
+    faults = sim1.get("faults", {})
+    row("faults injected by the simulator", faults, "")
+    row("creates applied by the simulator", sim1["creates_applied"], sim2["creates_applied"])
+    return table
+
+
+def execute(manifest: str, journal: Path = DEMO_JOURNAL) -> ExitCode:
+    if journal.parent.exists():
+        shutil.rmtree(journal.parent)
+    try:
+        first, second, sim1, sim2 = anyio.run(rehearse, manifest, journal)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    console = stdout()
+    console.print(_summary(first, second, sim1, sim2))
+    states = ", ".join(f"{k} {v}" for k, v in sorted(second.states.items()))
+    console.print(f"journal: {journal} ({states})")
+    console.print(f"see every task: runner status --journal {journal}")
+    resent = sim2["creates_applied"] != sim1["creates_applied"] or second.stats.creates_sent
+    if first.exit_code is not ExitCode.OK or resent:
+        console.print("[red]the rehearsal did not go as planned[/red]")
+        return ExitCode.TASKS_FAILED
+    console.print("every task created once; the rerun sent nothing.")
+    return ExitCode.OK

@@ -1,0 +1,34 @@
+"""runner plan: what a run would do, per task and in totals; sends nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner import reports
+from runner.commands.common import ExitCode, load_or_report, stdout
+from runner.journal import Journal, TaskRow
+from runner.models import TaskKey
+from runner.plan import make_plan
+
+
+def read_rows(journal: Path) -> dict[TaskKey, TaskRow]:
+    """The journal's rows, or none when there is no journal yet."""
+    if not journal.exists():
+        return {}
+    with Journal.open_readonly(journal) as j:
+        return j.row_map()
+
+
+def execute(
+    paths: Sequence[str], journal: Path, *, fmt: str = "table", only_failed: bool = False
+) -> ExitCode:
+    manifest = load_or_report(paths)
+    if manifest is None:
+        return ExitCode.USAGE
+    plan = make_plan(manifest.specs, read_rows(journal), only_failed=only_failed)
+    if fmt == "json":
+        print(reports.plan_json(plan))
+    else:
+        reports.plan_table(stdout(), plan)
+    return ExitCode.OK

@@ -1,0 +1,71 @@
+"""Progress on long work: a bar on a terminal, a periodic log line otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from runner.logs import get_logger
+from runner.models import TaskKey
+
+log = get_logger("runner.progress")
+
+
+class RunProgress:
+    """Counts finished tasks; shows a bar when stderr is a terminal, else logs every few seconds."""
+
+    def __init__(self, total: int, *, enabled: bool = True, interval: float = 5.0) -> None:
+        self.total = total
+        self.done = 0
+        self.outcomes: Counter[str] = Counter()
+        self._interval = interval
+        self._last_log = time.monotonic()
+        self._bar: Progress | None = None
+        self._task_id: object = None
+        self._enabled = enabled and total > 0
+        if self._enabled and sys.stderr.isatty():
+            self._bar = Progress(
+                TextColumn("creating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                console=Console(file=sys.stderr),
+                transient=True,
+            )
+
+    def __enter__(self) -> RunProgress:
+        if self._bar is not None:
+            self._bar.start()
+            self._task_id = self._bar.add_task("tasks", total=self.total, detail="")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def task_finished(self, key: TaskKey, outcome: str) -> None:
+        self.done += 1
+        self.outcomes[outcome] += 1
+        if self._bar is not None:
+            detail = " ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
+            self._bar.update(self._task_id, advance=1, detail=detail)  # type: ignore[arg-type]
+            return
+        now = time.monotonic()
+        if self._enabled and (now - self._last_log >= self._interval or self.done == self.total):
+            self._last_log = now
+            log.info("progress", done=self.done, total=self.total, **dict(self.outcomes))
+
+
+def make_progress(total: int, *, enabled: bool = True) -> RunProgress:
+    return RunProgress(total, enabled=enabled)

@@ -1,0 +1,195 @@
+"""runner run: the main job. Manifest × journal → plan → worker pool → journal; exit code."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from runner.clock import Clock, SystemClock
+from runner.commands.common import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_RATE,
+    DEFAULT_TIMEOUT,
+    ExitCode,
+    UsageError,
+    load_or_report,
+)
+from runner.commands.progress import make_progress
+from runner.dataworks.client import DataWorksClient, SignatureVersion
+from runner.dataworks.credentials import Credentials, CredentialsError, from_environment
+from runner.dataworks.endpoints import EndpointError, Endpoints
+from runner.dataworks.transport import AiohttpTransport, Transport
+from runner.journal import Journal, JournalError, JournalWriter, Register, TaskRow
+from runner.logs import REDACTOR, get_logger
+from runner.models import DONE_STATES, Action, ActionKind, Manifest, TaskKey, TaskState
+from runner.plan import make_plan
+from runner.ratelimit import RateLimiter
+from runner.scheduler import RunOptions, RunStats, Scheduler
+
+log = get_logger("runner.run")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    manifests: tuple[str, ...]
+    journal: Path
+    endpoint: str | None = None
+    rate: float | None = None
+    concurrency: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    signature_version: SignatureVersion = "v3"
+    only_failed: bool = False
+    adopt_existing: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    exit_code: ExitCode
+    stats: RunStats = field(default_factory=RunStats)
+    states: dict[str, int] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+TransportFactory = Callable[[int], Transport]
+
+
+def _prepare(
+    request: RunRequest, credentials: Credentials | None
+) -> tuple[Manifest, Endpoints, Credentials]:
+    manifest = load_or_report(request.manifests)
+    if manifest is None:
+        raise UsageError("invalid manifest")
+    try:
+        endpoints = Endpoints(request.endpoint)
+        creds = credentials or from_environment()
+    except (EndpointError, CredentialsError) as error:
+        raise UsageError(str(error)) from error
+    if request.rate is not None and request.rate <= 0:
+        raise UsageError("--rate must be > 0")
+    if request.concurrency is not None and request.concurrency < 1:
+        raise UsageError("--concurrency must be >= 1")
+    if request.timeout <= 0:
+        raise UsageError("--timeout must be > 0")
+    return manifest, endpoints, creds
+
+
+async def run(
+    request: RunRequest,
+    *,
+    credentials: Credentials | None = None,
+    transport: Transport | None = None,
+    clock: Clock | None = None,
+) -> RunResult:
+    """One run, start to end. Raises UsageError before anything is sent."""
+    manifest, endpoints, creds = _prepare(request, credentials)
+    REDACTOR.add(creds.access_key_secret, creds.security_token)
+    rate = request.rate or manifest.settings.rate or DEFAULT_RATE
+    concurrency = request.concurrency or manifest.settings.concurrency or DEFAULT_CONCURRENCY
+    try:
+        journal = Journal.open(request.journal)
+    except JournalError as error:
+        raise UsageError(str(error)) from error
+    started = time.monotonic()
+    try:
+        journal.apply([Register(spec) for spec in manifest.specs])
+        rows = journal.row_map()
+        plan = make_plan(manifest.specs, rows, only_failed=request.only_failed)
+        totals = {k.value: v for k, v in plan.totals().items()}
+        log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
+        if plan.totals()[ActionKind.DRIFTED]:
+            for action in plan.actions:
+                if action.kind is ActionKind.DRIFTED:
+                    log.warning("drifted", task=str(action.spec.key), reason=action.reason)
+        stats = await _execute(
+            request,
+            plan.to_send(),
+            rows,
+            journal,
+            creds,
+            endpoints,
+            rate,
+            concurrency,
+            transport,
+            clock or SystemClock(),
+        )
+        keys = {spec.key for spec in manifest.specs}
+        final = journal.row_map()
+        states = Counter(final[k].state.value for k in keys if k in final)
+    finally:
+        journal.close()
+    elapsed = time.monotonic() - started
+    exit_code = _exit_code(states, stats, request.only_failed)
+    log.info(
+        "run finished",
+        exit_code=int(exit_code),
+        elapsed_s=round(elapsed, 3),
+        requests=stats.requests,
+        creates_sent=stats.creates_sent,
+        throttled=stats.throttled,
+        **dict(states),
+    )
+    if stats.fatal is not None:
+        log.error("run stopped", code=stats.fatal.code, message=stats.fatal.message)
+    return RunResult(exit_code, stats, dict(states), totals, elapsed)
+
+
+def _exit_code(states: Counter[str], stats: RunStats, only_failed: bool) -> ExitCode:
+    if stats.fatal is not None:
+        return ExitCode.FATAL
+    done = {s.value for s in DONE_STATES}
+    not_done = sum(n for s, n in states.items() if s not in done)
+    if only_failed:
+        not_done = states.get(TaskState.FAILED.value, 0) + states.get(TaskState.IN_FLIGHT.value, 0)
+    return ExitCode.OK if not_done == 0 else ExitCode.TASKS_FAILED
+
+
+async def _execute(
+    request: RunRequest,
+    actions: tuple[Action, ...],
+    rows: dict[TaskKey, TaskRow],
+    journal: Journal,
+    creds: Credentials,
+    endpoints: Endpoints,
+    rate: float,
+    concurrency: int,
+    transport: Transport | None,
+    clock: Clock,
+) -> RunStats:
+    progress = make_progress(len(actions), enabled=request.progress)
+    limiter = RateLimiter(clock, write_rate=rate)
+    options = RunOptions(concurrency=concurrency, adopt_existing=request.adopt_existing)
+
+    def sent_before(key: TaskKey) -> bool:
+        row = rows.get(key)
+        return row is not None and row.create_sent
+
+    async with AiohttpTransport(limit=concurrency) as real:
+        client = DataWorksClient(
+            transport or real,
+            creds,
+            endpoints,
+            signature_version=request.signature_version,
+            timeout=request.timeout,
+        )
+        with progress:
+            async with JournalWriter(journal) as writer:
+                scheduler = Scheduler(client, writer, limiter, clock, options, progress)
+                return await scheduler.run(actions, sent_before)
+
+
+def execute(request: RunRequest) -> ExitCode:
+    """The CLI entry: run and turn problems into exit codes."""
+    try:
+        return anyio.run(run, request).exit_code
+    except UsageError as error:
+        if str(error) != "invalid manifest":
+            print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE

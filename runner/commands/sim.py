@@ -1,0 +1,65 @@
+"""runner sim: the DataWorks simulator as a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from runner.commands.common import ExitCode
+from runner.sim.app import SimConfig
+from runner.sim.auth import Key
+from runner.sim.faults import Faults
+from runner.sim.server import run_forever
+
+# The key the demo and the README's rehearsal use. It opens nothing but the simulator.
+DEMO_KEY = Key("demo-access-key-id", "demo-access-key-secret")
+
+
+def parse_key(text: str) -> Key:
+    """ID:SECRET[:TOKEN] → Key."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError("a --key is ID:SECRET or ID:SECRET:TOKEN, each part non-empty")
+    return Key(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def execute(
+    *,
+    port: int,
+    keys: Sequence[str],
+    qps: float | None,
+    daily_quota: int | None,
+    error_rate: float,
+    timeout_rate: float,
+    reset_rate: float,
+    latency: float,
+    missing: Sequence[int],
+    seed: int,
+) -> ExitCode:
+    try:
+        parsed = [parse_key(k) for k in keys] or [DEMO_KEY]
+        faults = Faults(
+            qps_limit=None if qps is None else max(1, int(qps)),
+            daily_quota=daily_quota,
+            error_rate=error_rate,
+            timeout_rate=timeout_rate,
+            reset_rate=reset_rate,
+            latency=latency,
+            missing_projects=frozenset(missing),
+            retry_after=True,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    if not 0 <= port <= 65535:
+        print("error: --port must be within 0..65535", file=sys.stderr)
+        return ExitCode.USAGE
+    config = SimConfig(keys={k.access_key_id: k for k in parsed}, faults=faults, seed=seed)
+    names = ", ".join(k.access_key_id for k in parsed)
+    print(f"simulator accepting keys: {names}", file=sys.stderr)
+    try:
+        run_forever(config, port)
+    except OSError as error:
+        print(f"error: cannot listen on 127.0.0.1:{port}: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    return ExitCode.OK

@@ -1,0 +1,275 @@
+"""The DataWorks client: one method per operation, one attempt per call.
+
+It builds the request, signs it with a fresh date and nonce, sends it through the transport and
+turns the answer into a value or a classified `ApiError`. Pacing and retries live in the
+scheduler, so that every attempt passes through the rate limiter.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from runner.dataworks import signing
+from runner.dataworks.credentials import Credentials
+from runner.dataworks.endpoints import Endpoints
+from runner.dataworks.transport import (
+    ConnectError,
+    ExchangeError,
+    HttpRequest,
+    HttpResponse,
+    Transport,
+)
+from runner.models import (
+    DUPLICATE_NAME_CODE,
+    ApiError,
+    Created,
+    ErrorKind,
+    ExportSpec,
+    Migration,
+    MigrationPage,
+)
+
+API_VERSION = "2020-05-18"
+SignatureVersion = Literal["v3", "v1"]
+
+FATAL_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "InvalidAccessKeyId",
+        "InvalidAccessKeySecret",
+        "InvalidTimeStamp.Expired",
+        "InvalidTimeStamp.Format",
+        "InvalidSecurityToken.Expired",
+        "InvalidSecurityToken.Mismatch",
+        "InvalidSecurityToken.MismatchWithAccessKey",
+        "InvalidSecurityToken.Malformed",
+        "Throttling.Api.Risk",
+        "InvalidApi.NotFound",
+        "InvalidProduct.NotFound",
+    }
+)
+RETRYABLE_CODES = frozenset({"ServiceUnavailable", "SignatureNonceUsed", "InternalError"})
+
+
+def classify(status: int, code: str) -> ErrorKind:
+    """The kind of an error answer, from its HTTP status and code."""
+    if code in FATAL_CODES or code.startswith("InvalidAccessKeyId"):
+        return ErrorKind.FATAL
+    if code.startswith("Throttling") or status == 429:
+        return ErrorKind.RETRYABLE
+    if code in RETRYABLE_CODES or code.startswith("InternalError") or status >= 500:
+        return ErrorKind.RETRYABLE
+    return ErrorKind.PERMANENT
+
+
+def _new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DataWorksClient:
+    def __init__(
+        self,
+        transport: Transport,
+        credentials: Credentials,
+        endpoints: Endpoints,
+        *,
+        signature_version: SignatureVersion = "v3",
+        timeout: float = 10.0,
+        now: Callable[[], datetime] = _utcnow,
+        nonce: Callable[[], str] = _new_nonce,
+    ) -> None:
+        self._transport = transport
+        self._credentials = credentials
+        self._endpoints = endpoints
+        self._signature_version: SignatureVersion = signature_version
+        self._timeout = timeout
+        self._now = now
+        self._nonce = nonce
+
+    @property
+    def account(self) -> str:
+        """The access key id: the account a rate-limit bucket is counted against."""
+        return self._credentials.access_key_id
+
+    def limit_scope(self, region: str) -> str:
+        """The rate-limit scope of a region's requests (see Endpoints.limit_scope)."""
+        return self._endpoints.limit_scope(region)
+
+    async def create_export_migration(self, spec: ExportSpec) -> Created:
+        """Send CreateExportMigration once. An unknown outcome raises UNKNOWN_OUTCOME."""
+        body = await self._call(
+            spec.key.region, "CreateExportMigration", spec.request_params(), mutating=True
+        )
+        data = body.get("Data")
+        if not isinstance(data, int) or isinstance(data, bool):
+            raise ApiError(
+                ErrorKind.UNKNOWN_OUTCOME,
+                "MalformedResponse",
+                "create answered without a migration id",
+                request_id=_request_id(body),
+            )
+        return Created(migration_id=data, request_id=_request_id(body))
+
+    async def list_migrations(
+        self,
+        region: str,
+        project_id: int,
+        *,
+        page_number: int = 1,
+        page_size: int = 100,
+        migration_type: str = "EXPORT",
+    ) -> MigrationPage:
+        params = {
+            "ProjectId": str(project_id),
+            "MigrationType": migration_type,
+            "PageNumber": str(page_number),
+            "PageSize": str(page_size),
+        }
+        body = await self._call(region, "ListMigrations", params, mutating=False)
+        return _parse_page(body)
+
+    async def _call(
+        self, region: str, action: str, params: Mapping[str, str], *, mutating: bool
+    ) -> dict[str, Any]:
+        request = self._build(region, action, params)
+        try:
+            response = await self._transport.send(request, self._timeout)
+        except ConnectError as exc:
+            raise ApiError(ErrorKind.RETRYABLE, "ConnectError", str(exc)) from exc
+        except ExchangeError as exc:
+            kind = ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
+            raise ApiError(kind, "ExchangeError", str(exc)) from exc
+        return _parse(response, mutating=mutating)
+
+    def _build(self, region: str, action: str, params: Mapping[str, str]) -> HttpRequest:
+        base = self._endpoints.base_url(region)
+        host = urlsplit(base).netloc
+        signed = signing.build_request(
+            signature_version=self._signature_version,
+            method="POST",
+            host=host,
+            action=action,
+            api_version=API_VERSION,
+            body_params=params,
+            credentials=self._credentials,
+            timestamp=signing.timestamp_of(self._now()),
+            nonce=self._nonce(),
+        )
+        return HttpRequest(
+            method=signed.method,
+            url=base + signed.path_and_query,
+            headers=signed.headers,
+            body=signed.body,
+        )
+
+
+def _request_id(body: Mapping[str, Any]) -> str | None:
+    rid = body.get("RequestId") or body.get("requestId")
+    return str(rid) if rid else None
+
+
+def _parse(response: HttpResponse, *, mutating: bool) -> dict[str, Any]:
+    header_rid = response.headers.get("x-acs-request-id")
+    try:
+        body = json.loads(response.body) if response.body else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        if response.status >= 400 and response.status != 200:
+            kind = classify(response.status, "")
+            raise ApiError(
+                kind,
+                f"HTTP{response.status}",
+                f"HTTP {response.status} with a body that is not JSON",
+                http_status=response.status,
+                request_id=header_rid,
+            )
+        raise ApiError(
+            ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE,
+            "MalformedResponse",
+            f"HTTP {response.status} with a body that is not a JSON object",
+            http_status=response.status,
+            request_id=header_rid,
+        )
+    request_id = _request_id(body) or header_rid
+    if response.status >= 300:
+        code = str(body.get("Code") or body.get("code") or f"HTTP{response.status}")
+        message = str(body.get("Message") or body.get("message") or "")
+        retry_after = _retry_after(response.headers)
+        error = ApiError(
+            classify(response.status, code),
+            code,
+            message,
+            http_status=response.status,
+            request_id=request_id,
+            retry_after=retry_after,
+        )
+        if error.is_duplicate_name:
+            error = ApiError(
+                ErrorKind.PERMANENT,
+                DUPLICATE_NAME_CODE,
+                message,
+                http_status=response.status,
+                request_id=request_id,
+            )
+        raise error
+    if body.get("Success") is False:
+        code = str(body.get("ErrorCode") or body.get("Code") or "Unsuccessful")
+        message = str(body.get("ErrorMessage") or body.get("Message") or "Success is false")
+        raise ApiError(
+            classify(response.status, code),
+            code,
+            message,
+            http_status=response.status,
+            request_id=request_id,
+        )
+    return body
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get("x-acs-retry-after")
+    if raw is None:
+        return None
+    try:
+        millis = int(raw)
+    except ValueError:
+        return None
+    return millis / 1000.0 if millis > 0 else None
+
+
+def _parse_page(body: Mapping[str, Any]) -> MigrationPage:
+    data = body.get("Data")
+    if not isinstance(data, dict):
+        raise ApiError(ErrorKind.RETRYABLE, "MalformedResponse", "ListMigrations without Data")
+    items = data.get("Migrations") or []
+    migrations = tuple(
+        Migration(
+            migration_id=int(item["Id"]),
+            name=str(item.get("Name", "")),
+            project_id=int(item.get("ProjectId", 0)),
+            migration_type=str(item.get("MigrationType", "")),
+            status=str(item.get("Status", "")),
+            download_url=item.get("DownloadUrl") or None,
+        )
+        for item in items
+        if isinstance(item, dict) and "Id" in item
+    )
+    return MigrationPage(
+        migrations=migrations,
+        page_number=int(data.get("PageNumber", 1)),
+        page_size=int(data.get("PageSize", len(migrations))),
+        total_count=int(data.get("TotalCount", len(migrations))),
+        request_id=_request_id(body),
+    )

@@ -1,0 +1,59 @@
+"""Region → endpoint, as the DataWorks endpoint page lists them; --endpoint overrides all."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+# Regions whose OpenAPI is served by the central endpoint.
+CENTRAL_REGIONS = frozenset({"cn-huhehaote", "cn-qingdao"})
+CENTRAL_HOST = "dataworks.aliyuncs.com"
+
+
+class EndpointError(ValueError):
+    """An endpoint URL that cannot be used."""
+
+
+def region_endpoint(region: str, *, vpc: bool = False) -> str:
+    """The public (or VPC) HTTPS endpoint of a region."""
+    if region in CENTRAL_REGIONS:
+        return f"https://{CENTRAL_HOST}"
+    prefix = "dataworks-vpc" if vpc else "dataworks"
+    return f"https://{prefix}.{region}.aliyuncs.com"
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(url: str) -> str:
+    """Validate an --endpoint URL: https anywhere, plain http only to a loopback address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointError(f"endpoint {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise EndpointError(f"endpoint {url!r} uses plain http to a non-loopback host; use https")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise EndpointError(f"endpoint {url!r} must not carry a path, query or fragment")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Endpoints:
+    """Resolves the base URL for a region, honouring a single override."""
+
+    def __init__(self, override: str | None = None, *, vpc: bool = False) -> None:
+        self._override = check_endpoint(override) if override else None
+        self._vpc = vpc
+
+    def base_url(self, region: str) -> str:
+        return self._override or region_endpoint(region, vpc=self._vpc)
+
+    def limit_scope(self, region: str) -> str:
+        """What a rate limit is counted against besides the account: the region, as the service
+        counts it; or, with an override, that one server, which every region's requests reach."""
+        return self._override or region

@@ -1,0 +1,82 @@
+"""structlog configuration: logs go to stderr (JSON when stderr is not a terminal), redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[redacted]"
+SECRET_KEY = re.compile(r"secret|token|signature|authorization|password", re.IGNORECASE)
+
+
+class Redactor:
+    """A processor that masks secret-looking fields and any known secret value anywhere."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = [s for s in secrets if s]
+
+    def add(self, *secrets: str | None) -> None:
+        self._secrets.extend(s for s in secrets if s)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._field(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        return value
+
+    def _field(self, name: str, value: Any) -> Any:
+        if SECRET_KEY.search(name) and value not in (None, ""):
+            return REDACTED
+        return self._scrub(value)
+
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for name in list(event_dict):
+            event_dict[name] = self._field(name, event_dict[name])
+        return event_dict
+
+
+REDACTOR = Redactor()
+
+
+def configure(
+    *, verbose: bool = False, stream: TextIO | None = None, json: bool | None = None
+) -> None:
+    """Configure structlog once for the process; JSON unless the stream is a terminal."""
+    out = stream or sys.stderr
+    as_json = (not out.isatty()) if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            REDACTOR,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if verbose else logging.INFO
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

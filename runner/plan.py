@@ -1,0 +1,65 @@
+"""Manifest × journal → what to do for each task. Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from runner.models import DONE_STATES, Action, ActionKind, ExportSpec, TaskKey, TaskState
+
+
+class JournalView(Protocol):
+    """What planning needs to know of a journal row."""
+
+    @property
+    def state(self) -> TaskState: ...
+
+    @property
+    def fingerprint(self) -> str | None: ...
+
+    @property
+    def error_code(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]
+
+    def totals(self) -> dict[ActionKind, int]:
+        counts = Counter(action.kind for action in self.actions)
+        return {kind: counts.get(kind, 0) for kind in ActionKind}
+
+    def to_send(self) -> tuple[Action, ...]:
+        """The actions that will talk to the service."""
+        return tuple(a for a in self.actions if a.kind in SENDING)
+
+
+SENDING = frozenset({ActionKind.CREATE, ActionKind.RECONCILE, ActionKind.RETRY})
+
+
+def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = False) -> Action:
+    """The action for one task, given its journal row (None when the journal never saw it)."""
+    if row is None or row.state is TaskState.PENDING:
+        if only_failed:
+            return Action(ActionKind.SKIP, spec, "not failed (--only-failed)")
+        return Action(ActionKind.CREATE, spec, "new" if row is None else "pending")
+    if row.state is TaskState.IN_FLIGHT:
+        return Action(ActionKind.RECONCILE, spec, "outcome unknown: look the name up first")
+    if row.state is TaskState.FAILED:
+        return Action(ActionKind.RETRY, spec, f"failed before ({row.error_code or 'error'})")
+    if row.state in DONE_STATES:
+        if row.fingerprint is not None and row.fingerprint != spec.fingerprint():
+            return Action(ActionKind.DRIFTED, spec, "done, but the manifest now says otherwise")
+        return Action(ActionKind.SKIP, spec, f"already {row.state.value}")
+    raise ValueError(f"unknown state {row.state!r}")  # pragma: no cover
+
+
+def make_plan(
+    specs: Iterable[ExportSpec],
+    rows: Mapping[TaskKey, JournalView],
+    *,
+    only_failed: bool = False,
+) -> Plan:
+    return Plan(tuple(decide(s, rows.get(s.key), only_failed=only_failed) for s in specs))

@@ -1,0 +1,94 @@
+"""Rate limiting: one pacing bucket per (account, region, read|write), on an injected clock.
+
+Each bucket hands out evenly spaced send slots (virtual scheduling, as in GCRA): a caller takes
+the next free slot and sleeps until it. Waiters are served in arrival order, and a cancelled
+waiter costs nothing but its slot. Throttled answers slow the bucket down (multiplicative
+decrease); successes bring it back towards the configured rate (additive increase).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from runner.clock import Clock
+
+
+class Access(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class BucketKey:
+    account: str
+    region: str
+    access: Access
+
+
+class Bucket:
+    """Paces requests to `rate` per second, allowing a burst of `burst` back-to-back sends."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        rate: float,
+        *,
+        burst: int = 1,
+        min_rate: float = 0.2,
+        recovery: float = 0.02,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self._clock = clock
+        self.max_rate = rate
+        self.rate = rate
+        self._burst = max(1, burst)
+        self._min_rate = min(min_rate, rate)
+        self._recovery = recovery  # fraction of max_rate regained per success
+        self._next_slot = clock.monotonic()
+        self.throttled = 0
+
+    def reserve(self) -> float:
+        """Take the next send slot and return how long the caller must wait for it."""
+        now = self._clock.monotonic()
+        interval = 1.0 / self.rate
+        earliest = now - (self._burst - 1) * interval
+        slot = max(self._next_slot, earliest)
+        self._next_slot = slot + interval
+        return max(0.0, slot - now)
+
+    async def acquire(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await self._clock.sleep(delay)
+
+    def on_throttled(self, retry_after: float | None = None) -> None:
+        """The server said slow down: halve the rate and pause the bucket if told how long."""
+        self.throttled += 1
+        self.rate = max(self._min_rate, self.rate / 2)
+        if retry_after:
+            self._next_slot = max(self._next_slot, self._clock.monotonic() + retry_after)
+
+    def on_success(self) -> None:
+        if self.rate < self.max_rate:
+            self.rate = min(self.max_rate, self.rate + self.max_rate * self._recovery)
+
+
+class RateLimiter:
+    """The buckets of a run, made on first use."""
+
+    def __init__(self, clock: Clock, *, write_rate: float, read_rate: float | None = None) -> None:
+        self._clock = clock
+        self._rates = {Access.WRITE: write_rate, Access.READ: read_rate or write_rate}
+        self._buckets: dict[BucketKey, Bucket] = {}
+
+    def bucket(self, account: str, region: str, access: Access) -> Bucket:
+        key = BucketKey(account, region, access)
+        found = self._buckets.get(key)
+        if found is None:
+            found = self._buckets[key] = Bucket(self._clock, self._rates[access])
+        return found
+
+    def buckets(self) -> dict[BucketKey, Bucket]:
+        return dict(self._buckets)

@@ -1,0 +1,178 @@
+"""Journal rows and plans → table, JSON or CSV text for stdout."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from runner.journal import AttemptRow, TaskRow
+from runner.models import TaskState
+from runner.plan import Plan
+
+STATUS_FIELDS = (
+    "project_id",
+    "name",
+    "region",
+    "state",
+    "migration_id",
+    "attempts",
+    "error_code",
+    "error_message",
+    "request_id",
+    "download_url",
+)
+
+
+def status_record(row: TaskRow) -> dict[str, Any]:
+    return {
+        "project_id": row.key.project_id,
+        "name": row.key.name,
+        "region": row.key.region,
+        "state": row.state.value,
+        "migration_id": row.migration_id,
+        "attempts": row.attempts,
+        "error_code": row.error_code,
+        "error_message": row.error_message,
+        "request_id": row.request_id,
+        "download_url": row.download_url,
+    }
+
+
+def status_json(rows: Iterable[TaskRow]) -> str:
+    return json.dumps([status_record(r) for r in rows], indent=2, ensure_ascii=False)
+
+
+def status_table(console: Console, rows: Sequence[TaskRow]) -> None:
+    table = Table(title=f"{len(rows)} tasks")
+    for name in STATUS_FIELDS:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        record = status_record(row)
+        table.add_row(*("" if record[f] is None else str(record[f]) for f in STATUS_FIELDS))
+    console.print(table)
+
+
+def plan_json(plan: Plan) -> str:
+    return json.dumps(
+        {
+            "totals": {k.value: v for k, v in plan.totals().items()},
+            "tasks": [
+                {
+                    "region": a.spec.key.region,
+                    "project_id": a.spec.key.project_id,
+                    "name": a.spec.key.name,
+                    "action": a.kind.value,
+                    "reason": a.reason,
+                }
+                for a in plan.actions
+            ],
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+def plan_table(console: Console, plan: Plan) -> None:
+    table = Table(title="plan")
+    for name in ("region", "project_id", "name", "action", "reason"):
+        table.add_column(name)
+    for a in plan.actions:
+        table.add_row(
+            a.spec.key.region, str(a.spec.key.project_id), a.spec.key.name, a.kind.value, a.reason
+        )
+    console.print(table)
+    totals = ", ".join(f"{k.value} {v}" for k, v in plan.totals().items())
+    console.print(f"totals: {totals}")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    totals: dict[str, int]
+    failures: list[dict[str, Any]]
+    timings: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"totals": self.totals, "failures": self.failures, "timings": self.timings}
+
+
+def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Report:
+    states = Counter(r.state.value for r in rows)
+    totals = {s.value: states.get(s.value, 0) for s in TaskState}
+    totals["total"] = len(rows)
+    grouped: dict[str, list[TaskRow]] = defaultdict(list)
+    for row in rows:
+        if row.state is TaskState.FAILED:
+            grouped[row.error_code or "unknown"].append(row)
+    failures = [
+        {
+            "error_code": code,
+            "count": len(items),
+            "example_message": items[0].error_message,
+            "tasks": [str(r.key) for r in items[:20]],
+        }
+        for code, items in sorted(grouped.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    ]
+    latencies = sorted(a.latency_ms for a in attempts if a.latency_ms is not None)
+    by_outcome = Counter(a.outcome for a in attempts)
+    timings: dict[str, Any] = {
+        "requests": len(attempts),
+        "by_outcome": dict(sorted(by_outcome.items())),
+    }
+    if latencies:
+        timings["latency_ms"] = {
+            "p50": round(statistics.median(latencies), 1),
+            "p95": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))], 1),
+            "max": round(latencies[-1], 1),
+        }
+    if attempts:
+        first = min(a.at for a in attempts)
+        last = max(a.at for a in attempts)
+        timings["first_request_at"] = first
+        timings["last_request_at"] = last
+        timings["span_s"] = round(last - first, 3)
+    return Report(totals, failures, timings)
+
+
+def report_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=False)
+
+
+def report_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["section", "key", "value", "detail"])
+    for state, count in report.totals.items():
+        writer.writerow(["totals", state, count, ""])
+    for failure in report.failures:
+        writer.writerow(
+            ["failures", failure["error_code"], failure["count"], failure["example_message"] or ""]
+        )
+    for name, value in report.timings.items():
+        writer.writerow(["timings", name, json.dumps(value), ""])
+    return out.getvalue()
+
+
+def report_table(console: Console, report: Report) -> None:
+    totals = Table(title="totals")
+    totals.add_column("state")
+    totals.add_column("tasks", justify="right")
+    for state, count in report.totals.items():
+        totals.add_row(state, str(count))
+    console.print(totals)
+    if report.failures:
+        failures = Table(title="failures by error code")
+        for name in ("error_code", "count", "example_message"):
+            failures.add_column(name, overflow="fold")
+        for f in report.failures:
+            failures.add_row(f["error_code"], str(f["count"]), f["example_message"] or "")
+        console.print(failures)
+    console.print(f"timings: {json.dumps(report.timings)}")

@@ -1,0 +1,323 @@
+"""The worker pool: actions in, journal outcomes out.
+
+A fixed number of workers pull actions from a bounded stream inside one task group. Every
+request passes through the rate-limit bucket of its (account, region, read|write); retries go
+back through the same bucket. The journal records intent before a create is sent and the
+outcome after, through the single journal writer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from runner.clock import Clock
+from runner.journal import (
+    MarkCreated,
+    MarkFailed,
+    MarkInFlight,
+    MarkPending,
+    Op,
+    RecordAttempt,
+)
+from runner.models import (
+    DUPLICATE_NAME_CODE,
+    Action,
+    ActionKind,
+    ApiError,
+    Created,
+    ErrorKind,
+    ExportSpec,
+    Migration,
+    MigrationPage,
+    TaskKey,
+)
+from runner.ratelimit import Access, RateLimiter
+from runner.retry import RetryPolicy
+
+T = TypeVar("T")
+
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
+
+
+class Client(Protocol):
+    """The part of the DataWorks client the scheduler uses."""
+
+    @property
+    def account(self) -> str: ...
+
+    def limit_scope(self, region: str) -> str: ...
+
+    async def create_export_migration(self, spec: ExportSpec) -> Created: ...
+
+    async def list_migrations(
+        self,
+        region: str,
+        project_id: int,
+        *,
+        page_number: int = 1,
+        page_size: int = 100,
+        migration_type: str = "EXPORT",
+    ) -> MigrationPage: ...
+
+
+class Writer(Protocol):
+    async def write(self, *ops: Op) -> None: ...
+
+
+class Progress(Protocol):
+    def task_finished(self, key: TaskKey, outcome: str) -> None: ...
+
+
+class NoProgress:
+    def task_finished(self, key: TaskKey, outcome: str) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    concurrency: int = 16
+    adopt_existing: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters of one run, for the summary and the tests."""
+
+    created: int = 0
+    adopted: int = 0
+    failed: int = 0
+    unresolved: int = 0
+    stopped: int = 0
+    creates_sent: int = 0
+    requests: int = 0
+    throttled: int = 0
+    fatal: ApiError | None = None
+
+
+class Unresolved(Exception):
+    """A task's outcome could not be settled in this run; its row stays as it is."""
+
+
+class Scheduler:
+    def __init__(
+        self,
+        client: Client,
+        writer: Writer,
+        limiter: RateLimiter,
+        clock: Clock,
+        options: RunOptions,
+        progress: Progress | None = None,
+    ) -> None:
+        self._client = client
+        self._writer = writer
+        self._limiter = limiter
+        self._clock = clock
+        self._options = options
+        self._progress = progress or NoProgress()
+        self._rng = random.Random(options.seed)
+        self._stopped_regions: dict[str, ApiError] = {}
+        self.stats = RunStats()
+
+    async def run(
+        self, actions: Sequence[Action], sent_before: Callable[[TaskKey], bool]
+    ) -> RunStats:
+        """Carry out every sending action; `sent_before` tells whether the journal shows a create
+        was already sent for a task (so "name already exists" is ours)."""
+        self._sent_before = sent_before
+        workers = max(1, min(self._options.concurrency, len(actions) or 1))
+        send, receive = anyio.create_memory_object_stream[Action](max_buffer_size=workers)
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(self._worker, receive.clone())
+            receive.close()
+            async with send:
+                for action in actions:
+                    await send.send(action)
+        return self.stats
+
+    async def _worker(self, actions: MemoryObjectReceiveStream[Action]) -> None:
+        async with actions:
+            async for action in actions:
+                outcome = await self._handle(action)
+                self._progress.task_finished(action.spec.key, outcome)
+
+    async def _handle(self, action: Action) -> str:
+        key = action.spec.key
+        if key.region in self._stopped_regions:
+            self.stats.stopped += 1
+            return "stopped"
+        try:
+            if action.kind is ActionKind.RECONCILE:
+                return await self._reconcile(action.spec)
+            if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
+                return await self._create(action.spec, self._sent_before(key))
+        except Unresolved:
+            self.stats.unresolved += 1
+            return "unresolved"
+        return "skipped"
+
+    # -- one request -------------------------------------------------------------------------
+
+    async def _attempt(
+        self, key: TaskKey, access: Access, action: str, call: Callable[[], Awaitable[T]]
+    ) -> tuple[T | ApiError, RecordAttempt]:
+        """Send one request through the bucket; return its result or error, and its history op."""
+        scope = self._client.limit_scope(key.region)
+        bucket = self._limiter.bucket(self._client.account, scope, access)
+        await bucket.acquire()
+        started = self._clock.monotonic()
+        self.stats.requests += 1
+        try:
+            result = await call()
+        except ApiError as error:
+            latency = (self._clock.monotonic() - started) * 1000
+            if error.is_throttling:
+                self.stats.throttled += 1
+                bucket.on_throttled(error.retry_after)
+            return error, RecordAttempt(
+                key,
+                action,
+                error.http_status,
+                error.code,
+                error.request_id,
+                latency,
+                error.kind.value,
+            )
+        latency = (self._clock.monotonic() - started) * 1000
+        bucket.on_success()
+        request_id = getattr(result, "request_id", None)
+        return result, RecordAttempt(key, action, 200, None, request_id, latency, "ok")
+
+    def _stop(self, region: str, error: ApiError) -> None:
+        """A fatal answer: nothing more is sent to this account/region in this run."""
+        self._stopped_regions.setdefault(region, error)
+        if self.stats.fatal is None:
+            self.stats.fatal = error
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    async def _read(self, key: TaskKey, call: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(self._options.retry.max_attempts):
+            if key.region in self._stopped_regions:
+                raise Unresolved(key)
+            result, op = await self._attempt(key, Access.READ, "list", call)
+            await self._writer.write(op)
+            if not isinstance(result, ApiError):
+                return result
+            if result.kind is ErrorKind.FATAL:
+                self._stop(key.region, result)
+                raise Unresolved(key)
+            if result.kind is not ErrorKind.RETRYABLE or self._options.retry.gives_up_after(
+                attempt
+            ):
+                raise Unresolved(key)
+            await self._clock.sleep(
+                self._options.retry.delay(attempt, self._rng, result.retry_after)
+            )
+        raise Unresolved(key)
+
+    async def _find(self, spec: ExportSpec) -> Migration | None:
+        """Look the task's name up among the workspace's export migrations, page by page."""
+        key = spec.key
+        for page_number in range(1, LIST_MAX_PAGES + 1):
+
+            async def call(n: int = page_number) -> MigrationPage:
+                return await self._client.list_migrations(
+                    key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
+                )
+
+            page = await self._read(key, call)
+            for migration in page.migrations:
+                if migration.name == key.name:
+                    return migration
+            if not page.migrations or page_number * page.page_size >= page.total_count:
+                return None
+        return None
+
+    async def _adopt(self, spec: ExportSpec, found: Migration) -> str:
+        await self._writer.write(MarkCreated(spec.key, found.migration_id, None))
+        self.stats.adopted += 1
+        return "adopted"
+
+    async def _reconcile(self, spec: ExportSpec) -> str:
+        found = await self._find(spec)
+        if found is not None:
+            return await self._adopt(spec, found)
+        return await self._create(spec, sent_before=True)
+
+    # -- create ------------------------------------------------------------------------------
+
+    async def _fail(self, key: TaskKey, error: ApiError, message: str | None = None) -> str:
+        await self._writer.write(
+            MarkFailed(key, error.code, message or error.message, error.request_id)
+        )
+        self.stats.failed += 1
+        return "failed"
+
+    async def _create(self, spec: ExportSpec, sent_before: bool) -> str:
+        key = spec.key
+        policy = self._options.retry
+        last: ApiError | None = None
+        for attempt in range(policy.max_attempts):
+            if key.region in self._stopped_regions:
+                self.stats.stopped += 1
+                return "stopped"
+            await self._writer.write(MarkInFlight(key, spec.fingerprint()))
+            self.stats.creates_sent += 1
+            result, op = await self._attempt(
+                key, Access.WRITE, "create", lambda: self._client.create_export_migration(spec)
+            )
+            if isinstance(result, Created):
+                await self._writer.write(
+                    op, MarkCreated(key, result.migration_id, result.request_id)
+                )
+                self.stats.created += 1
+                return "created"
+            await self._writer.write(op)
+            last = result
+            ours = sent_before or attempt > 0
+            if result.code == DUPLICATE_NAME_CODE:
+                return await self._on_duplicate(spec, result, ours)
+            if result.kind is ErrorKind.FATAL:
+                self._stop(key.region, result)
+                if not ours:
+                    await self._writer.write(MarkPending(key))
+                return "stopped"
+            if result.kind is ErrorKind.PERMANENT:
+                return await self._fail(key, result)
+            if result.kind is ErrorKind.UNKNOWN_OUTCOME:
+                found = await self._find(spec)
+                if found is not None:
+                    return await self._adopt(spec, found)
+            if policy.gives_up_after(attempt):
+                break
+            await self._clock.sleep(policy.delay(attempt, self._rng, result.retry_after))
+        assert last is not None
+        return await self._fail(key, last, f"gave up after {policy.max_attempts} attempts: {last}")
+
+    async def _on_duplicate(self, spec: ExportSpec, error: ApiError, ours: bool) -> str:
+        if ours or self._options.adopt_existing:
+            found = await self._find(spec)
+            if found is not None:
+                return await self._adopt(spec, found)
+            return await self._fail(
+                spec.key,
+                error,
+                "the service says the name exists but ListMigrations does not show it: "
+                + error.message,
+            )
+        return await self._fail(
+            spec.key,
+            error,
+            "an export task with this name already exists in the workspace and this journal "
+            "never sent it; rerun with --adopt-existing to adopt it",
+        )

@@ -1,0 +1,231 @@
+"""The client: what goes on the wire, and how every kind of answer is classified."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+import pytest
+
+from runner.dataworks.client import DataWorksClient, classify
+from runner.dataworks.credentials import Credentials
+from runner.dataworks.endpoints import Endpoints
+from runner.dataworks.transport import (
+    ConnectError,
+    ExchangeError,
+    FunctionTransport,
+    HttpRequest,
+    HttpResponse,
+)
+from runner.models import DUPLICATE_NAME_CODE, ApiError, ErrorKind, ExportMode, ExportSpec, TaskKey
+
+SPEC = ExportSpec(
+    TaskKey("cn-shanghai", 12345, "backup"),
+    ExportMode.INCREMENTAL,
+    description="quarterly backup",
+    incremental_since=1589904000000,
+)
+CREDS = Credentials("AKID", "s3cr3t")
+
+
+def json_response(status: int, body: object, **headers: str) -> HttpResponse:
+    return HttpResponse(status, headers, json.dumps(body).encode())
+
+
+def make_client(answer: HttpResponse | Exception) -> tuple[DataWorksClient, FunctionTransport]:
+    async def handler(request: HttpRequest) -> HttpResponse:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    transport = FunctionTransport(handler)
+    nonces = iter(f"{n:032x}" for n in range(100))
+    client = DataWorksClient(
+        transport,
+        CREDS,
+        Endpoints(),
+        now=lambda: datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        nonce=lambda: next(nonces),
+    )
+    return client, transport
+
+
+@pytest.mark.anyio
+async def test_create_is_a_signed_form_post() -> None:
+    """CreateExportMigration goes as POST / with a sorted form body and V3 headers."""
+    client, transport = make_client(
+        json_response(200, {"RequestId": "R1", "Data": 42, "Success": True})
+    )
+    created = await client.create_export_migration(SPEC)
+    assert (created.migration_id, created.request_id) == (42, "R1")
+    (request,) = transport.requests
+    assert request.method == "POST"
+    assert request.url == "https://dataworks.cn-shanghai.aliyuncs.com/"
+    body = dict(parse_qsl(request.body.decode()))
+    assert body == {
+        "Description": "quarterly backup",
+        "ExportMode": "INCREMENTAL",
+        "IncrementalSince": "1589904000000",
+        "Name": "backup",
+        "ProjectId": "12345",
+    }
+    keys = [k for k, _ in parse_qsl(request.body.decode())]
+    assert keys == sorted(keys)
+    assert request.headers["x-acs-action"] == "CreateExportMigration"
+    assert request.headers["x-acs-version"] == "2020-05-18"
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.headers["Authorization"].startswith("ACS3-HMAC-SHA256 Credential=AKID,")
+    assert "s3cr3t" not in json.dumps(dict(request.headers))
+
+
+@pytest.mark.anyio
+async def test_each_attempt_has_a_fresh_nonce() -> None:
+    """Two calls never reuse a nonce, so a retry is never refused as a replay."""
+    client, transport = make_client(
+        json_response(200, {"RequestId": "R", "Data": 1, "Success": True})
+    )
+    await client.create_export_migration(SPEC)
+    await client.create_export_migration(SPEC)
+    nonces = {r.headers["x-acs-signature-nonce"] for r in transport.requests}
+    assert len(nonces) == 2
+
+
+@pytest.mark.anyio
+async def test_endpoint_override_replaces_every_region() -> None:
+    """--endpoint sends every region's requests to the given base URL."""
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        return json_response(200, {"RequestId": "R", "Data": 1, "Success": True})
+
+    transport = FunctionTransport(handler)
+    client = DataWorksClient(transport, CREDS, Endpoints("http://127.0.0.1:8123"))
+    await client.create_export_migration(SPEC)
+    assert transport.requests[0].url == "http://127.0.0.1:8123/"
+    assert transport.requests[0].headers["host"] == "127.0.0.1:8123"
+
+
+@pytest.mark.anyio
+async def test_list_parses_a_page() -> None:
+    """ListMigrations answers become Migration values with paging numbers."""
+    body = {
+        "RequestId": "R",
+        "Success": True,
+        "Data": {
+            "PageNumber": 2,
+            "PageSize": 100,
+            "TotalCount": 101,
+            "Migrations": [
+                {
+                    "Id": 7,
+                    "Name": "n",
+                    "ProjectId": 12345,
+                    "MigrationType": "EXPORT",
+                    "Status": "INIT",
+                }
+            ],
+        },
+    }
+    client, transport = make_client(json_response(200, body))
+    page = await client.list_migrations("cn-shanghai", 12345, page_number=2)
+    assert (page.page_number, page.total_count) == (2, 101)
+    assert page.migrations[0].migration_id == 7
+    sent = dict(parse_qsl(transport.requests[0].body.decode()))
+    assert sent == {
+        "MigrationType": "EXPORT",
+        "PageNumber": "2",
+        "PageSize": "100",
+        "ProjectId": "12345",
+    }
+
+
+def gateway_error(status: int, code: str, message: str = "m", **headers: str) -> HttpResponse:
+    body = {"RequestId": "REQ", "HostId": "h", "Code": code, "Message": message, "Recommend": "r"}
+    return json_response(status, body, **headers)
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "code"),
+    [
+        (gateway_error(429, "Throttling.User"), ErrorKind.RETRYABLE, "Throttling.User"),
+        (gateway_error(429, "Throttling.Api.Risk"), ErrorKind.FATAL, "Throttling.Api.Risk"),
+        (gateway_error(503, "ServiceUnavailable"), ErrorKind.RETRYABLE, "ServiceUnavailable"),
+        (gateway_error(500, "InternalError.System"), ErrorKind.RETRYABLE, "InternalError.System"),
+        (gateway_error(400, "SignatureDoesNotMatch"), ErrorKind.FATAL, "SignatureDoesNotMatch"),
+        (
+            gateway_error(404, "InvalidAccessKeyId.NotFound"),
+            ErrorKind.FATAL,
+            "InvalidAccessKeyId.NotFound",
+        ),
+        (
+            gateway_error(400, "InvalidTimeStamp.Expired"),
+            ErrorKind.FATAL,
+            "InvalidTimeStamp.Expired",
+        ),
+        (gateway_error(400, "InvalidParameter"), ErrorKind.PERMANENT, "InvalidParameter"),
+        (gateway_error(403, "Forbidden.Access"), ErrorKind.PERMANENT, "Forbidden.Access"),
+        (
+            gateway_error(400, "Invalid.Tenant.ProjectNotExists"),
+            ErrorKind.PERMANENT,
+            "Invalid.Tenant.ProjectNotExists",
+        ),
+        (
+            gateway_error(
+                400, "Invalid.Param", "The export task name 'x' already exists in project 1."
+            ),
+            ErrorKind.PERMANENT,
+            DUPLICATE_NAME_CODE,
+        ),
+        (HttpResponse(200, {}, b"<html>"), ErrorKind.UNKNOWN_OUTCOME, "MalformedResponse"),
+        (HttpResponse(502, {}, b"bad gateway"), ErrorKind.RETRYABLE, "HTTP502"),
+        (
+            json_response(
+                200, {"RequestId": "R", "Success": False, "ErrorCode": "X", "ErrorMessage": "no"}
+            ),
+            ErrorKind.PERMANENT,
+            "X",
+        ),
+        (
+            json_response(200, {"RequestId": "R", "Success": True}),
+            ErrorKind.UNKNOWN_OUTCOME,
+            "MalformedResponse",
+        ),
+        (ConnectError("refused"), ErrorKind.RETRYABLE, "ConnectError"),
+        (ExchangeError("timed out"), ErrorKind.UNKNOWN_OUTCOME, "ExchangeError"),
+    ],
+)
+@pytest.mark.anyio
+async def test_create_errors_are_classified(
+    answer: HttpResponse | Exception, kind: ErrorKind, code: str
+) -> None:
+    """Every answer to a create maps to the error kind that decides what happens next."""
+    client, _ = make_client(answer)
+    with pytest.raises(ApiError) as raised:
+        await client.create_export_migration(SPEC)
+    assert (raised.value.kind, raised.value.code) == (kind, code)
+
+
+@pytest.mark.anyio
+async def test_gateway_error_keeps_request_id_and_retry_after() -> None:
+    """The request id and x-acs-retry-after (ms) travel with the error."""
+    client, _ = make_client(gateway_error(429, "Throttling.User", **{"x-acs-retry-after": "1500"}))
+    with pytest.raises(ApiError) as raised:
+        await client.create_export_migration(SPEC)
+    assert raised.value.request_id == "REQ"
+    assert raised.value.retry_after == 1.5
+    assert raised.value.http_status == 429
+
+
+@pytest.mark.anyio
+async def test_lost_answer_to_a_read_is_retryable() -> None:
+    """A timeout on ListMigrations is simply retried: reads change nothing."""
+    client, _ = make_client(ExchangeError("timed out"))
+    with pytest.raises(ApiError) as raised:
+        await client.list_migrations("cn-shanghai", 1)
+    assert raised.value.kind is ErrorKind.RETRYABLE
+
+
+def test_classify_unknown_4xx_is_permanent() -> None:
+    """An unrecognised 4xx code fails the task instead of looping."""
+    assert classify(400, "SomethingNew") is ErrorKind.PERMANENT
+    assert classify(504, "") is ErrorKind.RETRYABLE

@@ -1,0 +1,57 @@
+"""Planning: manifest × journal → one action per task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.models import ActionKind, ExportMode, ExportSpec, TaskKey, TaskState
+from runner.plan import make_plan
+
+
+@dataclass(frozen=True)
+class Row:
+    state: TaskState
+    fingerprint: str | None = None
+    error_code: str | None = None
+
+
+SPEC = ExportSpec(TaskKey("cn-shanghai", 2, "a"))
+
+
+def test_actions_follow_journal_state() -> None:
+    """New and pending → create, in_flight → reconcile, failed → retry, done → skip."""
+    specs = [ExportSpec(TaskKey("r", 2, n)) for n in "abcdef"]
+    rows = {
+        specs[1].key: Row(TaskState.PENDING),
+        specs[2].key: Row(TaskState.IN_FLIGHT),
+        specs[3].key: Row(TaskState.FAILED, error_code="X"),
+        specs[4].key: Row(TaskState.CREATED, specs[4].fingerprint()),
+        specs[5].key: Row(TaskState.EXPORTED, specs[5].fingerprint()),
+    }
+    plan = make_plan(specs, rows)
+    assert [a.kind for a in plan.actions] == [
+        ActionKind.CREATE,
+        ActionKind.CREATE,
+        ActionKind.RECONCILE,
+        ActionKind.RETRY,
+        ActionKind.SKIP,
+        ActionKind.SKIP,
+    ]
+    assert len(plan.to_send()) == 4
+    assert plan.totals()[ActionKind.SKIP] == 2
+
+
+def test_drift_is_reported_not_sent() -> None:
+    """A done task whose manifest entry changed is marked drifted and not sent."""
+    changed = ExportSpec(SPEC.key, ExportMode.INCREMENTAL, incremental_since=1)
+    plan = make_plan([changed], {SPEC.key: Row(TaskState.CREATED, SPEC.fingerprint())})
+    assert plan.actions[0].kind is ActionKind.DRIFTED
+    assert plan.to_send() == ()
+
+
+def test_only_failed_skips_everything_else() -> None:
+    """--only-failed sends retries and reconciles, never new creates."""
+    a, b, c = (ExportSpec(TaskKey("r", 2, n)) for n in "abc")
+    rows = {b.key: Row(TaskState.FAILED), c.key: Row(TaskState.IN_FLIGHT)}
+    kinds = [x.kind for x in make_plan([a, b, c], rows, only_failed=True).actions]
+    assert kinds == [ActionKind.SKIP, ActionKind.RETRY, ActionKind.RECONCILE]
