@@ -13,18 +13,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeAlias, assert_never
-
-import anyio
-import anyio.lowlevel
-import anyio.to_thread
-from anyio.abc import TaskGroup
+from typing import Any, Self, TypeAlias, assert_never
 
 from runner.models import ExportSpec, TaskKey, TaskState
 
@@ -450,117 +444,3 @@ class Journal:
 
 
 # --- the single writer for async code ------------------------------------------------------------
-
-
-class SupportsApply(Protocol):
-    def apply(self, ops: Sequence[Op]) -> None: ...
-
-
-@dataclass(slots=True, eq=False)
-class _Waiter:
-    ops: tuple[Op, ...]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: BaseException | None = None
-
-
-class JournalWriter:
-    """The one task that writes the journal during a run, committing in groups.
-
-    Its lifetime is a block; leaving it commits what is queued, then stops the writer task::
-
-        async with JournalWriter(journal) as writer, anyio.create_task_group() as workers:
-            workers.start_soon(worker, writer)  # in worker: await writer.write(MarkInFlight(...))
-
-    Or in a task group of one's own: `tg.start_soon(writer.run)`, and `writer.close()` when no
-    more writes will come; `run` returns once the queue is drained.
-    """
-
-    def __init__(self, journal: SupportsApply, *, max_batch: int = 1000) -> None:
-        self._journal = journal
-        self._max_batch = max_batch
-        # A waiter leaves the queue only into a batch that is then applied, so none is lost to a
-        # cancellation. Unbounded, yet bounded in practice: each caller awaits its own commit.
-        self._queue: deque[_Waiter] = deque()
-        self._wakeup: anyio.Event | None = None
-        self._closed = False
-        self._task_group: TaskGroup | None = None
-
-    async def write(self, *ops: Op) -> None:
-        """Return once `ops` are committed, all in one transaction; else raise JournalWriteError.
-
-        A caller cancelled while waiting cannot tell whether its ops were committed.
-        """
-        if not ops:
-            return
-        if self._closed:
-            raise JournalWriteError("the journal writer is closed: nothing was written")
-        waiter = _Waiter(ops)
-        self._queue.append(waiter)
-        self._wake()
-        await waiter.done.wait()
-        if waiter.error is not None:
-            raise JournalWriteError(f"journal write failed: {waiter.error}") from waiter.error
-
-    def _wake(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    def close(self) -> None:
-        """No more writes: `run` returns once what is queued is committed."""
-        self._closed = True
-        self._wake()
-
-    async def run(self) -> None:
-        """Commit batches of whatever is waiting until closed and drained (one run at a time)."""
-        try:
-            while self._queue or not self._closed:
-                if not self._queue:
-                    self._wakeup = anyio.Event()
-                    await self._wakeup.wait()
-                    continue
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                size = min(len(self._queue), self._max_batch)
-                await self._commit([self._queue.popleft() for _ in range(size)])
-        finally:  # stopped early (cancelled): whoever still waits is told, not left hanging
-            self._closed = True
-            self._wakeup = None
-            stopped = JournalError("the journal writer stopped before this write was committed")
-            while self._queue:
-                waiter = self._queue.popleft()
-                waiter.error = stopped
-                waiter.done.set()
-
-    async def _commit(self, batch: list[_Waiter]) -> None:
-        ops = [op for waiter in batch for op in waiter.ops]
-        error: BaseException | None = None
-        try:
-            # In a worker thread, so the event loop never waits on fsync. Shielded: a batch taken
-            # off the queue is always applied, so its waiters learn the true outcome.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._journal.apply, ops)
-        except Exception as exc:
-            error = exc
-        finally:
-            for waiter in batch:
-                waiter.error = error
-                waiter.done.set()
-
-    async def __aenter__(self) -> Self:
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        task_group.start_soon(self.run)
-        self._task_group = task_group
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        self.close()
-        task_group, self._task_group = self._task_group, None
-        assert task_group is not None, "JournalWriter exited without being entered"
-        if et is not None and issubclass(et, anyio.get_cancelled_exc_class()):
-            return await task_group.__aexit__(et, e, tb)
-        # The block's own exception is not the writer's: let the writer drain, then let the
-        # exception go on unwrapped instead of inside the task group's ExceptionGroup.
-        await task_group.__aexit__(None, None, None)
-        return None

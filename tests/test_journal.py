@@ -25,7 +25,6 @@ from runner.journal import (
     JournalMissingError,
     JournalVersionError,
     JournalWriteError,
-    JournalWriter,
     MarkCreated,
     MarkExported,
     MarkFailed,
@@ -36,6 +35,7 @@ from runner.journal import (
     RecordAttempt,
     Register,
 )
+from runner.journal_writer import JournalWriter
 from runner.models import ExportMode, ExportSpec, TaskKey, TaskState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -475,7 +475,8 @@ KILLED_AFTER_INTENT = textwrap.dedent(
     """
     import os, signal, sys
     import anyio
-    from runner.journal import Journal, JournalWriter, MarkInFlight, Register
+    from runner.journal import Journal, MarkInFlight, Register
+    from runner.journal_writer import JournalWriter
     from runner.models import ExportSpec, TaskKey
 
     async def main() -> None:

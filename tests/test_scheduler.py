@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.clock import FakeClock
-from runner.journal import Journal, JournalWriter, Register
+from runner.journal import Journal, Register
+from runner.journal_writer import JournalWriter
 from runner.models import (
     Action,
     ActionKind,

@@ -25,7 +25,8 @@ from runner.dataworks.client import DataWorksClient, SignatureVersion
 from runner.dataworks.credentials import Credentials, CredentialsError, from_environment
 from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.transport import AiohttpTransport, Transport
-from runner.journal import Journal, JournalError, JournalWriter, Register, TaskRow
+from runner.journal import Journal, JournalError, Register, TaskRow
+from runner.journal_writer import JournalWriter
 from runner.logs import REDACTOR, get_logger
 from runner.models import DONE_STATES, Action, ActionKind, Manifest, TaskKey, TaskState
 from runner.plan import make_plan

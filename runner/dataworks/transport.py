@@ -104,12 +104,13 @@ class AiohttpTransport:
                 body = await resp.read()
                 headers = {k.lower(): v for k, v in resp.headers.items()}
                 return HttpResponse(resp.status, headers, body)
-        except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as exc:
-            # ClientConnectorError covers refused connections and DNS failures: nothing was sent.
-            if isinstance(exc, aiohttp.ClientSSLError):
-                raise ExchangeError(f"TLS error: {exc}") from exc
+        except aiohttp.ClientSSLError as exc:
+            # the handshake may have failed after bytes were sent: treat as unknown
+            raise ExchangeError(f"TLS error: {exc}") from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # refused, unreachable, DNS failure or no connection in time: nothing was sent
             raise ConnectError(str(exc) or type(exc).__name__) from exc
         except TimeoutError as exc:
-            raise ExchangeError(f"timed out after {timeout:g}s") from exc
+            raise ExchangeError(f"no answer within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise ExchangeError(f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,121 @@
+"""The command line in-process: exit codes, stdout for reports, stderr for problems."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import cli
+
+GOOD = """\
+version: 1
+defaults:
+  region: cn-shanghai
+  name: "backup-{project_id}"
+workspaces:
+  - project_id: 101
+  - project_id: 102
+    tasks:
+      - name: a
+      - name: b
+"""
+BAD = """\
+version: 1
+workspaces:
+  - project_id: 101
+    regoin: cn-shanghai
+"""
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(GOOD)
+    bad.write_text(BAD)
+    return good, bad
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_validate_good_manifest(files: tuple[Path, Path]) -> None:
+    """A valid manifest exits 0 and says how many tasks it holds."""
+    code, out, _ = invoke("validate", str(files[0]))
+    assert code == 0
+    assert "3 tasks in 2 workspaces" in out
+
+
+def test_validate_bad_manifest_reports_positions(files: tuple[Path, Path]) -> None:
+    """An invalid manifest exits 2 with FILE:LINE:COL problems on stderr, stdout empty."""
+    code, out, err = invoke("validate", str(files[1]), str(files[0]))
+    assert code == 2
+    assert out == ""
+    assert f"{files[1]}:4:5:" in err
+    assert "did you mean 'region'" in err
+
+
+def test_plan_without_journal_creates_everything(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """With no journal yet, every task is planned as a create; JSON goes to stdout."""
+    code, out, _ = invoke(
+        "plan", str(files[0]), "--journal", str(tmp_path / "j.db"), "--format", "json"
+    )
+    assert code == 0
+    plan = json.loads(out)
+    assert plan["totals"]["create"] == 3
+    assert {t["name"] for t in plan["tasks"]} == {"backup-101", "a", "b"}
+    assert not (tmp_path / "j.db").exists()
+
+
+def test_status_without_journal_is_a_usage_error(tmp_path: Path) -> None:
+    """status on a journal that does not exist exits 2 and names it."""
+    code, _, err = invoke("status", "--journal", str(tmp_path / "none.db"))
+    assert code == 2
+    assert "none.db" in err
+
+
+def test_run_without_credentials_sends_nothing(
+    files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing credentials exit 2 before any journal or request is made."""
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", raising=False)
+    code, _, err = invoke("run", str(files[0]), "--journal", str(tmp_path / "j.db"))
+    assert code == 2
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in err
+    assert not (tmp_path / "j.db").exists()
+
+
+def test_run_with_bad_manifest_exits_2(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """An invalid manifest stops run before anything is sent."""
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    code, _, err = invoke("run", str(files[1]), "--journal", str(tmp_path / "j.db"), env=env)
+    assert code == 2
+    assert "nothing was sent" in err
+
+
+def test_run_refuses_plain_http_beyond_loopback(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """--endpoint with plain http to a remote host is refused with exit 2."""
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    code, _, err = invoke(
+        "run",
+        str(files[0]),
+        "--journal",
+        str(tmp_path / "j.db"),
+        "--endpoint",
+        "http://192.0.2.1:80",
+        env=env,
+    )
+    assert code == 2
+    assert "plain http" in err
+
+
+def test_sim_rejects_a_malformed_key() -> None:
+    """runner sim --key must be ID:SECRET[:TOKEN]."""
+    code, _, err = invoke("sim", "--key", "just-an-id")
+    assert code == 2
+    assert "ID:SECRET" in err
