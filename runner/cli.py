@@ -181,9 +181,7 @@ def demo(manifest_path: str) -> None:
 def main() -> None:
     try:
         cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(ExitCode.INTERRUPTED)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         print("interrupted: tasks in flight stay recorded as such; rerun to go on", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as error:

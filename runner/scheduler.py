@@ -107,6 +107,10 @@ class Unresolved(Exception):
     """A task's outcome could not be settled in this run; its row stays as it is."""
 
 
+class Stopped(Exception):
+    """The task's region was stopped by a fatal answer; its row stays as it is."""
+
+
 class Scheduler:
     def __init__(
         self,
@@ -163,17 +167,33 @@ class Scheduler:
         except Unresolved:
             self.stats.unresolved += 1
             return "unresolved"
+        except Stopped:
+            self.stats.stopped += 1
+            return "stopped"
         return "skipped"
 
     # -- one request -------------------------------------------------------------------------
 
     async def _attempt(
-        self, key: TaskKey, access: Access, action: str, call: Callable[[], Awaitable[T]]
+        self,
+        key: TaskKey,
+        access: Access,
+        action: str,
+        call: Callable[[], Awaitable[T]],
+        intent: Op | None = None,
     ) -> tuple[T | ApiError, RecordAttempt]:
-        """Send one request through the bucket; return its result or error, and its history op."""
+        """Send one request through the bucket; return its result or error, and its history op.
+
+        `intent` is committed once the send slot is ours and before the request leaves, so an
+        interrupted wait for the limiter leaves nothing marked in flight.
+        """
         scope = self._client.limit_scope(key.region)
         bucket = self._limiter.bucket(self._client.account, scope, access)
         await bucket.acquire()
+        if key.region in self._stopped_regions:
+            raise Stopped(key)
+        if intent is not None:
+            await self._writer.write(intent)
         started = self._clock.monotonic()
         self.stats.requests += 1
         try:
@@ -271,10 +291,12 @@ class Scheduler:
             if key.region in self._stopped_regions:
                 self.stats.stopped += 1
                 return "stopped"
-            await self._writer.write(MarkInFlight(key, spec.fingerprint()))
-            self.stats.creates_sent += 1
             result, op = await self._attempt(
-                key, Access.WRITE, "create", lambda: self._client.create_export_migration(spec)
+                key,
+                Access.WRITE,
+                "create",
+                self._send_create(spec),
+                intent=MarkInFlight(key, spec.fingerprint()),
             )
             if isinstance(result, Created):
                 await self._writer.write(
@@ -303,6 +325,13 @@ class Scheduler:
             await self._clock.sleep(policy.delay(attempt, self._rng, result.retry_after))
         assert last is not None
         return await self._fail(key, last, f"gave up after {policy.max_attempts} attempts: {last}")
+
+    def _send_create(self, spec: ExportSpec) -> Callable[[], Awaitable[Created]]:
+        async def send() -> Created:
+            self.stats.creates_sent += 1
+            return await self._client.create_export_migration(spec)
+
+        return send
 
     async def _on_duplicate(self, spec: ExportSpec, error: ApiError, ours: bool) -> str:
         if ours or self._options.adopt_existing:

@@ -32,6 +32,10 @@ class UsageError(Exception):
     """Bad input: nothing was sent. Exit 2."""
 
 
+class ManifestInvalid(UsageError):
+    """The manifests have problems, already printed one per line."""
+
+
 def stdout() -> Console:
     return Console(file=sys.stdout, soft_wrap=True)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from runner.commands.common import (
     DEFAULT_RATE,
     DEFAULT_TIMEOUT,
     ExitCode,
+    ManifestInvalid,
     UsageError,
     load_or_report,
 )
@@ -67,7 +70,7 @@ def _prepare(
 ) -> tuple[Manifest, Endpoints, Credentials]:
     manifest = load_or_report(request.manifests)
     if manifest is None:
-        raise UsageError("invalid manifest")
+        raise ManifestInvalid("invalid manifest")
     try:
         endpoints = Endpoints(request.endpoint)
         creds = credentials or from_environment()
@@ -172,7 +175,8 @@ async def _execute(
         row = rows.get(key)
         return row is not None and row.create_sent
 
-    async with AiohttpTransport(limit=concurrency) as real:
+    async with AiohttpTransport(limit=concurrency) as real, anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_terminate, tg.cancel_scope)
         client = DataWorksClient(
             transport or real,
             creds,
@@ -183,14 +187,51 @@ async def _execute(
         with progress:
             async with JournalWriter(journal) as writer:
                 scheduler = Scheduler(client, writer, limiter, clock, options, progress)
-                return await scheduler.run(actions, sent_before)
+                stats = await scheduler.run(actions, sent_before)
+        tg.cancel_scope.cancel()
+    if tg.cancel_scope.cancel_called and _TERMINATED.is_set():
+        raise KeyboardInterrupt
+    return stats
+
+
+_TERMINATED = threading.Event()
+
+
+async def _cancel_on_terminate(scope: anyio.CancelScope) -> None:
+    """SIGTERM ends the run like Ctrl-C: workers are cancelled, journal writes in progress are
+    finished, tasks in flight stay recorded as such."""
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            _TERMINATED.set()
+            scope.cancel()
+            return
 
 
 def execute(request: RunRequest) -> ExitCode:
     """The CLI entry: run and turn problems into exit codes."""
     try:
-        return anyio.run(run, request).exit_code
-    except UsageError as error:
-        if str(error) != "invalid manifest":
-            print(f"error: {error}", file=sys.stderr)
+        result = anyio.run(run, request)
+    except ManifestInvalid:
         return ExitCode.USAGE
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(summary_line(result, request.journal))
+    return result.exit_code
+
+
+def summary_line(result: RunResult, journal: Path) -> str:
+    """The few lines an operator reads at the end of a run (stdout)."""
+    states = ", ".join(f"{state} {n}" for state, n in sorted(result.states.items()))
+    stats = result.stats
+    lines = [
+        f"tasks: {states or 'none'}",
+        f"this run: {stats.created} created, {stats.adopted} adopted, {stats.failed} failed;"
+        f" {stats.requests} requests ({stats.creates_sent} creates), {stats.throttled} throttled,"
+        f" {result.elapsed:.1f}s",
+    ]
+    if stats.fatal is not None:
+        lines.append(f"stopped: {stats.fatal.code}: {stats.fatal.message}")
+    if result.exit_code is not ExitCode.OK:
+        lines.append(f"details: runner report --journal {journal}; rerun to retry what is left")
+    return "\n".join(lines)
