@@ -9,7 +9,6 @@ import pytest
 from runner.clock import FakeClock
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
 
 
 @pytest.fixture
