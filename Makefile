@@ -30,6 +30,8 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/manifest_load.py
+	$(BIN)/python bench/run_overhead.py
+	$(BIN)/python bench/run_memory.py
 
 clean:
 	rm -rf $(VENV) .runner .mypy_cache .pytest_cache .ruff_cache

@@ -54,6 +54,11 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
 @JOURNAL
 @click.option("--endpoint", help="Replace every region's endpoint (simulator or gateway).")
 @click.option("--rate", type=float, help="Write requests per second per account and region.")
+@click.option(
+    "--read-rate",
+    type=float,
+    help="Give reads their own bucket at this rate (Enterprise: 50). Default: reads share --rate.",
+)
 @click.option("--concurrency", type=int, help="Workers (requests in flight at most).")
 @click.option(
     "--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, help="Per request, s."
@@ -72,6 +77,7 @@ def run(
     journal: Path,
     endpoint: str | None,
     rate: float | None,
+    read_rate: float | None,
     concurrency: int | None,
     timeout: float,
     signature_version: str,
@@ -86,6 +92,7 @@ def run(
         journal=journal,
         endpoint=endpoint,
         rate=rate,
+        read_rate=read_rate,
         concurrency=concurrency,
         timeout=timeout,
         signature_version="v1" if signature_version == "v1" else "v3",
@@ -187,3 +194,15 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(ExitCode.USAGE)
+    except Exception as error:  # a condition no command expected: stop with a clear line
+        leaf = _first_leaf(error)
+        print(f"runner stopped: {type(leaf).__name__}: {leaf}", file=sys.stderr)
+        print("the journal keeps what was done; rerun to go on", file=sys.stderr)
+        sys.exit(ExitCode.FATAL)
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

@@ -134,9 +134,11 @@ class MarkFailed:
 
 @dataclass(frozen=True, slots=True)
 class MarkPending:
-    """Back to pending: error fields are cleared, create_sent is kept."""
+    """Back to pending: error fields are cleared; create_sent is kept unless `unsent` (the only
+    create sent was refused before anything was done)."""
 
     key: TaskKey
+    unsent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +200,8 @@ def _changes(op: Op) -> tuple[str, tuple[Any, ...]]:
             sets = "state = 'failed', error_code = ?, error_message = ?, request_id = ?"
             return sets, (op.error_code, op.error_message, op.request_id)
         case MarkPending():
-            return "state = 'pending'" + _CLEAR, ()
+            sent = ", create_sent = 0" if op.unsent else ""
+            return "state = 'pending'" + sent + _CLEAR, ()
         case MarkStarted():
             return "state = 'started', request_id = ?" + _CLEAR, (op.request_id,)
         case MarkExported():

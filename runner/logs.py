@@ -7,6 +7,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import structlog
 
@@ -21,7 +22,12 @@ class Redactor:
         self._secrets = [s for s in secrets if s]
 
     def add(self, *secrets: str | None) -> None:
-        self._secrets.extend(s for s in secrets if s)
+        """Mask these values, also percent-encoded once or twice (as V1 strings to sign hold)."""
+        for secret in secrets:
+            if secret:
+                once = quote(secret, safe="")
+                forms = {secret, once, quote(once, safe="")}
+                self._secrets.extend(f for f in forms if f not in self._secrets)
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):

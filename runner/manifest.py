@@ -137,8 +137,11 @@ def _expand(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
             found = [p for p in found if p.is_file()]
             if not found:
                 problems.append(Problem(str(path), 1, 1, "folder has no .yaml or .yml files"))
-        elif path.exists():
+        elif path.is_file():
             found = [path]
+        elif path.exists():  # a FIFO or a device would block or never end
+            problems.append(Problem(str(path), 1, 1, "not a regular file"))
+            continue
         else:
             problems.append(Problem(str(path), 1, 1, "no such file or folder"))
             continue

@@ -163,7 +163,8 @@ class ApiError(Exception):
 
     @property
     def is_throttling(self) -> bool:
-        return self.code.startswith("Throttling") and self.kind is ErrorKind.RETRYABLE
+        throttled = self.code.startswith("Throttling") or self.http_status == 429
+        return throttled and self.kind is ErrorKind.RETRYABLE
 
     @property
     def is_duplicate_name(self) -> bool:

@@ -22,6 +22,9 @@ class JournalView(Protocol):
     @property
     def error_code(self) -> str | None: ...
 
+    @property
+    def create_sent(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -48,6 +51,13 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
     if row.state is TaskState.IN_FLIGHT:
         return Action(ActionKind.RECONCILE, spec, "outcome unknown: look the name up first")
     if row.state is TaskState.FAILED:
+        if row.create_sent:
+            # a create went out before: it may have landed despite the error, so look first
+            return Action(
+                ActionKind.RECONCILE,
+                spec,
+                f"failed before ({row.error_code or 'error'}) after a create was sent: look first",
+            )
         return Action(ActionKind.RETRY, spec, f"failed before ({row.error_code or 'error'})")
     if row.state in DONE_STATES:
         if row.fingerprint is not None and row.fingerprint != spec.fingerprint():

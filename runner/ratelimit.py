@@ -26,6 +26,9 @@ class BucketKey:
     access: Access
 
 
+CUT_COOLDOWN = 1.0  # seconds between two rate cuts
+
+
 class Bucket:
     """Paces requests to `rate` per second, allowing a burst of `burst` back-to-back sends."""
 
@@ -47,6 +50,7 @@ class Bucket:
         self._min_rate = min(min_rate, rate)
         self._recovery = recovery  # fraction of max_rate regained per success
         self._next_slot = clock.monotonic()
+        self._last_cut = float("-inf")
         self.throttled = 0
 
     def reserve(self) -> float:
@@ -64,9 +68,16 @@ class Bucket:
             await self._clock.sleep(delay)
 
     def on_throttled(self, retry_after: float | None = None) -> None:
-        """The server said slow down: halve the rate and pause the bucket if told how long."""
+        """The server said slow down: halve the rate and pause the bucket if told how long.
+
+        Answers to requests that were already in flight say the same thing again, so the rate is
+        cut at most once per second.
+        """
         self.throttled += 1
-        self.rate = max(self._min_rate, self.rate / 2)
+        now = self._clock.monotonic()
+        if now - self._last_cut >= CUT_COOLDOWN:
+            self._last_cut = now
+            self.rate = max(self._min_rate, self.rate / 2)
         if retry_after:
             self._next_slot = max(self._next_slot, self._clock.monotonic() + retry_after)
 
@@ -76,14 +87,22 @@ class Bucket:
 
 
 class RateLimiter:
-    """The buckets of a run, made on first use."""
+    """The buckets of a run, made on first use.
+
+    Without a read rate, reads and writes share one bucket: the Basic edition counts all calls
+    together, so that is the only safe default. A read rate gives reads their own bucket (the
+    Enterprise edition limits reads and writes apart).
+    """
 
     def __init__(self, clock: Clock, *, write_rate: float, read_rate: float | None = None) -> None:
         self._clock = clock
         self._rates = {Access.WRITE: write_rate, Access.READ: read_rate or write_rate}
+        self._shared = read_rate is None
         self._buckets: dict[BucketKey, Bucket] = {}
 
     def bucket(self, account: str, region: str, access: Access) -> Bucket:
+        if self._shared:
+            access = Access.WRITE
         key = BucketKey(account, region, access)
         found = self._buckets.get(key)
         if found is None:

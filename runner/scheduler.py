@@ -44,6 +44,7 @@ T = TypeVar("T")
 
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
+SETTLE_SECONDS = 1.0  # wait after a lost answer before looking the task up
 
 
 class Client(Protocol):
@@ -248,6 +249,7 @@ class Scheduler:
     async def _find(self, spec: ExportSpec) -> Migration | None:
         """Look the task's name up among the workspace's export migrations, page by page."""
         key = spec.key
+        seen = 0
         for page_number in range(1, LIST_MAX_PAGES + 1):
 
             async def call(n: int = page_number) -> MigrationPage:
@@ -259,7 +261,9 @@ class Scheduler:
             for migration in page.migrations:
                 if migration.name == key.name:
                     return migration
-            if not page.migrations or page_number * page.page_size >= page.total_count:
+            seen += len(page.migrations)
+            # stop on what was seen, not on the echoed page size, which a server may cap
+            if not page.migrations or seen >= page.total_count:
                 return None
         return None
 
@@ -284,13 +288,17 @@ class Scheduler:
         return "failed"
 
     async def _create(self, spec: ExportSpec, sent_before: bool) -> str:
+        """Send the create until it is answered for good.
+
+        `maybe_ours` is true once a create for this task may have been applied (an earlier run
+        sent one, or an answer here was lost): from then on the name is looked up before the
+        task is failed or sent again, so a task is never created twice nor lost.
+        """
         key = spec.key
         policy = self._options.retry
+        maybe_ours = sent_before
         last: ApiError | None = None
         for attempt in range(policy.max_attempts):
-            if key.region in self._stopped_regions:
-                self.stats.stopped += 1
-                return "stopped"
             result, op = await self._attempt(
                 key,
                 Access.WRITE,
@@ -306,17 +314,22 @@ class Scheduler:
                 return "created"
             await self._writer.write(op)
             last = result
-            ours = sent_before or attempt > 0
             if result.code == DUPLICATE_NAME_CODE:
-                return await self._on_duplicate(spec, result, ours)
+                return await self._on_duplicate(spec, result, maybe_ours)
             if result.kind is ErrorKind.FATAL:
                 self._stop(key.region, result)
-                if not ours:
-                    await self._writer.write(MarkPending(key))
+                self.stats.stopped += 1
+                # refused before anything was done: the intent just written is void
+                await self._writer.write(MarkPending(key, unsent=not maybe_ours))
                 return "stopped"
             if result.kind is ErrorKind.PERMANENT:
+                if maybe_ours and (found := await self._find(spec)) is not None:
+                    return await self._adopt(spec, found)
                 return await self._fail(key, result)
             if result.kind is ErrorKind.UNKNOWN_OUTCOME:
+                maybe_ours = True
+                # give a request that is still being processed time to land before looking
+                await self._clock.sleep(max(SETTLE_SECONDS, policy.delay(attempt, self._rng)))
                 found = await self._find(spec)
                 if found is not None:
                     return await self._adopt(spec, found)

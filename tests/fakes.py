@@ -35,6 +35,8 @@ class FakeService:
     in_flight: int = 0
     max_in_flight: int = 0
     next_id: int = 100_001
+    unique_names: bool = True  # False: a service that does not refuse a second create
+    created: list[tuple[int, str, int]] = field(default_factory=list)  # every task it made
 
     def limit_scope(self, region: str) -> str:
         return region
@@ -52,14 +54,19 @@ class FakeService:
             if isinstance(step, ApiError):
                 raise step
             ident = (spec.key.project_id, spec.key.name)
-            if ident in self.existing:
+            if ident in self.existing and self.unique_names:
                 raise ApiError(
                     ErrorKind.PERMANENT, DUPLICATE_NAME_CODE, "already exists", http_status=400
                 )
             self.existing[ident] = self.next_id
+            self.created.append((spec.key.project_id, spec.key.name, self.next_id))
             self.next_id += 1
             if step == "applied-then-lost":
                 raise ApiError(ErrorKind.UNKNOWN_OUTCOME, "ExchangeError", "timed out")
+            if step == "applied-then-500":
+                raise ApiError(
+                    ErrorKind.UNKNOWN_OUTCOME, "InternalError.System", "oops", http_status=500
+                )
             return Created(self.existing[ident], f"req-{spec.key.name}")
         finally:
             self.in_flight -= 1

@@ -119,3 +119,32 @@ def test_sim_rejects_a_malformed_key() -> None:
     code, _, err = invoke("sim", "--key", "just-an-id")
     assert code == 2
     assert "ID:SECRET" in err
+
+
+def test_plan_with_a_corrupt_journal_is_a_usage_error(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """plan names the journal it cannot read instead of crashing."""
+    bad = tmp_path / "j.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    code, _, err = invoke("plan", str(files[0]), "--journal", str(bad))
+    assert code == 2
+    assert "j.db" in err
+
+
+def test_unexpected_error_stops_with_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error no command expected exits 3 with one clear line, not a traceback."""
+    from runner import cli as cli_module
+    from runner.commands import status
+
+    def explode(*args: object, **kwargs: object) -> int:
+        raise ExceptionGroup("workers", [OSError("disk full")])
+
+    monkeypatch.setattr(status, "execute", explode)
+    monkeypatch.setattr("sys.argv", ["runner", "status"])
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main()
+    assert exited.value.code == 3
+    assert "OSError: disk full" in capsys.readouterr().err

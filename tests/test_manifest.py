@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -622,3 +623,12 @@ def test_shipped_manifests_exist_and_load_together() -> None:
     assert any(s.export_mode is ExportMode.INCREMENTAL for s in demo.specs)
     assert demo.settings == Settings(rate=20.0, concurrency=16)
     assert load_manifests([MANIFESTS / "minimal.yaml"]).specs
+
+
+def test_a_fifo_is_refused_not_read(tmp_path: Path) -> None:
+    """A path that is neither a file nor a folder is a problem, not a hang."""
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ManifestError) as raised:
+        load_manifests([fifo])
+    assert str(raised.value.problems[0]) == f"{fifo}:1:1: not a regular file"

@@ -13,6 +13,7 @@ class Row:
     state: TaskState
     fingerprint: str | None = None
     error_code: str | None = None
+    create_sent: bool = False
 
 
 SPEC = ExportSpec(TaskKey("cn-shanghai", 2, "a"))
@@ -55,3 +56,9 @@ def test_only_failed_skips_everything_else() -> None:
     rows = {b.key: Row(TaskState.FAILED), c.key: Row(TaskState.IN_FLIGHT)}
     kinds = [x.kind for x in make_plan([a, b, c], rows, only_failed=True).actions]
     assert kinds == [ActionKind.SKIP, ActionKind.RETRY, ActionKind.RECONCILE]
+
+
+def test_failed_after_a_sent_create_is_looked_up_first() -> None:
+    """A failed task whose create went out is reconciled, not blindly resent."""
+    plan = make_plan([SPEC], {SPEC.key: Row(TaskState.FAILED, error_code="X", create_sent=True)})
+    assert plan.actions[0].kind is ActionKind.RECONCILE

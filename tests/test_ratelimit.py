@@ -45,6 +45,16 @@ def test_throttling_halves_and_success_recovers(clock: FakeClock) -> None:
     bucket = Bucket(clock, 20)
     bucket.on_throttled()
     assert bucket.rate == 10
+    bucket.on_throttled()  # an answer to a request already in flight: no second cut
+    assert bucket.rate == 10
+    clock.now += 1.0
+    bucket.on_throttled()
+    assert bucket.rate == 5
+    bucket.on_throttled()
+    assert bucket.rate == 5
+    clock.now += 1.0
+    bucket.on_throttled()
+    assert bucket.rate == 2.5
     for _ in range(100):
         bucket.on_success()
     assert bucket.rate == 20
@@ -61,6 +71,7 @@ def test_rate_never_drops_below_floor(clock: FakeClock) -> None:
     """Repeated throttling stops at the minimum rate instead of reaching zero."""
     bucket = Bucket(clock, 5, min_rate=0.5)
     for _ in range(50):
+        clock.now += 1.0
         bucket.on_throttled()
     assert bucket.rate == 0.5
 
@@ -74,6 +85,13 @@ def test_buckets_are_per_account_region_and_access(clock: FakeClock) -> None:
     assert limiter.bucket("ak", "cn-hangzhou", Access.WRITE) is not w
     assert limiter.bucket("other", "cn-shanghai", Access.WRITE) is not w
     assert limiter.bucket("ak", "cn-shanghai", Access.READ).rate == 50
+
+
+def test_reads_share_the_write_bucket_by_default(clock: FakeClock) -> None:
+    """Without a read rate, reads and writes draw on one bucket, as Basic counts them."""
+    limiter = RateLimiter(clock, write_rate=5)
+    write = limiter.bucket("ak", "cn-shanghai", Access.WRITE)
+    assert limiter.bucket("ak", "cn-shanghai", Access.READ) is write
 
 
 def test_rate_must_be_positive(clock: FakeClock) -> None:

@@ -275,3 +275,56 @@ async def test_gives_up_after_max_attempts(journal: Journal, clock: FakeClock) -
     assert row.error_code == "ServiceUnavailable"
     assert "gave up after 3 attempts" in (row.error_message or "")
     assert len(service.creates) == 3
+
+
+@pytest.mark.anyio
+async def test_server_error_after_apply_never_creates_twice(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A 5xx answered after the create landed is looked up, even on a service that would
+    accept the same name twice."""
+    specs = [spec(f"t{i}") for i in range(5)]
+    service = FakeService(
+        unique_names=False, scripts={s.key.name: ["applied-then-500"] for s in specs}
+    )
+    stats = await run(journal, service, clock, creates(specs))
+    assert len(service.created) == 5
+    assert stats.adopted == 5
+    assert {state(journal, s) for s in specs} == {TaskState.CREATED}
+
+
+@pytest.mark.anyio
+async def test_lookup_waits_for_a_lost_create_to_settle(journal: Journal, clock: FakeClock) -> None:
+    """After a lost answer the runner waits before looking the name up."""
+    s = spec("a")
+    service = FakeService(scripts={"a": ["applied-then-lost"]})
+    await run(journal, service, clock, creates([s]))
+    assert max(clock.slept) >= 1.0
+
+
+@pytest.mark.anyio
+async def test_unrecognised_refusal_of_our_own_task_is_looked_up(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """When our earlier create may have landed, any refusal is checked by name before failing."""
+    s = spec("a")
+    odd = error(ErrorKind.PERMANENT, "Invalid.Param")  # a duplicate worded unlike we expect
+    service = FakeService(existing={(12345, "a"): 9}, scripts={"a": [odd]})
+    await run(journal, service, clock, creates([s], ActionKind.RETRY), sent=frozenset({s.key}))
+    row = journal.get(s.key)
+    assert row is not None
+    assert (row.state, row.migration_id) == (TaskState.CREATED, 9)
+
+
+@pytest.mark.anyio
+async def test_refused_first_create_is_not_counted_as_sent(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A create refused as fatal leaves the task pending and not marked as sent."""
+    s = spec("a")
+    service = FakeService(scripts={"a": [error(ErrorKind.FATAL, "InvalidAccessKeyId.NotFound")]})
+    stats = await run(journal, service, clock, creates([s]))
+    row = journal.get(s.key)
+    assert row is not None
+    assert (row.state, row.create_sent) == (TaskState.PENDING, False)
+    assert stats.stopped == 1

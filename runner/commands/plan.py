@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from runner import reports
 from runner.commands.common import ExitCode, load_or_report, stdout
-from runner.journal import Journal, TaskRow
+from runner.journal import Journal, JournalError, TaskRow
 from runner.models import TaskKey
 from runner.plan import make_plan
 
@@ -26,7 +27,12 @@ def execute(
     manifest = load_or_report(paths)
     if manifest is None:
         return ExitCode.USAGE
-    plan = make_plan(manifest.specs, read_rows(journal), only_failed=only_failed)
+    try:
+        rows = read_rows(journal)
+    except JournalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    plan = make_plan(manifest.specs, rows, only_failed=only_failed)
     if fmt == "json":
         print(reports.plan_json(plan))
     else:

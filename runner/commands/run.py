@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from runner.dataworks.client import DataWorksClient, SignatureVersion
 from runner.dataworks.credentials import Credentials, CredentialsError, from_environment
 from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.transport import AiohttpTransport, Transport
-from runner.journal import Journal, JournalError, Register, TaskRow
+from runner.journal import Journal, JournalError, Register
 from runner.journal_writer import JournalWriter
 from runner.logs import REDACTOR, get_logger
 from runner.models import DONE_STATES, Action, ActionKind, Manifest, TaskKey, TaskState
@@ -45,6 +44,7 @@ class RunRequest:
     journal: Path
     endpoint: str | None = None
     rate: float | None = None
+    read_rate: float | None = None
     concurrency: int | None = None
     timeout: float = DEFAULT_TIMEOUT
     signature_version: SignatureVersion = "v3"
@@ -78,6 +78,8 @@ def _prepare(
         raise UsageError(str(error)) from error
     if request.rate is not None and request.rate <= 0:
         raise UsageError("--rate must be > 0")
+    if request.read_rate is not None and request.read_rate <= 0:
+        raise UsageError("--read-rate must be > 0")
     if request.concurrency is not None and request.concurrency < 1:
         raise UsageError("--concurrency must be >= 1")
     if request.timeout <= 0:
@@ -106,6 +108,8 @@ async def run(
         journal.apply([Register(spec) for spec in manifest.specs])
         rows = journal.row_map()
         plan = make_plan(manifest.specs, rows, only_failed=request.only_failed)
+        sent = frozenset(key for key, row in rows.items() if row.create_sent)
+        del rows  # O(tasks): not kept through the run
         totals = {k.value: v for k, v in plan.totals().items()}
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
         if plan.totals()[ActionKind.DRIFTED]:
@@ -115,7 +119,7 @@ async def run(
         stats = await _execute(
             request,
             plan.to_send(),
-            rows,
+            sent,
             journal,
             creds,
             endpoints,
@@ -124,9 +128,9 @@ async def run(
             transport,
             clock or SystemClock(),
         )
-        keys = {spec.key for spec in manifest.specs}
-        final = journal.row_map()
-        states = Counter(final[k].state.value for k in keys if k in final)
+        states = Counter(
+            row.state.value for row in (journal.get(spec.key) for spec in manifest.specs) if row
+        )
     finally:
         journal.close()
     elapsed = time.monotonic() - started
@@ -158,7 +162,7 @@ def _exit_code(states: Counter[str], stats: RunStats, only_failed: bool) -> Exit
 async def _execute(
     request: RunRequest,
     actions: tuple[Action, ...],
-    rows: dict[TaskKey, TaskRow],
+    sent: frozenset[TaskKey],
     journal: Journal,
     creds: Credentials,
     endpoints: Endpoints,
@@ -168,15 +172,12 @@ async def _execute(
     clock: Clock,
 ) -> RunStats:
     progress = make_progress(len(actions), enabled=request.progress)
-    limiter = RateLimiter(clock, write_rate=rate)
+    limiter = RateLimiter(clock, write_rate=rate, read_rate=request.read_rate)
     options = RunOptions(concurrency=concurrency, adopt_existing=request.adopt_existing)
-
-    def sent_before(key: TaskKey) -> bool:
-        row = rows.get(key)
-        return row is not None and row.create_sent
+    terminated = anyio.Event()
 
     async with AiohttpTransport(limit=concurrency) as real, anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_on_terminate, tg.cancel_scope)
+        tg.start_soon(_cancel_on_terminate, tg.cancel_scope, terminated)
         client = DataWorksClient(
             transport or real,
             creds,
@@ -187,22 +188,19 @@ async def _execute(
         with progress:
             async with JournalWriter(journal) as writer:
                 scheduler = Scheduler(client, writer, limiter, clock, options, progress)
-                stats = await scheduler.run(actions, sent_before)
+                stats = await scheduler.run(actions, sent.__contains__)
         tg.cancel_scope.cancel()
-    if tg.cancel_scope.cancel_called and _TERMINATED.is_set():
+    if terminated.is_set():
         raise KeyboardInterrupt
     return stats
 
 
-_TERMINATED = threading.Event()
-
-
-async def _cancel_on_terminate(scope: anyio.CancelScope) -> None:
+async def _cancel_on_terminate(scope: anyio.CancelScope, terminated: anyio.Event) -> None:
     """SIGTERM ends the run like Ctrl-C: workers are cancelled, journal writes in progress are
     finished, tasks in flight stay recorded as such."""
     with anyio.open_signal_receiver(signal.SIGTERM) as signals:
         async for _ in signals:
-            _TERMINATED.set()
+            terminated.set()
             scope.cancel()
             return
 

@@ -8,11 +8,12 @@ scheduler, so that every attempt passes through the rate limiter.
 from __future__ import annotations
 
 import json
+import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from runner.dataworks import signing
 from runner.dataworks.credentials import Credentials
@@ -51,23 +52,55 @@ FATAL_CODES = frozenset(
         "InvalidSecurityToken.Mismatch",
         "InvalidSecurityToken.MismatchWithAccessKey",
         "InvalidSecurityToken.Malformed",
-        "Throttling.Api.Risk",
+        "Throttling.Api.Risk",  # the daily quota is spent
+        "Throttling.Resource",  # the edition's call quota is spent
+        "Forbidden.Not.Server",  # the OpenAPI is not offered in this region
         "InvalidApi.NotFound",
         "InvalidProduct.NotFound",
     }
 )
-RETRYABLE_CODES = frozenset({"ServiceUnavailable", "SignatureNonceUsed", "InternalError"})
+# 5xx codes that describe the request, not the service's health: retrying cannot help.
+PERMANENT_CODES = frozenset({"Invalid.Wkbench.Parameter"})
+# Refused before any processing: safe to send again as it is (re-signed).
+REFUSED_CODES = frozenset({"SignatureNonceUsed"})
 
 
-def classify(status: int, code: str) -> ErrorKind:
-    """The kind of an error answer, from its HTTP status and code."""
+def classify(status: int, code: str, *, mutating: bool = False) -> ErrorKind:
+    """The kind of an error answer, from its HTTP status and code.
+
+    A server error on a call that changes state may come after the change was made (a gateway
+    5xx, an error after the commit), so for those the outcome is unknown: the scheduler looks the
+    task up before it sends anything again.
+    """
     if code in FATAL_CODES or code.startswith("InvalidAccessKeyId"):
         return ErrorKind.FATAL
-    if code.startswith("Throttling") or status == 429:
+    if code.startswith("Throttling") or status == 429 or code in REFUSED_CODES:
         return ErrorKind.RETRYABLE
-    if code in RETRYABLE_CODES or code.startswith("InternalError") or status >= 500:
-        return ErrorKind.RETRYABLE
+    if code in PERMANENT_CODES:
+        return ErrorKind.PERMANENT
+    if status >= 500 or code == "ServiceUnavailable" or code.startswith("InternalError"):
+        return ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
     return ErrorKind.PERMANENT
+
+
+STRING_TO_SIGN = re.compile(r"(server )?string to sign", re.IGNORECASE)
+MAX_MESSAGE = 500
+
+
+def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
+    """A server message safe to log and journal: no echoed string-to-sign (with V1 it carries
+    the security token), no credential in any encoding, bounded length."""
+    found = STRING_TO_SIGN.search(message)
+    if found:
+        message = message[: found.start()].rstrip(" :,") + " (string to sign omitted)"
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in {secret, quote(secret, safe=""), quote(quote(secret, safe=""), safe="")}:
+            message = message.replace(form, "[redacted]")
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "…"
+    return message
 
 
 def _new_nonce() -> str:
@@ -146,12 +179,23 @@ class DataWorksClient:
         request = self._build(region, action, params)
         try:
             response = await self._transport.send(request, self._timeout)
+            return _parse(response, mutating=mutating)
         except ConnectError as exc:
-            raise ApiError(ErrorKind.RETRYABLE, "ConnectError", str(exc)) from exc
+            raise self._error(ErrorKind.RETRYABLE, "ConnectError", str(exc)) from exc
         except ExchangeError as exc:
             kind = ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
-            raise ApiError(kind, "ExchangeError", str(exc)) from exc
-        return _parse(response, mutating=mutating)
+            raise self._error(kind, "ExchangeError", str(exc)) from exc
+        except ApiError as exc:
+            exc.message = clean_message(exc.message, self._secrets())
+            exc.args = (f"{exc.code}: {exc.message}",)
+            raise
+
+    def _secrets(self) -> tuple[str, ...]:
+        creds = self._credentials
+        return (creds.access_key_secret, creds.security_token or "")
+
+    def _error(self, kind: ErrorKind, code: str, message: str) -> ApiError:
+        return ApiError(kind, code, clean_message(message, self._secrets()))
 
     def _build(self, region: str, action: str, params: Mapping[str, str]) -> HttpRequest:
         base = self._endpoints.base_url(region)
@@ -187,8 +231,8 @@ def _parse(response: HttpResponse, *, mutating: bool) -> dict[str, Any]:
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        if response.status >= 400 and response.status != 200:
-            kind = classify(response.status, "")
+        if response.status >= 400:
+            kind = classify(response.status, "", mutating=mutating)
             raise ApiError(
                 kind,
                 f"HTTP{response.status}",
@@ -209,7 +253,7 @@ def _parse(response: HttpResponse, *, mutating: bool) -> dict[str, Any]:
         message = str(body.get("Message") or body.get("message") or "")
         retry_after = _retry_after(response.headers)
         error = ApiError(
-            classify(response.status, code),
+            classify(response.status, code, mutating=mutating),
             code,
             message,
             http_status=response.status,
@@ -229,7 +273,7 @@ def _parse(response: HttpResponse, *, mutating: bool) -> dict[str, Any]:
         code = str(body.get("ErrorCode") or body.get("Code") or "Unsuccessful")
         message = str(body.get("ErrorMessage") or body.get("Message") or "Success is false")
         raise ApiError(
-            classify(response.status, code),
+            classify(response.status, code, mutating=mutating),
             code,
             message,
             http_status=response.status,
@@ -250,6 +294,18 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _parse_page(body: Mapping[str, Any]) -> MigrationPage:
+    try:
+        return _page(body)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError(
+            ErrorKind.RETRYABLE,
+            "MalformedResponse",
+            f"ListMigrations answer not understood ({type(exc).__name__})",
+            request_id=_request_id(body),
+        ) from exc
+
+
+def _page(body: Mapping[str, Any]) -> MigrationPage:
     data = body.get("Data")
     if not isinstance(data, dict):
         raise ApiError(ErrorKind.RETRYABLE, "MalformedResponse", "ListMigrations without Data")

@@ -19,7 +19,7 @@ from yarl import URL
 class HttpRequest:
     method: str
     url: str  # already encoded: sent exactly as given
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)  # carries the signature and any STS token
     body: bytes = b""
 
 
@@ -113,4 +113,5 @@ class AiohttpTransport:
         except TimeoutError as exc:
             raise ExchangeError(f"no answer within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
-            raise ExchangeError(f"{type(exc).__name__}: {exc}") from exc
+            # the name only: some aiohttp messages quote the URL, whose query may carry a token
+            raise ExchangeError(type(exc).__name__) from exc

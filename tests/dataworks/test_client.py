@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from runner.dataworks.client import DataWorksClient, classify
+from runner.dataworks.client import DataWorksClient, classify, clean_message
 from runner.dataworks.credentials import Credentials
 from runner.dataworks.endpoints import Endpoints
 from runner.dataworks.transport import (
@@ -149,8 +149,21 @@ def gateway_error(status: int, code: str, message: str = "m", **headers: str) ->
     [
         (gateway_error(429, "Throttling.User"), ErrorKind.RETRYABLE, "Throttling.User"),
         (gateway_error(429, "Throttling.Api.Risk"), ErrorKind.FATAL, "Throttling.Api.Risk"),
-        (gateway_error(503, "ServiceUnavailable"), ErrorKind.RETRYABLE, "ServiceUnavailable"),
-        (gateway_error(500, "InternalError.System"), ErrorKind.RETRYABLE, "InternalError.System"),
+        (gateway_error(503, "ServiceUnavailable"), ErrorKind.UNKNOWN_OUTCOME, "ServiceUnavailable"),
+        (
+            gateway_error(500, "InternalError.System"),
+            ErrorKind.UNKNOWN_OUTCOME,
+            "InternalError.System",
+        ),
+        (gateway_error(429, "Throttling.Resource"), ErrorKind.FATAL, "Throttling.Resource"),
+        (gateway_error(500, "Forbidden.Not.Server"), ErrorKind.FATAL, "Forbidden.Not.Server"),
+        (
+            gateway_error(500, "Invalid.Wkbench.Parameter"),
+            ErrorKind.PERMANENT,
+            "Invalid.Wkbench.Parameter",
+        ),
+        (gateway_error(400, "SignatureNonceUsed"), ErrorKind.RETRYABLE, "SignatureNonceUsed"),
+        (HttpResponse(429, {}, b"slow down"), ErrorKind.RETRYABLE, "HTTP429"),
         (gateway_error(400, "SignatureDoesNotMatch"), ErrorKind.FATAL, "SignatureDoesNotMatch"),
         (
             gateway_error(404, "InvalidAccessKeyId.NotFound"),
@@ -177,7 +190,7 @@ def gateway_error(status: int, code: str, message: str = "m", **headers: str) ->
             DUPLICATE_NAME_CODE,
         ),
         (HttpResponse(200, {}, b"<html>"), ErrorKind.UNKNOWN_OUTCOME, "MalformedResponse"),
-        (HttpResponse(502, {}, b"bad gateway"), ErrorKind.RETRYABLE, "HTTP502"),
+        (HttpResponse(502, {}, b"bad gateway"), ErrorKind.UNKNOWN_OUTCOME, "HTTP502"),
         (
             json_response(
                 200, {"RequestId": "R", "Success": False, "ErrorCode": "X", "ErrorMessage": "no"}
@@ -229,3 +242,70 @@ def test_classify_unknown_4xx_is_permanent() -> None:
     """An unrecognised 4xx code fails the task instead of looping."""
     assert classify(400, "SomethingNew") is ErrorKind.PERMANENT
     assert classify(504, "") is ErrorKind.RETRYABLE
+
+
+@pytest.mark.anyio
+async def test_server_error_on_a_read_is_retryable() -> None:
+    """A 5xx on ListMigrations is simply retried: reads change nothing."""
+    client, _ = make_client(gateway_error(503, "ServiceUnavailable"))
+    with pytest.raises(ApiError) as raised:
+        await client.list_migrations("cn-shanghai", 1)
+    assert raised.value.kind is ErrorKind.RETRYABLE
+
+
+@pytest.mark.anyio
+async def test_throttling_without_json_still_counts_as_throttling() -> None:
+    """A bare 429 slows the bucket like a Throttling.* code does."""
+    client, _ = make_client(HttpResponse(429, {}, b""))
+    with pytest.raises(ApiError) as raised:
+        await client.create_export_migration(SPEC)
+    assert raised.value.is_throttling
+
+
+@pytest.mark.anyio
+async def test_echoed_string_to_sign_and_token_never_reach_the_message() -> None:
+    """A SignatureDoesNotMatch message loses its string to sign; credentials in any encoding
+    are masked."""
+    token = "TOK/EN+with=SECRET"
+    message = (
+        "Specified signature is not matched with our calculation. server string to sign is:"
+        "POST&%2F&SecurityToken%3DTOK%252FEN%252Bwith%253DSECRET"
+    )
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        return gateway_error(400, "SignatureDoesNotMatch", message + " " + token)
+
+    client = DataWorksClient(
+        FunctionTransport(handler), Credentials("AKID", "s3cr3t", token), Endpoints()
+    )
+    with pytest.raises(ApiError) as raised:
+        await client.create_export_migration(SPEC)
+    text = f"{raised.value} {raised.value.message}"
+    assert "SECRET" not in text
+    assert "string to sign omitted" in raised.value.message
+    assert raised.value.message.startswith("Specified signature is not matched")
+
+
+def test_clean_message_masks_encoded_secrets_and_bounds_length() -> None:
+    """Raw, percent-encoded and double-encoded secrets are masked; long messages are cut."""
+    secret = "a/b+c"
+    text = f"x {secret} y a%2Fb%2Bc z a%252Fb%252Bc " + "w" * 1000
+    cleaned = clean_message(text, [secret])
+    assert "a/b+c" not in cleaned
+    assert "%2F" not in cleaned
+    assert cleaned.count("[redacted]") == 3
+    assert len(cleaned) <= 501
+
+
+@pytest.mark.anyio
+async def test_malformed_list_page_is_a_retryable_error() -> None:
+    """A ListMigrations answer with the wrong shapes is an ApiError, never a crash."""
+    body = {
+        "RequestId": "R",
+        "Success": True,
+        "Data": {"PageNumber": None, "Migrations": [{"Id": "x"}]},
+    }
+    client, _ = make_client(json_response(200, body))
+    with pytest.raises(ApiError) as raised:
+        await client.list_migrations("cn-shanghai", 1)
+    assert (raised.value.kind, raised.value.code) == (ErrorKind.RETRYABLE, "MalformedResponse")
