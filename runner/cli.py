@@ -131,22 +131,45 @@ def report(journal: Path, fmt: str) -> None:
     metavar="ID:SECRET[:TOKEN]",
     help="An access key the simulator accepts (repeatable). Default: the demo key.",
 )
-@click.option("--qps", type=float, help="Requests per second per key before Throttling.User.")
+@click.option("--qps", type=int, help="Requests per second per key before Throttling.User.")
 @click.option("--daily-quota", type=int, help="Calls per key per day before Throttling.Api.Risk.")
 @click.option("--error-rate", type=float, default=0.0, help="Share of writes answered 5xx.")
 @click.option("--timeout-rate", type=float, default=0.0, help="Share of writes applied, no answer.")
 @click.option("--reset-rate", type=float, default=0.0, help="Share of writes applied, then reset.")
+@click.option(
+    "--applied-error-rate",
+    type=float,
+    default=0.0,
+    help="Share of writes applied, then answered 500.",
+)
+@click.option(
+    "--hang", type=float, default=30.0, show_default=True, help="How long a timeout fault holds, s."
+)
+@click.option(
+    "--retry-after/--no-retry-after",
+    default=False,
+    help="Send x-acs-retry-after with throttling answers (the service documents none).",
+)
+@click.option(
+    "--allow-duplicate-names",
+    is_flag=True,
+    help="Accept a taken name again and count it (proves a client never creates twice).",
+)
 @click.option("--latency", type=float, default=0.0, help="Added latency per request, s.")
 @click.option("--missing-project", "missing", type=int, multiple=True, help="Unknown project id.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def sim(
     port: int,
     keys: tuple[str, ...],
-    qps: float | None,
+    qps: int | None,
     daily_quota: int | None,
     error_rate: float,
     timeout_rate: float,
     reset_rate: float,
+    applied_error_rate: float,
+    hang: float,
+    retry_after: bool,
+    allow_duplicate_names: bool,
     latency: float,
     missing: tuple[int, ...],
     seed: int,
@@ -163,6 +186,10 @@ def sim(
             error_rate=error_rate,
             timeout_rate=timeout_rate,
             reset_rate=reset_rate,
+            applied_error_rate=applied_error_rate,
+            hang=hang,
+            retry_after=retry_after,
+            allow_duplicate_names=allow_duplicate_names,
             latency=latency,
             missing=missing,
             seed=seed,

@@ -23,10 +23,10 @@ DEMO_RATE = 20.0  # the Enterprise write limit, which the simulator enforces too
 # Faults a real run meets now and then, made frequent enough to be seen in one rehearsal.
 DEMO_FAULTS = Faults(
     qps_limit=int(DEMO_RATE),
-    retry_after=True,
     error_rate=0.03,
     timeout_rate=0.02,
     reset_rate=0.02,
+    applied_error_rate=0.02,
     latency=0.02,
     latency_jitter=0.03,
     hang_seconds=5.0,
@@ -38,7 +38,10 @@ async def rehearse(
 ) -> tuple[RunResult, RunResult, dict[str, object], dict[str, object]]:
     """Run the manifest twice against a fresh simulator; return both results and sim stats."""
     credentials = Credentials(DEMO_KEY.access_key_id, DEMO_KEY.access_key_secret)
-    config = SimConfig(keys={DEMO_KEY.access_key_id: DEMO_KEY}, faults=faults, seed=7)
+    # names are not unique on this simulator, so a task created twice would show, not be refused
+    config = SimConfig(
+        keys={DEMO_KEY.access_key_id: DEMO_KEY}, faults=faults, seed=7, unique_names=False
+    )
     app = build_app(config)
     async with serve(config, app=app) as url:
         request = RunRequest(
@@ -73,6 +76,7 @@ def _summary(
     faults = sim1.get("faults", {})
     row("faults injected by the simulator", faults, "")
     row("creates applied by the simulator", sim1["creates_applied"], sim2["creates_applied"])
+    row("tasks created twice", sim1["duplicates_created"], sim2["duplicates_created"])
     return table
 
 
@@ -89,7 +93,11 @@ def execute(manifest: str, journal: Path = DEMO_JOURNAL) -> ExitCode:
     states = ", ".join(f"{k} {v}" for k, v in sorted(second.states.items()))
     console.print(f"journal: {journal} ({states})")
     console.print(f"see every task: runner status --journal {journal}")
-    resent = sim2["creates_applied"] != sim1["creates_applied"] or second.stats.creates_sent
+    resent = (
+        sim2["creates_applied"] != sim1["creates_applied"]
+        or second.stats.creates_sent > 0
+        or sim2["duplicates_created"] != 0
+    )
     if first.exit_code is not ExitCode.OK or resent:
         console.print("[red]the rehearsal did not go as planned[/red]")
         return ExitCode.TASKS_FAILED

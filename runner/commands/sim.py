@@ -27,7 +27,7 @@ def execute(
     *,
     port: int,
     keys: Sequence[str],
-    qps: float | None,
+    qps: int | None,
     daily_quota: int | None,
     error_rate: float,
     timeout_rate: float,
@@ -35,18 +35,24 @@ def execute(
     latency: float,
     missing: Sequence[int],
     seed: int,
+    applied_error_rate: float = 0.0,
+    hang: float = 30.0,
+    retry_after: bool = False,
+    allow_duplicate_names: bool = False,
 ) -> ExitCode:
     try:
         parsed = [parse_key(k) for k in keys] or [DEMO_KEY]
         faults = Faults(
-            qps_limit=None if qps is None else max(1, int(qps)),
+            qps_limit=qps,
             daily_quota=daily_quota,
             error_rate=error_rate,
             timeout_rate=timeout_rate,
             reset_rate=reset_rate,
+            applied_error_rate=applied_error_rate,
+            hang_seconds=hang,
             latency=latency,
             missing_projects=frozenset(missing),
-            retry_after=True,
+            retry_after=retry_after,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -54,7 +60,12 @@ def execute(
     if not 0 <= port <= 65535:
         print("error: --port must be within 0..65535", file=sys.stderr)
         return ExitCode.USAGE
-    config = SimConfig(keys={k.access_key_id: k for k in parsed}, faults=faults, seed=seed)
+    config = SimConfig(
+        keys={k.access_key_id: k for k in parsed},
+        faults=faults,
+        seed=seed,
+        unique_names=not allow_duplicate_names,
+    )
     names = ", ".join(k.access_key_id for k in parsed)
     print(f"simulator accepting keys: {names}", file=sys.stderr)
     try:

@@ -62,6 +62,7 @@ class SimConfig:
     export_duration: float = 5.0  # seconds from StartMigration to EXPORT_SUCCESS
     download_ttl: float = 3600.0  # seconds a DownloadUrl stays valid after it is read
     checker: Checker | None = None  # replaces the signature check (tests, open mode)
+    unique_names: bool = True  # False: a taken name is accepted again and the copy counted
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class SimStats:
     auth_failures: int = 0
     faults: Counter[str] = field(default_factory=Counter)  # by Fault value
     downloads: int = 0
+    duplicates_created: int = 0  # tasks made under a name already taken (unique_names off)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class SimStats:
             "auth_failures": self.auth_failures,
             "faults": dict(self.faults),
             "downloads": self.downloads,
+            "duplicates_created": self.duplicates_created,
         }
 
 
@@ -133,6 +136,7 @@ class _Simulator:
             download_ttl=config.download_ttl,
             missing_projects=frozenset(config.faults.missing_projects),
             url_secret=f"runner-sim-{config.seed}".encode(),
+            unique_names=config.unique_names,
         )
         self.throttle = Throttle(config.faults)
         self.rng = random.Random(config.seed)
@@ -187,6 +191,10 @@ class _Simulator:
         elif fault is Fault.RESET:
             self.stats.faults[fault.value] += 1
             return _drop_connection(request)
+        elif fault is Fault.APPLIED_ERROR:
+            self.stats.faults[fault.value] += 1
+            status, code, message = FAULT_ERRORS[Fault.INTERNAL]
+            return _error(request, rid, status, code, message)
         return response
 
     def _operate(
@@ -205,6 +213,7 @@ class _Simulator:
             if action == "CreateExportMigration":
                 data = state.create_export_migration(params, now, _access_key(headers, params))
                 self.stats.creates_applied += 1
+                self.stats.duplicates_created = state.duplicates
                 return _ok(rid, data)
             if action == "CreateImportMigration":
                 data = state.create_import_migration(params, now, _access_key(headers, params))

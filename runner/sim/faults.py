@@ -29,6 +29,7 @@ class Faults:
     error_rate: float = 0.0  # 503 ServiceUnavailable or 500 InternalError.System, no effect
     timeout_rate: float = 0.0  # effect applied, answer held back for hang_seconds
     reset_rate: float = 0.0  # effect applied, connection dropped without an answer
+    applied_error_rate: float = 0.0  # effect applied, then answered 500 InternalError.System
     export_failure_rate: float = 0.0  # a started export ends EXPORT_ERROR
     latency: float = 0.0  # seconds added to every answer
     latency_jitter: float = 0.0  # plus uniform [0, jitter) seconds
@@ -37,12 +38,13 @@ class Faults:
     faults_on_reads: bool = False  # error/timeout/reset also on the read operations
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "timeout_rate", "reset_rate", "export_failure_rate"):
+        rates = ("error_rate", "timeout_rate", "reset_rate", "applied_error_rate")
+        for name in (*rates, "export_failure_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
-        if self.error_rate + self.timeout_rate + self.reset_rate > 1.0:
-            raise ValueError("error_rate + timeout_rate + reset_rate must not exceed 1")
+        if sum(getattr(self, name) for name in rates) > 1.0:
+            raise ValueError(" + ".join(rates) + " must not exceed 1")
         if self.qps_limit is not None and self.qps_limit < 1:
             raise ValueError("qps_limit must be at least 1")
         if self.daily_quota is not None and self.daily_quota < 0:
@@ -59,6 +61,7 @@ class Fault(enum.StrEnum):
     INTERNAL = "internal"  # 500 InternalError.System
     TIMEOUT = "timeout"
     RESET = "reset"
+    APPLIED_ERROR = "applied_error"  # effect applied, then 500 InternalError.System
 
 
 # (status, code, message) of the injected error answers
@@ -80,7 +83,8 @@ def draw_fault(faults: Faults, rng: random.Random, *, is_write: bool) -> Fault:
     """One draw per eligible request: error, timeout, reset or nothing, in proportion."""
     if not is_write and not faults.faults_on_reads:
         return Fault.NONE
-    if faults.error_rate + faults.timeout_rate + faults.reset_rate <= 0:
+    total = faults.error_rate + faults.timeout_rate + faults.reset_rate
+    if total + faults.applied_error_rate <= 0:
         return Fault.NONE
     u = rng.random()
     if u < faults.error_rate:
@@ -91,6 +95,9 @@ def draw_fault(faults: Faults, rng: random.Random, *, is_write: bool) -> Fault:
     u -= faults.timeout_rate
     if u < faults.reset_rate:
         return Fault.RESET
+    u -= faults.reset_rate
+    if u < faults.applied_error_rate:
+        return Fault.APPLIED_ERROR
     return Fault.NONE
 
 

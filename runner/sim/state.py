@@ -170,6 +170,8 @@ class DataWorksState:
     download_ttl: float = 3600.0
     missing_projects: frozenset[int] = frozenset()
     url_secret: bytes = b"sim-download-secret"
+    unique_names: bool = True  # False: a second task with a taken name is made (and counted)
+    duplicates: int = 0
     next_id: int = FIRST_MIGRATION_ID
     migrations: dict[int, MigrationRecord] = field(default_factory=dict)
     names: dict[tuple[int, str, str], int] = field(default_factory=dict)
@@ -233,7 +235,9 @@ class DataWorksState:
         access_key_id: str,
     ) -> MigrationRecord:
         key = (project_id, migration_type, name)
-        if key in self.names:
+        if key in self.names and not self.unique_names:
+            self.duplicates += 1
+        elif key in self.names:
             kind = "export" if migration_type == EXPORT else "import"
             raise SimError(
                 400,

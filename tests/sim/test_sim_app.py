@@ -135,6 +135,7 @@ async def running(
     sleep: Sleep | None = None,
     seed: int = 0,
     export_duration: float = 10.0,
+    unique_names: bool = True,
 ) -> AsyncIterator[Harness]:
     clock = EpochClock()
     sleeps = SleepRecorder()
@@ -147,6 +148,7 @@ async def running(
         export_duration=export_duration,
         download_ttl=60.0,
         checker=checker,
+        unique_names=unique_names,
     )
     app = build_app(config)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
@@ -394,6 +396,27 @@ async def test_reset_fault_applies_the_effect_and_drops_the_connection() -> None
         assert sim.stats.creates_applied == 1
         ok = await sim.call("ListMigrations", {"ProjectId": "12345", "MigrationType": "EXPORT"})
     assert ok.body["Data"]["TotalCount"] == 1
+
+
+@pytest.mark.anyio
+async def test_applied_error_fault_creates_then_answers_500() -> None:
+    """applied_error_rate=1: the task is created, yet the answer is 500 InternalError.System."""
+    async with running(faults=Faults(applied_error_rate=1.0)) as sim:
+        answer = await sim.call("CreateExportMigration", CREATE)
+        assert len(sim.state.migrations) == 1
+        assert sim.stats.faults["applied_error"] == 1
+    _assert_error(answer, 500, "InternalError.System")
+
+
+@pytest.mark.anyio
+async def test_duplicates_are_made_and_counted_when_names_are_not_unique() -> None:
+    """With unique_names off a second create of a name succeeds and is counted as a duplicate."""
+    async with running(unique_names=False) as sim:
+        first = await sim.call("CreateExportMigration", CREATE)
+        second = await sim.call("CreateExportMigration", CREATE)
+        assert first.status == second.status == 200
+        assert len(sim.state.migrations) == 2
+        assert sim.stats.snapshot()["duplicates_created"] == 1
 
 
 @pytest.mark.anyio
