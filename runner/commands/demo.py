@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 from rich.table import Table
 
+from runner.clock import Clock
 from runner.commands.common import ExitCode, UsageError, stdout
 from runner.commands.run import RunRequest, RunResult, run
 from runner.commands.sim import DEMO_KEY
@@ -34,7 +35,13 @@ DEMO_FAULTS = Faults(
 
 
 async def rehearse(
-    manifest: str, journal: Path, *, faults: Faults = DEMO_FAULTS, timeout: float = 1.5
+    manifest: str,
+    journal: Path,
+    *,
+    faults: Faults = DEMO_FAULTS,
+    timeout: float = 1.5,
+    rate: float = DEMO_RATE,
+    clock: Clock | None = None,
 ) -> tuple[RunResult, RunResult, dict[str, object], dict[str, object]]:
     """Run the manifest twice against a fresh simulator; return both results and sim stats."""
     credentials = Credentials(DEMO_KEY.access_key_id, DEMO_KEY.access_key_secret)
@@ -45,11 +52,11 @@ async def rehearse(
     app = build_app(config)
     async with serve(config, app=app) as url:
         request = RunRequest(
-            manifests=(manifest,), journal=journal, endpoint=url, rate=DEMO_RATE, timeout=timeout
+            manifests=(manifest,), journal=journal, endpoint=url, rate=rate, timeout=timeout
         )
-        first = await run(request, credentials=credentials)
+        first = await run(request, credentials=credentials, clock=clock)
         after_first = app[STATS].snapshot()
-        second = await run(request, credentials=credentials)
+        second = await run(request, credentials=credentials, clock=clock)
         after_second = app[STATS].snapshot()
     return first, second, after_first, after_second
 
