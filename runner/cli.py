@@ -68,6 +68,10 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
 )
 @click.option("--only-failed", is_flag=True, help="Retry only the tasks that failed before.")
 @click.option(
+    "--profile",
+    help="Credentials profile (aliyun-cli config or credentials.ini); else ALIBABA_CLOUD_PROFILE.",
+)
+@click.option(
     "--adopt-existing",
     is_flag=True,
     help="Adopt a task whose name already exists in the workspace instead of failing it.",
@@ -82,6 +86,7 @@ def run(
     timeout: float,
     signature_version: str,
     only_failed: bool,
+    profile: str | None,
     adopt_existing: bool,
 ) -> None:
     """Create every task of the manifests that is not done yet."""
@@ -98,6 +103,7 @@ def run(
         signature_version="v1" if signature_version == "v1" else "v3",
         only_failed=only_failed,
         adopt_existing=adopt_existing,
+        profile=profile,
     )
     sys.exit(command.execute(request))
 

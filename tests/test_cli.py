@@ -84,6 +84,8 @@ def test_run_without_credentials_sends_nothing(
     """Missing credentials exit 2 before any journal or request is made."""
     monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_ID", raising=False)
     monkeypatch.delenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", raising=False)
+    monkeypatch.delenv("ALIBABA_CLOUD_PROFILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no profile files either
     code, _, err = invoke("run", str(files[0]), "--journal", str(tmp_path / "j.db"))
     assert code == 2
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in err

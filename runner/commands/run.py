@@ -24,7 +24,7 @@ from runner.commands.common import (
 )
 from runner.commands.progress import make_progress
 from runner.dataworks.client import DataWorksClient, SignatureVersion
-from runner.dataworks.credentials import Credentials, CredentialsError, from_environment
+from runner.dataworks.credentials import Credentials, CredentialsError, resolve
 from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.transport import AiohttpTransport, Transport
 from runner.journal import Journal, JournalError, Register
@@ -51,6 +51,7 @@ class RunRequest:
     only_failed: bool = False
     adopt_existing: bool = False
     progress: bool = True
+    profile: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def _prepare(
         raise ManifestInvalid("invalid manifest")
     try:
         endpoints = Endpoints(request.endpoint)
-        creds = credentials or from_environment()
+        creds = credentials or resolve(request.profile)
     except (EndpointError, CredentialsError) as error:
         raise UsageError(str(error)) from error
     if request.rate is not None and request.rate <= 0:
