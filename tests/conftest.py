@@ -1,14 +1,22 @@
-"""Shared fixtures: the anyio backend, the reference folder, a fake clock."""
+"""Shared fixtures: quiet logs, the anyio backend, a fake clock."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from collections.abc import Iterator
 
 import pytest
 
+from runner import logs
 from runner.clock import FakeClock
 
-REPO = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[io.StringIO]:
+    """Each test logs into its own buffer, never into a stream an earlier test closed."""
+    buffer = io.StringIO()
+    logs.configure(stream=buffer, json=True)
+    yield buffer
 
 
 @pytest.fixture
