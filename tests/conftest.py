@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,11 +11,11 @@ from runner.clock import FakeClock
 
 
 @pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[io.StringIO]:
+def quiet_logs() -> io.StringIO:
     """Each test logs into its own buffer, never into a stream an earlier test closed."""
     buffer = io.StringIO()
     logs.configure(stream=buffer, json=True)
-    yield buffer
+    return buffer
 
 
 @pytest.fixture
