@@ -122,6 +122,7 @@ class MarkCreated:
     key: TaskKey
     migration_id: int
     request_id: str | None
+    fingerprint: str | None = None  # replaces the stored one when given (an adopted task)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,9 @@ def _changes(op: Op) -> tuple[str, tuple[Any, ...]]:
         case MarkInFlight():
             sets = "state = 'in_flight', create_sent = 1, fingerprint = ?, request_id = NULL"
             return sets + _CLEAR, (op.fingerprint,)
+        case MarkCreated() if op.fingerprint is not None:
+            sets = "state = 'created', migration_id = ?, request_id = ?, fingerprint = ?"
+            return sets + _CLEAR, (op.migration_id, op.request_id, op.fingerprint)
         case MarkCreated():
             sets = "state = 'created', migration_id = ?, request_id = ?"
             return sets + _CLEAR, (op.migration_id, op.request_id)

@@ -30,6 +30,10 @@ class TaskState(enum.StrEnum):
 
 DONE_STATES = frozenset({TaskState.CREATED, TaskState.STARTED, TaskState.EXPORTED})
 
+# The fingerprint of a task adopted with --adopt-existing: made by someone else, with parameters
+# this runner never saw, so it can be neither matched against the manifest nor called drifted.
+ADOPTED_FINGERPRINT = "adopted"
+
 
 class ErrorKind(enum.StrEnum):
     """What a failure means for the run: the kind decides what happens next."""

@@ -7,7 +7,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.models import DONE_STATES, Action, ActionKind, ExportSpec, TaskKey, TaskState
+from runner.models import (
+    ADOPTED_FINGERPRINT,
+    DONE_STATES,
+    Action,
+    ActionKind,
+    ExportSpec,
+    TaskKey,
+    TaskState,
+)
 
 
 class JournalView(Protocol):
@@ -60,6 +68,8 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
             )
         return Action(ActionKind.RETRY, spec, f"failed before ({row.error_code or 'error'})")
     if row.state in DONE_STATES:
+        if row.fingerprint == ADOPTED_FINGERPRINT:
+            return Action(ActionKind.SKIP, spec, f"already {row.state.value} (adopted)")
         if row.fingerprint is not None and row.fingerprint != spec.fingerprint():
             return Action(ActionKind.DRIFTED, spec, "done, but the manifest now says otherwise")
         return Action(ActionKind.SKIP, spec, f"already {row.state.value}")

@@ -26,6 +26,7 @@ from runner.journal import (
     RecordAttempt,
 )
 from runner.models import (
+    ADOPTED_FINGERPRINT,
     DUPLICATE_NAME_CODE,
     Action,
     ActionKind,
@@ -130,6 +131,7 @@ class Scheduler:
         self._progress = progress or NoProgress()
         self._rng = random.Random(options.seed)
         self._stopped_regions: dict[str, ApiError] = {}
+        self._known: dict[tuple[str, int], dict[str, Migration]] = {}  # lookups seen this run
         self.stats = RunStats()
 
     async def run(
@@ -247,8 +249,16 @@ class Scheduler:
         raise Unresolved(key)
 
     async def _find(self, spec: ExportSpec) -> Migration | None:
-        """Look the task's name up among the workspace's export migrations, page by page."""
+        """Look the task's name up among the workspace's export migrations, page by page.
+
+        Every page read is remembered for the run: a name once seen stays (tasks are not
+        deleted), so other lookups in the same workspace are answered without a request. A name
+        not seen is always asked for again, since it may have been created since.
+        """
         key = spec.key
+        known = self._known.setdefault((key.region, key.project_id), {})
+        if (hit := known.get(key.name)) is not None:
+            return hit
         seen = 0
         for page_number in range(1, LIST_MAX_PAGES + 1):
 
@@ -258,17 +268,19 @@ class Scheduler:
                 )
 
             page = await self._read(key, call)
-            for migration in page.migrations:
-                if migration.name == key.name:
-                    return migration
+            known.update((m.name, m) for m in page.migrations)
+            if (hit := known.get(key.name)) is not None:
+                return hit
             seen += len(page.migrations)
             # stop on what was seen, not on the echoed page size, which a server may cap
             if not page.migrations or seen >= page.total_count:
                 return None
         return None
 
-    async def _adopt(self, spec: ExportSpec, found: Migration) -> str:
-        await self._writer.write(MarkCreated(spec.key, found.migration_id, None))
+    async def _adopt(
+        self, spec: ExportSpec, found: Migration, *, fingerprint: str | None = None
+    ) -> str:
+        await self._writer.write(MarkCreated(spec.key, found.migration_id, None, fingerprint))
         self.stats.adopted += 1
         return "adopted"
 
@@ -350,7 +362,8 @@ class Scheduler:
         if ours or self._options.adopt_existing:
             found = await self._find(spec)
             if found is not None:
-                return await self._adopt(spec, found)
+                foreign = None if ours else ADOPTED_FINGERPRINT
+                return await self._adopt(spec, found, fingerprint=foreign)
             return await self._fail(
                 spec.key,
                 error,

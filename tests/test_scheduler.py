@@ -11,6 +11,7 @@ from runner.clock import FakeClock
 from runner.journal import Journal, Register
 from runner.journal_writer import JournalWriter
 from runner.models import (
+    ADOPTED_FINGERPRINT,
     Action,
     ActionKind,
     ErrorKind,
@@ -18,6 +19,7 @@ from runner.models import (
     TaskKey,
     TaskState,
 )
+from runner.plan import make_plan
 from runner.ratelimit import RateLimiter
 from runner.retry import RetryPolicy
 from runner.scheduler import RunOptions, RunStats, Scheduler
@@ -328,3 +330,31 @@ async def test_refused_first_create_is_not_counted_as_sent(
     assert row is not None
     assert (row.state, row.create_sent) == (TaskState.PENDING, False)
     assert stats.stopped == 1
+
+
+@pytest.mark.anyio
+async def test_lookups_in_one_workspace_share_what_was_read(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Reconciling many tasks of one workspace reads its list once when every name is there."""
+    specs = [spec(f"t{i}") for i in range(20)]
+    service = FakeService(existing={(12345, s.key.name): 500 + i for i, s in enumerate(specs)})
+    await run(journal, service, clock, creates(specs, ActionKind.RECONCILE), concurrency=1)
+    assert service.lists == 1
+    assert service.creates == []
+    assert {state(journal, s) for s in specs} == {TaskState.CREATED}
+
+
+@pytest.mark.anyio
+async def test_foreign_task_adopted_is_never_reported_as_drift(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A task adopted with --adopt-existing is marked adopted, so later plans skip it quietly."""
+    s = spec("a")
+    service = FakeService(existing={(12345, "a"): 7})
+    await run(journal, service, clock, creates([s]), adopt_existing=True)
+    row = journal.get(s.key)
+    assert row is not None
+    assert row.fingerprint == ADOPTED_FINGERPRINT
+    plan = make_plan([s], journal.row_map())
+    assert plan.actions[0].kind is ActionKind.SKIP
