@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/manifest_load.py
 	$(BIN)/python bench/run_overhead.py
 	$(BIN)/python bench/run_memory.py
+	$(BIN)/python bench/rate_limit.py
 
 clean:
 	rm -rf $(VENV) .runner .mypy_cache .pytest_cache .ruff_cache
