@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import anyio
+from workload import write_manifest
 
 from runner import logs
 from runner.commands.run import RunRequest, run
@@ -32,16 +33,9 @@ SLACK_RATIO = 1.10
 SLACK_SECONDS = 0.5
 
 
-def write_manifest(path: Path, tasks: int) -> None:
-    lines = ["version: 1", "defaults:", "  region: cn-shanghai", '  name: "bench-{project_id}"']
-    lines.append("workspaces:")
-    lines.extend(f"  - project_id: {10_000 + i}" for i in range(tasks))
-    path.write_text("\n".join(lines) + "\n")
-
-
 async def one_case(folder: Path, tasks: int, rate: int) -> tuple[float, float, int, int]:
     manifest = folder / f"m{tasks}.yaml"
-    write_manifest(manifest, tasks)
+    write_manifest(manifest, tasks, per_workspace=1)
     config = SimConfig(keys={KEY.access_key_id: KEY}, faults=Faults(qps_limit=rate), seed=1)
     app = build_app(config)
     credentials = Credentials(KEY.access_key_id, KEY.access_key_secret)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workload import write_manifest
+
 from runner import logs
 from runner.commands import run as run_module
 from runner.commands.common import ExitCode
@@ -51,25 +53,6 @@ KEY_ID, KEY_SECRET = "bench-access-key-id", "bench-access-key-secret"
 # leak of even ~100 bytes per task would show clearly in the 10,000-task run.
 MAX_RATIO = 2.0
 SIM_START_TIMEOUT = 20.0
-
-
-def write_manifest(path: Path, tasks: int, prefix: str) -> None:
-    """`tasks` FULL exports in one region, TASKS_PER_WORKSPACE per workspace, unique names."""
-    lines = [
-        "version: 1",
-        "defaults:",
-        f"  region: {REGION}",
-        "  export_mode: FULL",
-        "  export_object_status: SAVED",
-        "  description: run memory benchmark",
-        "workspaces:",
-    ]
-    for w in range(-(-tasks // TASKS_PER_WORKSPACE)):
-        lines += [f"  - project_id: {10_001 + w}", "    tasks:"]
-        first = w * TASKS_PER_WORKSPACE
-        for t in range(first, min(tasks, first + TASKS_PER_WORKSPACE)):
-            lines.append(f"      - name: {prefix}-task-{t:06d}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
@@ -112,7 +95,7 @@ class Measure:
 async def measure(url: str, folder: Path, tasks: int, prefix: str) -> Measure:
     """One traced `run()`, split at the start and end of its send phase."""
     manifest = folder / f"{prefix}.yaml"
-    write_manifest(manifest, tasks, prefix)
+    write_manifest(manifest, tasks, prefix=prefix, per_workspace=TASKS_PER_WORKSPACE, region=REGION)
     request = RunRequest(
         manifests=(str(manifest),),
         journal=folder / f"{prefix}.db",

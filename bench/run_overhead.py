@@ -43,6 +43,7 @@ from pathlib import Path
 
 import aiohttp
 import anyio
+from workload import write_manifest
 from yarl import URL
 
 from runner import logs
@@ -76,25 +77,6 @@ CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # noise, not a claim that 3.5x is "close to raw aiohttp": it trips on a hot spot that adds
 # roughly another 250-300 µs per request (e.g. one commit per op, a session per request).
 MAX_RATIO = 5.0
-
-
-def write_manifest(path: Path, tasks: int) -> None:
-    """`tasks` FULL exports in one region, TASKS_PER_WORKSPACE per workspace, unique names."""
-    lines = [
-        "version: 1",
-        "defaults:",
-        f"  region: {REGION}",
-        "  export_mode: FULL",
-        "  export_object_status: SAVED",
-        "  description: run overhead benchmark",
-        "workspaces:",
-    ]
-    for w in range(-(-tasks // TASKS_PER_WORKSPACE)):
-        lines += [f"  - project_id: {10_001 + w}", "    tasks:"]
-        first = w * TASKS_PER_WORKSPACE
-        for t in range(first, min(tasks, first + TASKS_PER_WORKSPACE)):
-            lines.append(f"      - name: bench-task-{t:06d}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def sim_config(checker: Checker | None) -> SimConfig:
@@ -255,7 +237,7 @@ def signer_alone(host: str, params: dict[str, str]) -> float:
 
 async def main_async(folder: Path) -> int:
     manifest = folder / "bench.yaml"
-    write_manifest(manifest, TASKS)
+    write_manifest(manifest, TASKS, per_workspace=TASKS_PER_WORKSPACE, region=REGION)
     raws: list[Timing] = []
     ours: list[Timing] = []
     load_s: list[float] = []
