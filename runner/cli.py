@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from runner import __version__, logs
-from runner.commands.common import DEFAULT_JOURNAL, DEFAULT_TIMEOUT, ExitCode
+from runner.commands.common import (
+    DEFAULT_JOURNAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+    ExitCode,
+)
 
 JOURNAL = click.option(
     "--journal",
@@ -76,6 +82,30 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     is_flag=True,
     help="Adopt a task whose name already exists in the workspace instead of failing it.",
 )
+@click.option(
+    "--start", is_flag=True, help="Start the created tasks, this run's and earlier ones'."
+)
+@click.option("--wait", is_flag=True, help="Wait for the exports to end (implies --start).")
+@click.option(
+    "--download",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Save each package as DIR/<region>/<project_id>/<name>.zip (implies --wait).",
+)
+@click.option(
+    "--wait-timeout",
+    type=float,
+    default=DEFAULT_WAIT_TIMEOUT,
+    show_default=True,
+    help="With --wait: how long to wait in all, s; unfinished tasks stay started (exit 1).",
+)
+@click.option(
+    "--poll-interval",
+    type=float,
+    default=DEFAULT_POLL_INTERVAL,
+    show_default=True,
+    help="With --wait: seconds between two status reads of a task.",
+)
 def run(
     manifests: tuple[str, ...],
     journal: Path,
@@ -88,8 +118,13 @@ def run(
     only_failed: bool,
     profile: str | None,
     adopt_existing: bool,
+    start: bool,
+    wait: bool,
+    download: Path | None,
+    wait_timeout: float,
+    poll_interval: float,
 ) -> None:
-    """Create every task of the manifests that is not done yet."""
+    """Create every task of the manifests that is not done yet; optionally start, wait, fetch."""
     from runner.commands import run as command
 
     request = command.RunRequest(
@@ -104,6 +139,11 @@ def run(
         only_failed=only_failed,
         adopt_existing=adopt_existing,
         profile=profile,
+        start=start or wait or download is not None,
+        wait=wait or download is not None,
+        download=download,
+        wait_timeout=wait_timeout,
+        poll_interval=poll_interval,
     )
     sys.exit(command.execute(request))
 
@@ -162,6 +202,23 @@ def report(journal: Path, fmt: str) -> None:
     help="Accept a taken name again and count it (proves a client never creates twice).",
 )
 @click.option("--latency", type=float, default=0.0, help="Added latency per request, s.")
+@click.option(
+    "--export-duration",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds from StartMigration to the end of an export.",
+)
+@click.option(
+    "--export-failure-rate", type=float, default=0.0, help="Share of exports that end in error."
+)
+@click.option(
+    "--download-ttl",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds a DownloadUrl stays valid.",
+)
 @click.option("--missing-project", "missing", type=int, multiple=True, help="Unknown project id.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def sim(
@@ -177,6 +234,9 @@ def sim(
     retry_after: bool,
     allow_duplicate_names: bool,
     latency: float,
+    export_duration: float,
+    export_failure_rate: float,
+    download_ttl: float,
     missing: tuple[int, ...],
     seed: int,
 ) -> None:
@@ -199,6 +259,9 @@ def sim(
             latency=latency,
             missing=missing,
             seed=seed,
+            export_duration=export_duration,
+            export_failure_rate=export_failure_rate,
+            download_ttl=download_ttl,
         )
     )
 

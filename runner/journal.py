@@ -49,6 +49,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts
            BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
     ),
+    # 2: where an exported task's package was saved (runner run --download)
+    ("ALTER TABLE tasks ADD COLUMN package_path TEXT",),
 )
 
 
@@ -85,6 +87,7 @@ class TaskRow:
     fingerprint: str | None
     create_sent: bool
     updated_at: float
+    package_path: str | None = None  # the downloaded export package, once saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,14 @@ class MarkExported:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkDownloaded:
+    """The task's export package is saved (complete, under its final name) at `path`."""
+
+    key: TaskKey
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordAttempt:
     """Append one request to the history and count it on the task; `at` defaults to commit time."""
 
@@ -170,12 +181,14 @@ class RecordAttempt:
 
 
 Op: TypeAlias = (
-    Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported
-) | RecordAttempt
+    (Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported)
+    | MarkDownloaded
+    | RecordAttempt
+)
 
 _TASK_COLUMNS = (
     "region, project_id, name, state, migration_id, attempts, error_code, error_message,"
-    " request_id, download_url, fingerprint, create_sent, updated_at"
+    " request_id, download_url, fingerprint, create_sent, updated_at, package_path"
 )
 _ATTEMPT_COLUMNS = (
     "region, project_id, name, at, action, http_status, error_code, request_id, latency_ms, outcome"
@@ -211,6 +224,8 @@ def _changes(op: Op) -> tuple[str, tuple[Any, ...]]:
         case MarkExported():
             sets = "state = 'exported', download_url = ?, request_id = ?"
             return sets + _CLEAR, (op.download_url, op.request_id)
+        case MarkDownloaded():
+            return "package_path = ?", (op.path,)
         case RecordAttempt():
             return "attempts = attempts + 1", ()
         case Register():
@@ -242,7 +257,7 @@ def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
 
 def _task_row(r: Sequence[Any]) -> TaskRow:
     key, state = TaskKey(r[0], r[1], r[2]), TaskState(r[3])
-    return TaskRow(key, state, r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]), r[12])
+    return TaskRow(key, state, r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]), r[12], r[13])
 
 
 def _attempt_row(r: Sequence[Any]) -> AttemptRow:

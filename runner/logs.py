@@ -13,6 +13,17 @@ import structlog
 
 REDACTED = "[redacted]"
 SECRET_KEY = re.compile(r"secret|token|signature|authorization|password", re.IGNORECASE)
+# Query parameters of presigned URLs (OSS DownloadUrls) that sign or identify: masked anywhere.
+URL_SECRET = re.compile(
+    r"(?i)\b(Signature|OSSAccessKeyId|x-oss-signature|x-oss-credential|security-token"
+    r"|x-oss-security-token|SecurityToken)=[^&\s\"'<>]*"
+)
+
+
+def scrub_url_secrets(text: str) -> str:
+    """The text with the values of signing query parameters masked: a presigned URL stays
+    readable (host, path, Expires) but can no longer be used."""
+    return URL_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
 
 class Redactor:
@@ -34,7 +45,7 @@ class Redactor:
             for secret in self._secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
-            return value
+            return scrub_url_secrets(value)
         if isinstance(value, dict):
             return {k: self._field(str(k), v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -144,6 +144,43 @@ class Created:
     request_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A StartMigration answer. `started` is false when the service did not start the task (it
+    is running or finished already, or cannot be started); the code and message say why."""
+
+    started: bool
+    request_id: str | None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A GetMigrationSummary answer: the task's status and, once exported, its package URL."""
+
+    status: str
+    download_url: str | None
+    name: str
+    request_id: str | None
+
+
+class SummaryStatus(enum.StrEnum):
+    """GetMigrationSummary statuses an export goes through (dataworks-api.md §3.5)."""
+
+    INIT = "INIT"
+    EDITING = "EDITING"
+    EXPORTING = "EXPORTING"
+    EXPORT_ERROR = "EXPORT_ERROR"
+    EXPORT_SUCCESS = "EXPORT_SUCCESS"
+    REVOKED = "REVOKED"
+    PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
+
+
+# A task in one of these was never started: a StartMigration that answered false left it alone.
+NOT_STARTED_STATUSES = frozenset({SummaryStatus.INIT.value, SummaryStatus.EDITING.value})
+
+
 class ApiError(Exception):
     """A failed call, classified: the kind decides retry, reconcile, fail or stop."""
 

@@ -33,6 +33,9 @@ class JournalView(Protocol):
     @property
     def create_sent(self) -> bool: ...
 
+    @property
+    def migration_id(self) -> int | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -59,6 +62,15 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
     if row.state is TaskState.IN_FLIGHT:
         return Action(ActionKind.RECONCILE, spec, "outcome unknown: look the name up first")
     if row.state is TaskState.FAILED:
+        if row.migration_id is not None:
+            # created, then its start or export failed: the name is taken by a task that cannot
+            # run again, so no create or lookup can help; it stays failed until someone acts
+            return Action(
+                ActionKind.SKIP,
+                spec,
+                f"created as {row.migration_id}, then failed ({row.error_code or 'error'}):"
+                " give the task a new name to export again",
+            )
         if row.create_sent:
             # a create went out before: it may have landed despite the error, so look first
             return Action(

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runner.journal import AttemptRow, TaskRow
+from runner.logs import scrub_url_secrets
 from runner.models import TaskState
 from runner.plan import Plan
 
@@ -29,6 +30,7 @@ STATUS_FIELDS = (
     "error_message",
     "request_id",
     "download_url",
+    "package_path",
 )
 
 
@@ -43,7 +45,9 @@ def status_record(row: TaskRow) -> dict[str, Any]:
         "error_code": row.error_code,
         "error_message": row.error_message,
         "request_id": row.request_id,
-        "download_url": row.download_url,
+        # the presigned URL's signature is a credential for the package: never printed
+        "download_url": scrub_url_secrets(row.download_url) if row.download_url else None,
+        "package_path": row.package_path,
     }
 
 

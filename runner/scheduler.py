@@ -11,20 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
-
-import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
+from typing import Protocol
 
 from runner.clock import Clock
-from runner.journal import (
-    MarkCreated,
-    MarkFailed,
-    MarkInFlight,
-    MarkPending,
-    Op,
-    RecordAttempt,
-)
+from runner.journal import MarkCreated, MarkFailed, MarkInFlight, MarkPending
 from runner.models import (
     ADOPTED_FINGERPRINT,
     DUPLICATE_NAME_CODE,
@@ -40,8 +30,8 @@ from runner.models import (
 )
 from runner.ratelimit import Access, RateLimiter
 from runner.retry import RetryPolicy
-
-T = TypeVar("T")
+from runner.sending import RunStats as RunStats
+from runner.sending import Sender, Stopped, Unresolved, Writer, run_pool
 
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
@@ -69,10 +59,6 @@ class Client(Protocol):
     ) -> MigrationPage: ...
 
 
-class Writer(Protocol):
-    async def write(self, *ops: Op) -> None: ...
-
-
 class Progress(Protocol):
     def task_finished(self, key: TaskKey, outcome: str) -> None: ...
 
@@ -88,29 +74,6 @@ class RunOptions:
     adopt_existing: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     seed: int | None = None
-
-
-@dataclass(slots=True)
-class RunStats:
-    """Counters of one run, for the summary and the tests."""
-
-    created: int = 0
-    adopted: int = 0
-    failed: int = 0
-    unresolved: int = 0
-    stopped: int = 0
-    creates_sent: int = 0
-    requests: int = 0
-    throttled: int = 0
-    fatal: ApiError | None = None
-
-
-class Unresolved(Exception):
-    """A task's outcome could not be settled in this run; its row stays as it is."""
-
-
-class Stopped(Exception):
-    """The task's region was stopped by a fatal answer; its row stays as it is."""
 
 
 class Scheduler:
@@ -130,9 +93,10 @@ class Scheduler:
         self._options = options
         self._progress = progress or NoProgress()
         self._rng = random.Random(options.seed)
-        self._stopped_regions: dict[str, ApiError] = {}
-        self._known: dict[tuple[str, int], dict[str, Migration]] = {}  # lookups seen this run
         self.stats = RunStats()
+        self.sender = Sender(client, writer, limiter, clock, options.retry, self._rng, self.stats)
+        self._stopped_regions = self.sender.stopped_regions
+        self._known: dict[tuple[str, int], dict[str, Migration]] = {}  # lookups seen this run
 
     async def run(
         self, actions: Sequence[Action], sent_before: Callable[[TaskKey], bool]
@@ -140,22 +104,12 @@ class Scheduler:
         """Carry out every sending action; `sent_before` tells whether the journal shows a create
         was already sent for a task (so "name already exists" is ours)."""
         self._sent_before = sent_before
-        workers = max(1, min(self._options.concurrency, len(actions) or 1))
-        send, receive = anyio.create_memory_object_stream[Action](max_buffer_size=workers)
-        async with anyio.create_task_group() as tg:
-            for _ in range(workers):
-                tg.start_soon(self._worker, receive.clone())
-            receive.close()
-            async with send:
-                for action in actions:
-                    await send.send(action)
+        await run_pool(actions, self._options.concurrency, self._worker)
         return self.stats
 
-    async def _worker(self, actions: MemoryObjectReceiveStream[Action]) -> None:
-        async with actions:
-            async for action in actions:
-                outcome = await self._handle(action)
-                self._progress.task_finished(action.spec.key, outcome)
+    async def _worker(self, action: Action) -> None:
+        outcome = await self._handle(action)
+        self._progress.task_finished(action.spec.key, outcome)
 
     async def _handle(self, action: Action) -> str:
         key = action.spec.key
@@ -175,78 +129,17 @@ class Scheduler:
             return "stopped"
         return "skipped"
 
-    # -- one request -------------------------------------------------------------------------
-
-    async def _attempt(
-        self,
-        key: TaskKey,
-        access: Access,
-        action: str,
-        call: Callable[[], Awaitable[T]],
-        intent: Op | None = None,
-    ) -> tuple[T | ApiError, RecordAttempt]:
-        """Send one request through the bucket; return its result or error, and its history op.
-
-        `intent` is committed once the send slot is ours and before the request leaves, so an
-        interrupted wait for the limiter leaves nothing marked in flight.
-        """
-        scope = self._client.limit_scope(key.region)
-        bucket = self._limiter.bucket(self._client.account, scope, access)
-        await bucket.acquire()
-        if key.region in self._stopped_regions:
-            raise Stopped(key)
-        if intent is not None:
-            await self._writer.write(intent)
-        started = self._clock.monotonic()
-        self.stats.requests += 1
-        try:
-            result = await call()
-        except ApiError as error:
-            latency = (self._clock.monotonic() - started) * 1000
-            if error.is_throttling:
-                self.stats.throttled += 1
-                bucket.on_throttled(error.retry_after)
-            return error, RecordAttempt(
-                key,
-                action,
-                error.http_status,
-                error.code,
-                error.request_id,
-                latency,
-                error.kind.value,
-            )
-        latency = (self._clock.monotonic() - started) * 1000
-        bucket.on_success()
-        request_id = getattr(result, "request_id", None)
-        return result, RecordAttempt(key, action, 200, None, request_id, latency, "ok")
+    # -- one request: see runner.sending ------------------------------------------------------
 
     def _stop(self, region: str, error: ApiError) -> None:
-        """A fatal answer: nothing more is sent to this account/region in this run."""
-        self._stopped_regions.setdefault(region, error)
-        if self.stats.fatal is None:
-            self.stats.fatal = error
+        self.sender.stop(region, error)
+
+    async def _read(
+        self, key: TaskKey, call: Callable[[], Awaitable[MigrationPage]]
+    ) -> MigrationPage:
+        return await self.sender.read(key, "list", call)
 
     # -- lookups -----------------------------------------------------------------------------
-
-    async def _read(self, key: TaskKey, call: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(self._options.retry.max_attempts):
-            if key.region in self._stopped_regions:
-                raise Unresolved(key)
-            result, op = await self._attempt(key, Access.READ, "list", call)
-            await self._writer.write(op)
-            if not isinstance(result, ApiError):
-                return result
-            if result.kind is ErrorKind.FATAL:
-                self._stop(key.region, result)
-                raise Unresolved(key)
-            if result.kind is not ErrorKind.RETRYABLE or self._options.retry.gives_up_after(
-                attempt
-            ):
-                raise Unresolved(key)
-            await self._clock.sleep(
-                self._options.retry.delay(attempt, self._rng, result.retry_after)
-            )
-        raise Unresolved(key)
 
     async def _find(self, spec: ExportSpec) -> Migration | None:
         """Look the task's name up among the workspace's export migrations, page by page.
@@ -311,7 +204,7 @@ class Scheduler:
         maybe_ours = sent_before
         last: ApiError | None = None
         for attempt in range(policy.max_attempts):
-            result, op = await self._attempt(
+            result, op = await self.sender.attempt(
                 key,
                 Access.WRITE,
                 "create",

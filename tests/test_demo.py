@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -24,18 +25,35 @@ workspaces:
 async def test_rehearsal_creates_each_task_once_and_the_rerun_sends_nothing(
     tmp_path: Path,
 ) -> None:
-    """Through 5xx, applied-then-500 and reset faults, every task is made once; rerun sends 0."""
+    """Through 5xx, applied-then-500 and reset faults, every task is made once, started once,
+    exported and downloaded; the rerun sends nothing. The simulator's exports run on the fake
+    clock, so nothing waits for real."""
     manifest = tmp_path / "m.yaml"
     manifest.write_text(MANIFEST + "".join(f"  - project_id: {100 + i}\n" for i in range(40)))
     faults = Faults(error_rate=0.1, reset_rate=0.1, applied_error_rate=0.1)
+    clock = FakeClock()
+    offset = time.time() - clock.now  # the simulator's epoch clock follows the fake clock
+    began = time.monotonic()
     first, second, sim1, sim2 = await rehearse(
-        str(manifest), tmp_path / "j.db", faults=faults, rate=10_000, clock=FakeClock()
+        str(manifest),
+        tmp_path / "j.db",
+        faults=faults,
+        rate=10_000,
+        clock=clock,
+        packages=tmp_path / "packages",
+        sim_clock=lambda: offset + clock.now,
     )
+    assert time.monotonic() - began < 10  # the 2 s exports were waited for on the fake clock
     assert first.exit_code is ExitCode.OK
-    assert first.states == {"created": 40}
+    assert first.states == {"exported": 40}
     assert sim1["creates_applied"] == 40
     assert sim1["duplicates_created"] == 0
     assert first.stats.adopted > 0  # lost answers were resolved by lookup, not by resending
+    assert (first.stats.started, first.stats.exported, first.stats.downloaded) == (40, 40, 40)
+    assert sim1["starts_applied"] == 40
+    assert sim1["downloads"] == 40
+    assert len(list((tmp_path / "packages").rglob("*.zip"))) == 40
     assert second.exit_code is ExitCode.OK
     assert second.stats.requests == 0
     assert sim2["creates_applied"] == 40
+    assert sim2["downloads"] == 40

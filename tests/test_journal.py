@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from runner.journal import (
     JournalVersionError,
     JournalWriteError,
     MarkCreated,
+    MarkDownloaded,
     MarkExported,
     MarkFailed,
     MarkInFlight,
@@ -118,9 +120,10 @@ def test_newer_schema_is_refused_and_the_lock_released(
     newer = (*MIGRATIONS, ("CREATE TABLE later (x INTEGER)",))
     with monkeypatch.context() as patch:
         patch.setattr(journal_module, "MIGRATIONS", newer)
-        with Journal.open(path) as journal:  # upgrades 1 -> 2 on the way
+        with Journal.open(path) as journal:  # upgrades by one step on the way
             assert journal.schema_version == len(newer)
-    with pytest.raises(JournalVersionError, match=r"schema version 2, newer than this runner"):
+    newer_than = rf"schema version {len(newer)}, newer than this runner"
+    with pytest.raises(JournalVersionError, match=newer_than):
         Journal.open(path)
     with pytest.raises(JournalVersionError, match=re.escape(str(path))):
         Journal.open_readonly(path)
@@ -509,3 +512,26 @@ def test_in_flight_survives_sigkill_right_after_it_is_written(path: Path) -> Non
         assert row.state is TaskState.IN_FLIGHT
         assert row.create_sent
         assert row.fingerprint == ExportSpec(KEY).fingerprint()
+
+
+def test_version_1_journal_gains_package_path_and_keeps_rows(path: Path) -> None:
+    """A journal written before step 2 is upgraded in place: rows kept, package_path empty."""
+    key = TaskKey("cn-shanghai", 12345, "old")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO tasks (region, project_id, name, state, migration_id, created_at,"
+        " updated_at) VALUES (?, ?, ?, 'created', 7, 0, 0)",
+        (key.region, key.project_id, key.name),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with Journal.open(path) as journal:
+        row = journal.get(key)
+        assert row is not None
+        assert (row.state, row.migration_id, row.package_path) == (TaskState.CREATED, 7, None)
+        journal.apply([MarkDownloaded(key, "/p/old.zip")])
+        assert journal.get(key).package_path == "/p/old.zip"  # type: ignore[union-attr]
+        assert journal.schema_version == len(MIGRATIONS)

@@ -14,6 +14,7 @@ class Row:
     fingerprint: str | None = None
     error_code: str | None = None
     create_sent: bool = False
+    migration_id: int | None = None
 
 
 SPEC = ExportSpec(TaskKey("cn-shanghai", 2, "a"))
@@ -62,3 +63,11 @@ def test_failed_after_a_sent_create_is_looked_up_first() -> None:
     """A failed task whose create went out is reconciled, not blindly resent."""
     plan = make_plan([SPEC], {SPEC.key: Row(TaskState.FAILED, error_code="X", create_sent=True)})
     assert plan.actions[0].kind is ActionKind.RECONCILE
+
+
+def test_failed_export_is_not_recreated_or_hidden() -> None:
+    """A task created and then failed in its export is skipped and stays failed."""
+    row = Row(TaskState.FAILED, error_code="ExportFailed", create_sent=True, migration_id=5)
+    action = make_plan([SPEC], {SPEC.key: row}).actions[0]
+    assert action.kind is ActionKind.SKIP
+    assert "new name" in action.reason

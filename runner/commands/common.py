@@ -16,6 +16,8 @@ DEFAULT_JOURNAL = Path(".runner") / "journal.db"
 DEFAULT_RATE = 5.0  # the Basic edition's limit: safe everywhere; `rate:` raises it
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_WAIT_TIMEOUT = 3600.0  # --wait: how long to wait for the exports, in all
+DEFAULT_POLL_INTERVAL = 10.0  # --wait: seconds between two status reads of a task
 
 
 class ExitCode(enum.IntEnum):

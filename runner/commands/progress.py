@@ -19,8 +19,11 @@ log = get_logger("runner.progress")
 class RunProgress:
     """Counts finished tasks; shows a bar when stderr is a terminal, else logs every few seconds."""
 
-    def __init__(self, total: int, *, enabled: bool = True, interval: float = 5.0) -> None:
+    def __init__(
+        self, total: int, *, enabled: bool = True, interval: float = 5.0, label: str = "creating"
+    ) -> None:
         self.total = total
+        self.label = label
         self.done = 0
         self.outcomes: Counter[str] = Counter()
         self._interval = interval
@@ -30,7 +33,7 @@ class RunProgress:
         self._enabled = enabled and total > 0
         if self._enabled and sys.stderr.isatty():
             self._bar = Progress(
-                TextColumn("creating"),
+                TextColumn(label),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[detail]}"),
@@ -64,8 +67,14 @@ class RunProgress:
         now = time.monotonic()
         if self._enabled and (now - self._last_log >= self._interval or self.done == self.total):
             self._last_log = now
-            log.info("progress", done=self.done, total=self.total, **dict(self.outcomes))
+            log.info(
+                "progress",
+                phase=self.label,
+                done=self.done,
+                total=self.total,
+                **dict(self.outcomes),
+            )
 
 
-def make_progress(total: int, *, enabled: bool = True) -> RunProgress:
-    return RunProgress(total, enabled=enabled)
+def make_progress(total: int, *, enabled: bool = True, label: str = "creating") -> RunProgress:
+    return RunProgress(total, enabled=enabled, label=label)

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +15,10 @@ import anyio
 from runner.clock import Clock, SystemClock
 from runner.commands.common import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_POLL_INTERVAL,
     DEFAULT_RATE,
     DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
     ExitCode,
     ManifestInvalid,
     UsageError,
@@ -25,12 +27,14 @@ from runner.commands.common import (
 from runner.commands.progress import make_progress
 from runner.dataworks.client import DataWorksClient, SignatureVersion
 from runner.dataworks.credentials import Credentials, CredentialsError, resolve
+from runner.dataworks.download import Downloader
 from runner.dataworks.endpoints import EndpointError, Endpoints
-from runner.dataworks.transport import AiohttpTransport, Transport
+from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.journal import Journal, JournalError, Register
 from runner.journal_writer import JournalWriter
+from runner.lifecycle import Lifecycle, LifecycleOptions, LifecycleTask
 from runner.logs import REDACTOR, get_logger
-from runner.models import DONE_STATES, Action, ActionKind, Manifest, TaskKey, TaskState
+from runner.models import Action, ActionKind, Manifest, TaskKey, TaskState
 from runner.plan import make_plan
 from runner.ratelimit import RateLimiter
 from runner.scheduler import RunOptions, RunStats, Scheduler
@@ -52,6 +56,30 @@ class RunRequest:
     adopt_existing: bool = False
     progress: bool = True
     profile: str | None = None
+    start: bool = False  # start the created tasks (StartMigration)
+    wait: bool = False  # wait for their exports to end (implies start)
+    download: Path | None = None  # save the packages under this folder (implies wait)
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+
+    @property
+    def target(self) -> TaskState:
+        """The state every task should reach for the run to succeed."""
+        if self.download is not None or self.wait:
+            return TaskState.EXPORTED
+        return TaskState.STARTED if self.start else TaskState.CREATED
+
+    def lifecycle_options(self, concurrency: int) -> LifecycleOptions:
+        wait = self.wait or self.download is not None
+        return LifecycleOptions(
+            start=self.start or wait,
+            wait=wait,
+            download_dir=self.download,
+            wait_timeout=self.wait_timeout,
+            poll_interval=self.poll_interval,
+            download_timeout=max(self.timeout, 30.0),
+            concurrency=concurrency,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +113,12 @@ def _prepare(
         raise UsageError("--concurrency must be >= 1")
     if request.timeout <= 0:
         raise UsageError("--timeout must be > 0")
+    if request.wait_timeout < 0:
+        raise UsageError("--wait-timeout must be >= 0")
+    if request.poll_interval <= 0:
+        raise UsageError("--poll-interval must be > 0")
+    if request.download is not None and request.download.exists() and not request.download.is_dir():
+        raise UsageError(f"--download {request.download}: not a folder")
     return manifest, endpoints, creds
 
 
@@ -94,6 +128,7 @@ async def run(
     credentials: Credentials | None = None,
     transport: Transport | None = None,
     clock: Clock | None = None,
+    downloader: Downloader | None = None,
 ) -> RunResult:
     """One run, start to end. Raises UsageError before anything is sent."""
     manifest, endpoints, creds = _prepare(request, credentials)
@@ -128,6 +163,8 @@ async def run(
             concurrency,
             transport,
             clock or SystemClock(),
+            downloader,
+            [spec.key for spec in manifest.specs],
         )
         states = Counter(
             row.state.value for row in (journal.get(spec.key) for spec in manifest.specs) if row
@@ -135,7 +172,7 @@ async def run(
     finally:
         journal.close()
     elapsed = time.monotonic() - started
-    exit_code = _exit_code(states, stats, request.only_failed)
+    exit_code = _exit_code(states, stats, request)
     log.info(
         "run finished",
         exit_code=int(exit_code),
@@ -143,6 +180,9 @@ async def run(
         requests=stats.requests,
         creates_sent=stats.creates_sent,
         throttled=stats.throttled,
+        tasks_started=stats.started,
+        tasks_exported=stats.exported,
+        packages_downloaded=stats.downloaded,
         **dict(states),
     )
     if stats.fatal is not None:
@@ -150,13 +190,24 @@ async def run(
     return RunResult(exit_code, stats, dict(states), totals, elapsed)
 
 
-def _exit_code(states: Counter[str], stats: RunStats, only_failed: bool) -> ExitCode:
+# How far along a state is: a task has reached the target when its rank is at least the target's.
+_RANK = {
+    TaskState.CREATED.value: 1,
+    TaskState.STARTED.value: 2,
+    TaskState.EXPORTED.value: 3,
+}
+
+
+def _exit_code(states: Counter[str], stats: RunStats, request: RunRequest) -> ExitCode:
+    """0 when every task reached the state asked for (created, started, exported and, with
+    --download, saved); 1 when some did not; 3 when a fatal answer stopped the run."""
     if stats.fatal is not None:
         return ExitCode.FATAL
-    done = {s.value for s in DONE_STATES}
-    not_done = sum(n for s, n in states.items() if s not in done)
-    if only_failed:
-        not_done = states.get(TaskState.FAILED.value, 0) + states.get(TaskState.IN_FLIGHT.value, 0)
+    target = _RANK[request.target.value]
+    skipped = {TaskState.PENDING.value} if request.only_failed else set()
+    not_done = sum(n for s, n in states.items() if _RANK.get(s, 0) < target and s not in skipped)
+    if request.download is not None:
+        not_done += stats.download_failed
     return ExitCode.OK if not_done == 0 else ExitCode.TASKS_FAILED
 
 
@@ -171,13 +222,19 @@ async def _execute(
     concurrency: int,
     transport: Transport | None,
     clock: Clock,
+    downloader: Downloader | None = None,
+    keys: Sequence[TaskKey] = (),
 ) -> RunStats:
     progress = make_progress(len(actions), enabled=request.progress)
     limiter = RateLimiter(clock, write_rate=rate, read_rate=request.read_rate)
     options = RunOptions(concurrency=concurrency, adopt_existing=request.adopt_existing)
     terminated = anyio.Event()
 
-    async with AiohttpTransport(limit=concurrency) as real, anyio.create_task_group() as tg:
+    async with (
+        AiohttpTransport(limit=concurrency) as real,
+        AiohttpDownloader(limit=concurrency) as fetcher,
+        anyio.create_task_group() as tg,
+    ):
         tg.start_soon(_cancel_on_terminate, tg.cancel_scope, terminated)
         client = DataWorksClient(
             transport or real,
@@ -186,14 +243,52 @@ async def _execute(
             signature_version=request.signature_version,
             timeout=request.timeout,
         )
-        with progress:
-            async with JournalWriter(journal) as writer:
-                scheduler = Scheduler(client, writer, limiter, clock, options, progress)
+        async with JournalWriter(journal) as writer:
+            scheduler = Scheduler(client, writer, limiter, clock, options, progress)
+            with progress:
                 stats = await scheduler.run(actions, sent.__contains__)
+            lifecycle = request.lifecycle_options(concurrency)
+            if lifecycle.start:
+                await _lifecycle(
+                    request, lifecycle, journal, keys, client, scheduler, downloader or fetcher
+                )
         tg.cancel_scope.cancel()
     if terminated.is_set():
         raise KeyboardInterrupt
     return stats
+
+
+async def _lifecycle(
+    request: RunRequest,
+    options: LifecycleOptions,
+    journal: Journal,
+    keys: Sequence[TaskKey],
+    client: DataWorksClient,
+    scheduler: Scheduler,
+    downloader: Downloader,
+) -> None:
+    """Start, wait for and download the manifest's tasks that the journal shows created or
+    further: those of this run and of earlier ones."""
+    rows = journal.row_map()  # every create of this run is committed by now
+    tasks = [t for key in keys if (row := rows.get(key)) and (t := LifecycleTask.from_row(row))]
+    del rows
+    log.info("lifecycle", tasks=len(tasks), **_lifecycle_flags(options))
+    await Lifecycle(
+        client,
+        scheduler.sender,
+        options,
+        downloader=downloader,
+        progress=lambda phase, total: make_progress(total, enabled=request.progress, label=phase),
+    ).run(tasks)
+
+
+def _lifecycle_flags(options: LifecycleOptions) -> dict[str, object]:
+    flags: dict[str, object] = {"start": options.start, "wait": options.wait}
+    if options.wait:
+        flags.update(wait_timeout_s=options.wait_timeout, poll_interval_s=options.poll_interval)
+    if options.download_dir is not None:
+        flags["download_dir"] = str(options.download_dir)
+    return flags
 
 
 async def _cancel_on_terminate(scope: anyio.CancelScope, terminated: anyio.Event) -> None:
@@ -229,6 +324,13 @@ def summary_line(result: RunResult, journal: Path) -> str:
         f" {stats.requests} requests ({stats.creates_sent} creates), {stats.throttled} throttled,"
         f" {result.elapsed:.1f}s",
     ]
+    if stats.started or stats.exported or stats.downloaded or stats.lifecycle_requests:
+        lines.append(
+            f"lifecycle: {stats.started} started, {stats.exported} exported,"
+            f" {stats.downloaded} downloaded, {stats.export_failed} failed,"
+            f" {stats.still_running} still running, {stats.download_failed} not downloaded;"
+            f" {stats.lifecycle_requests} requests"
+        )
     if stats.fatal is not None:
         lines.append(f"stopped: {stats.fatal.code}: {stats.fatal.message}")
     if result.exit_code is not ExitCode.OK:

@@ -39,6 +39,9 @@ def execute(
     hang: float = 30.0,
     retry_after: bool = False,
     allow_duplicate_names: bool = False,
+    export_duration: float = 5.0,
+    export_failure_rate: float = 0.0,
+    download_ttl: float = 3600.0,
 ) -> ExitCode:
     try:
         parsed = [parse_key(k) for k in keys] or [DEMO_KEY]
@@ -53,7 +56,10 @@ def execute(
             latency=latency,
             missing_projects=frozenset(missing),
             retry_after=retry_after,
+            export_failure_rate=export_failure_rate,
         )
+        if export_duration < 0 or download_ttl <= 0:
+            raise ValueError("--export-duration must be >= 0 and --download-ttl > 0")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
@@ -65,6 +71,8 @@ def execute(
         faults=faults,
         seed=seed,
         unique_names=not allow_duplicate_names,
+        export_duration=export_duration,
+        download_ttl=download_ttl,
     )
     names = ", ".join(k.access_key_id for k in parsed)
     print(f"simulator accepting keys: {names}", file=sys.stderr)

@@ -33,6 +33,8 @@ from runner.models import (
     ExportSpec,
     Migration,
     MigrationPage,
+    Started,
+    Summary,
 )
 
 API_VERSION = "2020-05-18"
@@ -172,6 +174,51 @@ class DataWorksClient:
         }
         body = await self._call(region, "ListMigrations", params, mutating=False)
         return _parse_page(body)
+
+    async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started:
+        """Send StartMigration once. `Data: false` (already running or finished, or refused) is
+        an answer, not an error; a lost or 5xx answer raises UNKNOWN_OUTCOME: the next summary
+        read tells whether the task started."""
+        params = {"ProjectId": str(project_id), "MigrationId": str(migration_id)}
+        body = await self._call(region, "StartMigration", params, mutating=True)
+        data = body.get("Data")
+        if not isinstance(data, bool):
+            raise ApiError(
+                ErrorKind.UNKNOWN_OUTCOME,
+                "MalformedResponse",
+                "StartMigration answered without a boolean Data",
+                request_id=_request_id(body),
+            )
+        code = body.get("ErrorCode") or None
+        message = body.get("ErrorMessage") or None
+        return Started(
+            started=data,
+            request_id=_request_id(body),
+            error_code=None if data or code is None else str(code),
+            error_message=None if data or message is None else clean_message(str(message)),
+        )
+
+    async def get_migration_summary(
+        self, region: str, project_id: int, migration_id: int
+    ) -> Summary:
+        """Read a task's status and, once exported, its (time-limited) DownloadUrl."""
+        params = {"ProjectId": str(project_id), "MigrationId": str(migration_id)}
+        body = await self._call(region, "GetMigrationSummary", params, mutating=False)
+        data = body.get("Data")
+        if not isinstance(data, dict) or not isinstance(data.get("Status"), str):
+            raise ApiError(
+                ErrorKind.RETRYABLE,
+                "MalformedResponse",
+                "GetMigrationSummary answered without Data.Status",
+                request_id=_request_id(body),
+            )
+        url = data.get("DownloadUrl")
+        return Summary(
+            status=data["Status"],
+            download_url=url if isinstance(url, str) and url else None,
+            name=str(data.get("Name") or ""),
+            request_id=_request_id(body),
+        )
 
     async def _call(
         self, region: str, action: str, params: Mapping[str, str], *, mutating: bool

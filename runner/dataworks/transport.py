@@ -6,13 +6,19 @@ The client talks to a `Transport`; tests swap in a plain async function wrapped 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
 import aiohttp
+import anyio.to_thread
 from yarl import URL
+
+from runner.dataworks.download import CHUNK, DownloadError, check_url, part_path, url_place
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +121,77 @@ class AiohttpTransport:
         except aiohttp.ClientError as exc:
             # the name only: some aiohttp messages quote the URL, whose query may carry a token
             raise ExchangeError(type(exc).__name__) from exc
+
+
+class AiohttpDownloader:
+    """Streams packages with one aiohttp session; errors mapped to DownloadError."""
+
+    def __init__(self, *, limit: int = 16) -> None:
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AiohttpDownloader:
+        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(self, url: str, dest: Path, timeout: float) -> int:
+        """Stream `url` into `dest`; `timeout` bounds the connect and each read, not the whole
+        transfer (a package may be large). Nothing is left under `dest` unless it is complete."""
+        if self._session is None:
+            raise RuntimeError("AiohttpDownloader used outside 'async with'")
+        check_url(url)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = part_path(dest)
+        client_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(timeout, 10.0), sock_read=timeout
+        )
+        try:
+            written = await self._stream(url, part, client_timeout)
+            os.replace(part, dest)  # atomic: the final name only ever holds a whole package
+            return written
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+
+    async def _stream(self, url: str, part: Path, timeout: aiohttp.ClientTimeout) -> int:
+        assert self._session is not None
+        place = url_place(url)
+        try:
+            async with self._session.get(
+                URL(url, encoded=True), timeout=timeout, allow_redirects=False
+            ) as resp:
+                if resp.status != 200:
+                    retryable = resp.status >= 500 or resp.status == 429
+                    raise DownloadError(
+                        f"HTTP {resp.status} from {place}", status=resp.status, retryable=retryable
+                    )
+                written = 0
+                with part.open("wb") as out:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+                    out.flush()
+                    await anyio.to_thread.run_sync(os.fsync, out.fileno())  # off the loop
+                return written
+        except aiohttp.ClientSSLError as exc:
+            raise DownloadError(f"TLS error from {place}", retryable=True) from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise DownloadError(f"cannot connect to {place}", retryable=True) from exc
+        except TimeoutError as exc:
+            raise DownloadError(f"no data from {place} in time", retryable=True) from exc
+        except aiohttp.ClientError as exc:
+            # the name only: aiohttp messages may quote the URL, whose query holds the signature
+            raise DownloadError(f"{type(exc).__name__} from {place}", retryable=True) from exc
+        except OSError as exc:
+            raise DownloadError(f"cannot write {part}: {exc.strerror}", retryable=False) from exc

@@ -37,6 +37,7 @@ STATUS_FIELDS = {
     "error_message",
     "request_id",
     "download_url",
+    "package_path",
 }
 FAST = ("--rate", "200")
 PROJECT_MISSING = "Invalid.Tenant.ProjectNotExists"

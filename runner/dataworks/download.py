@@ -1,0 +1,106 @@
+"""Fetching export packages from their presigned DownloadUrls: the `Downloader` seam and what the
+URLs may safely show. The aiohttp implementation lives with the transport (`AiohttpDownloader`).
+
+A package is streamed to `<dest>.part` and renamed into place only once complete, so a file under
+the final name is always whole. A DownloadUrl carries its signature (and the OSS key id) in the
+query: only its host and path are ever logged or raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from runner.dataworks.endpoints import is_loopback_host
+
+CHUNK = 256 * 1024
+EXPIRY_MARGIN = 60.0  # seconds: a URL this close to its Expires is treated as expired
+MAX_NAME = 120  # characters of a task name kept in its file name
+
+
+class DownloadError(Exception):
+    """A package could not be fetched. `status` is the HTTP status when there was an answer;
+    `retryable` says whether trying the same URL again may work."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+    @property
+    def refused(self) -> bool:
+        """The storage refused the URL (expired or bad signature): a fresh URL is needed."""
+        return self.status == 403
+
+    @property
+    def code(self) -> str:
+        return f"HTTP{self.status}" if self.status is not None else "DownloadError"
+
+
+class Downloader(Protocol):
+    async def fetch(self, url: str, dest: Path, timeout: float) -> int:
+        """Save the body of `url` as `dest` (atomically); return the bytes written."""
+        ...
+
+
+def url_place(url: str) -> str:
+    """host/path of a URL: what a log may say about a presigned URL (never its query)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}{parts.path}"
+
+
+def url_expires(url: str) -> float | None:
+    """The epoch second a presigned URL stops working (its `Expires`), or None if it has none."""
+    for name, value in parse_qsl(urlsplit(url).query):
+        if name == "Expires":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def is_expired(url: str, now: float, margin: float = EXPIRY_MARGIN) -> bool:
+    """True when the URL will have expired before a download could reasonably start."""
+    expires = url_expires(url)
+    return expires is not None and expires - margin <= now
+
+
+def check_url(url: str) -> None:
+    """https anywhere; plain http only to a loopback host (the simulator)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DownloadError(f"not an http(s) URL: {url_place(url)!r}", retryable=False)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise DownloadError(
+            f"refusing plain http to a non-loopback host: {parts.hostname}", retryable=False
+        )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file name made from a task name: portable characters only, no leading dot, bounded.
+
+    When anything had to change, a short hash of the original name is appended, so two names
+    that differ only in unsafe characters never share a file.
+    """
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")[:MAX_NAME]
+    if cleaned == name and cleaned:
+        return cleaned
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{cleaned or 'task'}-{digest}"
+
+
+def package_path(root: Path, region: str, project_id: int, name: str) -> Path:
+    """Where a task's package is saved: ROOT/<region>/<project_id>/<safe name>.zip."""
+    return root / safe_name(region) / str(project_id) / f"{safe_name(name)}.zip"
+
+
+def part_path(dest: Path) -> Path:
+    """The temporary name a package is written under until complete."""
+    return dest.with_name(dest.name + ".part")

@@ -1,0 +1,419 @@
+"""After the create: start the tasks, wait for their exports, fetch the packages.
+
+Tasks come from the journal: `created` ones are started (StartMigration, WRITE bucket), `started`
+ones are polled (GetMigrationSummary, READ bucket) every poll interval until their export ends or
+the wait times out, and `exported` ones without a package file are downloaded. Every API request
+goes through the run's `Sender` (limiter, fatal stops, history); downloads go to the storage
+behind the DownloadUrl, not to the API, so they take no rate-limit slot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from runner.dataworks.download import (
+    Downloader,
+    DownloadError,
+    is_expired,
+    package_path,
+    url_place,
+)
+from runner.journal import (
+    MarkDownloaded,
+    MarkExported,
+    MarkFailed,
+    MarkStarted,
+    RecordAttempt,
+    TaskRow,
+)
+from runner.logs import get_logger
+from runner.models import (
+    NOT_STARTED_STATUSES,
+    ApiError,
+    ErrorKind,
+    Started,
+    Summary,
+    SummaryStatus,
+    TaskKey,
+    TaskState,
+)
+from runner.ratelimit import Access
+from runner.sending import Limited, RunStats, Sender, Stopped, Unresolved, run_pool
+
+log = get_logger("runner.lifecycle")
+
+SETTLE_SECONDS = 1.0  # wait after a lost StartMigration answer before reading the status
+# Export statuses that end a wait without a package, with the code the task fails with.
+FAILED_EXPORTS = {
+    SummaryStatus.EXPORT_ERROR.value: "ExportFailed",
+    SummaryStatus.REVOKED.value: "Revoked",
+    SummaryStatus.PARTIAL_SUCCESS.value: "ExportPartial",
+}
+
+
+class LifecycleClient(Limited, Protocol):
+    """The part of the DataWorks client the lifecycle uses."""
+
+    async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started: ...
+
+    async def get_migration_summary(
+        self, region: str, project_id: int, migration_id: int
+    ) -> Summary: ...
+
+
+class Progress(Protocol):
+    """A phase's progress display, entered for the phase (the CLI's bar or log lines)."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def task_finished(self, key: TaskKey, outcome: str) -> None: ...
+
+
+ProgressFactory = Callable[[str, int], Progress]  # (phase, total) -> progress
+
+
+class _Silent:
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def task_finished(self, key: TaskKey, outcome: str) -> None:
+        return None
+
+
+def _no_progress(phase: str, total: int) -> Progress:
+    return _Silent()
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleOptions:
+    start: bool = False
+    wait: bool = False
+    download_dir: Path | None = None
+    wait_timeout: float = 3600.0  # seconds, the whole wait
+    poll_interval: float = 10.0  # seconds between two status reads of a task
+    download_timeout: float = 60.0  # seconds to connect, and between two reads of a package
+    concurrency: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleTask:
+    """What the lifecycle needs of a journal row: a task that was created, at least."""
+
+    key: TaskKey
+    migration_id: int
+    state: TaskState
+    download_url: str | None = None
+    package_path: str | None = None
+
+    @classmethod
+    def from_row(cls, row: TaskRow) -> LifecycleTask | None:
+        """The task if its row has a migration and is created, started or exported."""
+        lifecycle = (TaskState.CREATED, TaskState.STARTED, TaskState.EXPORTED)
+        if row.migration_id is None or row.state not in lifecycle:
+            return None
+        return cls(row.key, row.migration_id, row.state, row.download_url, row.package_path)
+
+
+class Lifecycle:
+    """Starts, waits for and downloads a run's tasks, as the options ask."""
+
+    def __init__(
+        self,
+        client: LifecycleClient,
+        sender: Sender,
+        options: LifecycleOptions,
+        *,
+        downloader: Downloader | None = None,
+        wall: Callable[[], float] = time.time,
+        progress: ProgressFactory = _no_progress,
+    ) -> None:
+        if options.download_dir is not None and downloader is None:
+            raise ValueError("a download directory needs a downloader")
+        self._client = client
+        self._sender = sender
+        self._writer = sender.writer
+        self._clock = sender.clock
+        self._options = options
+        self._downloader = downloader
+        self._wall = wall  # epoch seconds, to tell when a DownloadUrl has expired
+        self._progress = progress
+        self.stats: RunStats = sender.stats
+
+    async def run(self, tasks: Sequence[LifecycleTask]) -> RunStats:
+        opts = self._options
+        before = self.stats.requests
+        try:
+            waiting = [t for t in tasks if t.state is TaskState.STARTED]
+            just_started: list[LifecycleTask] = []
+            if opts.start:
+                created = [t for t in tasks if t.state is TaskState.CREATED]
+                just_started = await self._start_all(created)
+            if opts.download_dir is not None:
+                await self._download_all([t for t in tasks if t.state is TaskState.EXPORTED])
+            if opts.wait and (waiting or just_started):
+                await self._wait(waiting + just_started, first_sleep=bool(just_started))
+        finally:
+            self.stats.lifecycle_requests += self.stats.requests - before
+        return self.stats
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def _start_all(self, tasks: list[LifecycleTask]) -> list[LifecycleTask]:
+        started: list[LifecycleTask] = []
+        progress = self._progress("starting", len(tasks))
+
+        async def handle(task: LifecycleTask) -> None:
+            outcome = await self._start_guarded(task)
+            if outcome == "started":
+                started.append(task)
+            progress.task_finished(task.key, outcome)
+
+        with progress:
+            await run_pool(tasks, self._options.concurrency, handle)
+        return started
+
+    async def _start_guarded(self, task: LifecycleTask) -> str:
+        try:
+            return await self._start(task)
+        except Unresolved:
+            self.stats.unresolved += 1
+            return "unresolved"
+        except Stopped:
+            self.stats.stopped += 1
+            return "stopped"
+
+    async def _start(self, task: LifecycleTask) -> str:
+        """Send StartMigration until answered for good. A task the service will not start
+        because it already ran counts as started: the wait reads how it ended."""
+        key, policy = task.key, self._sender.retry
+        last: ApiError | None = None
+        for attempt in range(policy.max_attempts):
+            result, op = await self._sender.attempt(
+                key,
+                Access.WRITE,
+                "start",
+                lambda: self._client.start_migration(key.region, key.project_id, task.migration_id),
+            )
+            await self._writer.write(op)
+            if isinstance(result, Started):
+                if result.started or await self._is_running(task):
+                    return await self._mark_started(key, result.request_id)
+                code = result.error_code or "StartRefused"
+                message = result.error_message or "StartMigration answered false"
+                return await self._fail(key, code, message, result.request_id)
+            last = result
+            if result.kind is ErrorKind.FATAL:
+                self._sender.stop(key.region, result)
+                self.stats.stopped += 1
+                return "stopped"
+            if result.kind is ErrorKind.PERMANENT:
+                return await self._fail(key, result.code, result.message, result.request_id)
+            if result.kind is ErrorKind.UNKNOWN_OUTCOME:
+                await self._clock.sleep(SETTLE_SECONDS)
+                if await self._is_running(task):
+                    return await self._mark_started(key, None)
+            if policy.gives_up_after(attempt):
+                break
+            await self._sender.backoff(attempt, result)
+        assert last is not None
+        message = f"gave up after {policy.max_attempts} attempts: {last}"
+        return await self._fail(key, last.code, message, last.request_id)
+
+    async def _is_running(self, task: LifecycleTask) -> bool:
+        """Whether the service shows the task started (running or already finished)."""
+        summary = await self._summary(task)
+        return summary.status not in NOT_STARTED_STATUSES
+
+    async def _mark_started(self, key: TaskKey, request_id: str | None) -> str:
+        await self._writer.write(MarkStarted(key, request_id))
+        self.stats.started += 1
+        return "started"
+
+    async def _fail(self, key: TaskKey, code: str, message: str, request_id: str | None) -> str:
+        await self._writer.write(MarkFailed(key, code, message, request_id))
+        self.stats.export_failed += 1
+        log.warning("export failed", task=str(key), code=code, message=message)
+        return "failed"
+
+    async def _summary(self, task: LifecycleTask) -> Summary:
+        key = task.key
+        return await self._sender.read(
+            key,
+            "summary",
+            lambda: self._client.get_migration_summary(
+                key.region, key.project_id, task.migration_id
+            ),
+        )
+
+    # -- wait --------------------------------------------------------------------------------
+
+    async def _wait(self, tasks: list[LifecycleTask], *, first_sleep: bool) -> None:
+        """Poll every unfinished task once per round, a poll interval apart, until none is left
+        or the wait timeout has passed; what is left stays `started`."""
+        opts = self._options
+        began = self._clock.monotonic()
+        deadline = began + opts.wait_timeout
+        pending = tasks
+        if first_sleep:  # a task started a moment ago has not finished: spare the reads
+            await self._clock.sleep(min(opts.poll_interval, opts.wait_timeout))
+        while pending:
+            round_began = self._clock.monotonic()
+            pending = await self._poll_round(pending)
+            now = self._clock.monotonic()
+            log.info(
+                "progress",
+                phase="waiting",
+                exporting=len(pending),
+                exported=self.stats.exported,
+                downloaded=self.stats.downloaded,
+                failed=self.stats.export_failed,
+                elapsed_s=round(now - began, 1),
+            )
+            if not pending or now >= deadline:
+                break
+            pause = max(0.0, opts.poll_interval - (now - round_began))
+            await self._clock.sleep(min(pause, deadline - now))
+        if pending:
+            self.stats.still_running += len(pending)
+            log.warning(
+                "wait timed out",
+                still_running=len(pending),
+                wait_timeout_s=opts.wait_timeout,
+                hint="the tasks stay started; rerun with --wait to go on waiting",
+            )
+
+    async def _poll_round(self, tasks: list[LifecycleTask]) -> list[LifecycleTask]:
+        """Poll each task once; return those still running."""
+        finished: set[TaskKey] = set()
+
+        async def poll(task: LifecycleTask) -> None:
+            if await self._poll_guarded(task):
+                finished.add(task.key)
+
+        await run_pool(tasks, self._options.concurrency, poll)
+        return [t for t in tasks if t.key not in finished]
+
+    async def _poll_guarded(self, task: LifecycleTask) -> bool:
+        """One status read and what follows from it; True when the task needs no more polls."""
+        try:
+            return await self._poll(task)
+        except (Unresolved, Stopped):
+            # its region was stopped, or the status cannot be read: it stays started
+            self.stats.still_running += 1
+            return True
+
+    async def _poll(self, task: LifecycleTask) -> bool:
+        summary = await self._summary(task)
+        key = task.key
+        if summary.status == SummaryStatus.EXPORT_SUCCESS.value:
+            await self._writer.write(MarkExported(key, summary.download_url, summary.request_id))
+            self.stats.exported += 1
+            if self._options.download_dir is not None:
+                await self._download(task, summary.download_url)
+            return True
+        if (code := FAILED_EXPORTS.get(summary.status)) is not None:
+            message = f"the export ended {summary.status}"
+            await self._fail(key, code, message, summary.request_id)
+            return True
+        return False
+
+    # -- download ----------------------------------------------------------------------------
+
+    async def _download_all(self, tasks: list[LifecycleTask]) -> None:
+        progress = self._progress("downloading", len(tasks))
+
+        async def handle(task: LifecycleTask) -> None:
+            progress.task_finished(task.key, await self._download(task, task.download_url))
+
+        with progress:
+            await run_pool(tasks, self._options.concurrency, handle)
+
+    async def _download(self, task: LifecycleTask, url: str | None) -> str:
+        """Fetch the package unless its file is there; a failure leaves the task exported."""
+        try:
+            return await self._fetch(task, url)
+        except (Unresolved, Stopped):
+            self.stats.download_failed += 1
+            log.warning("download failed", task=str(task.key), reason="no fresh DownloadUrl")
+            return "not downloaded"
+
+    async def _fetch(self, task: LifecycleTask, url: str | None) -> str:
+        assert self._options.download_dir is not None
+        assert self._downloader is not None
+        key, policy = task.key, self._sender.retry
+        dest = package_path(self._options.download_dir, key.region, key.project_id, key.name)
+        if dest.is_file():  # saved by an earlier run: a file under this name is always whole
+            if task.package_path != str(dest):
+                await self._writer.write(MarkDownloaded(key, str(dest)))
+            return "present"
+        failure: DownloadError | None = None
+        for attempt in range(policy.max_attempts):
+            if url is None or is_expired(url, self._wall()):
+                url = await self._fresh_url(task)
+                if url is None:
+                    failure = None
+                    break
+            began = self._clock.monotonic()
+            try:
+                size = await self._downloader.fetch(url, dest, self._options.download_timeout)
+            except DownloadError as error:
+                failure = error
+                latency = (self._clock.monotonic() - began) * 1000
+                outcome = (
+                    "refused" if error.refused else "retryable" if error.retryable else "failed"
+                )
+                await self._writer.write(
+                    RecordAttempt(key, "download", error.status, error.code, None, latency, outcome)
+                )
+                if error.refused:  # expired or not accepted: ask for a fresh URL and go again
+                    url = None
+                    if attempt > 0:
+                        await self._sender.backoff(attempt)
+                    continue
+                if not error.retryable or policy.gives_up_after(attempt):
+                    break
+                await self._sender.backoff(attempt)
+                continue
+            latency = (self._clock.monotonic() - began) * 1000
+            await self._writer.write(
+                RecordAttempt(key, "download", 200, None, None, latency, "ok"),
+                MarkDownloaded(key, str(dest)),
+            )
+            self.stats.downloaded += 1
+            log.info("downloaded", task=str(key), path=str(dest), bytes=size, source=url_place(url))
+            return "downloaded"
+        self.stats.download_failed += 1
+        log.warning(
+            "download failed",
+            task=str(key),
+            reason=str(failure) if failure is not None else "no DownloadUrl",
+        )
+        return "not downloaded"
+
+    async def _fresh_url(self, task: LifecycleTask) -> str | None:
+        """A new DownloadUrl from GetMigrationSummary (they expire), recorded in the journal."""
+        summary = await self._summary(task)
+        if summary.status != SummaryStatus.EXPORT_SUCCESS.value or not summary.download_url:
+            return None
+        await self._writer.write(MarkExported(task.key, summary.download_url, summary.request_id))
+        return summary.download_url

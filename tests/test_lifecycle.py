@@ -1,0 +1,381 @@
+"""The lifecycle against a fake service: start, wait, download; refusals, timeouts, stops."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.clock import FakeClock
+from runner.dataworks.download import DownloadError, package_path
+from runner.journal import Journal, MarkCreated, MarkExported, MarkInFlight, Register
+from runner.journal_writer import JournalWriter
+from runner.lifecycle import Lifecycle, LifecycleOptions, LifecycleTask
+from runner.models import ErrorKind, ExportSpec, TaskKey, TaskState
+from runner.ratelimit import Access, Bucket, RateLimiter
+from runner.retry import RetryPolicy
+from runner.sending import RunStats, Sender
+from tests.fakes import FakeDownloader, FakeService, error
+
+REGION = "cn-shanghai"
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal.open(tmp_path / "journal.db") as j:
+        yield j
+
+
+class CountingLimiter(RateLimiter):
+    """A RateLimiter that counts every bucket taken, by access: one per request sent."""
+
+    def __init__(self, clock: FakeClock, **rates: float) -> None:
+        super().__init__(clock, **rates)
+        self.taken: Counter[Access] = Counter()
+
+    def bucket(self, account: str, region: str, access: Access) -> Bucket:
+        self.taken[access] += 1
+        return super().bucket(account, region, access)
+
+
+def created(
+    journal: Journal, service: FakeService, names: list[str], region: str = REGION
+) -> list[TaskKey]:
+    """Tasks the journal shows created, and the service knows."""
+    keys = []
+    for name in names:
+        key = TaskKey(region, 12345, name)
+        spec = ExportSpec(key)
+        migration_id = service.next_id
+        service.existing[(key.project_id, name)] = migration_id
+        service.next_id += 1
+        journal.apply(
+            [
+                Register(spec),
+                MarkInFlight(key, spec.fingerprint()),
+                MarkCreated(key, migration_id, None),
+            ]
+        )
+        keys.append(key)
+    return keys
+
+
+async def run_lifecycle(
+    journal: Journal,
+    service: FakeService,
+    clock: FakeClock,
+    options: LifecycleOptions,
+    *,
+    downloader: FakeDownloader | None = None,
+    limiter: RateLimiter | None = None,
+) -> RunStats:
+    stats = RunStats()
+    async with JournalWriter(journal) as writer:
+        sender = Sender(
+            service,
+            writer,
+            limiter or RateLimiter(clock, write_rate=20),
+            clock,
+            RetryPolicy(max_attempts=4),
+            random.Random(1),
+            stats,
+        )
+        tasks = [t for row in journal.rows() if (t := LifecycleTask.from_row(row)) is not None]
+        lifecycle = Lifecycle(service, sender, options, downloader=downloader)
+        await lifecycle.run(tasks)
+    return stats
+
+
+def full(tmp_path: Path, **overrides: object) -> LifecycleOptions:
+    """Start, wait and download into tmp_path/packages."""
+    values: dict[str, object] = {
+        "start": True,
+        "wait": True,
+        "download_dir": tmp_path / "packages",
+        "poll_interval": 10.0,
+        "wait_timeout": 3600.0,
+        "concurrency": 4,
+    }
+    values.update(overrides)
+    return LifecycleOptions(**values)  # type: ignore[arg-type]
+
+
+def row_state(journal: Journal, key: TaskKey) -> TaskState:
+    row = journal.get(key)
+    assert row is not None
+    return row.state
+
+
+@pytest.mark.anyio
+async def test_start_wait_download_happy_path(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Created tasks are started, polled until exported, and saved; the journal says where."""
+    service = FakeService(clock=clock, export_duration=30.0)
+    keys = created(journal, service, ["a", "b", "c"])
+    downloader = FakeDownloader()
+    began = clock.now
+    stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
+    assert (stats.started, stats.exported, stats.downloaded) == (3, 3, 3)
+    assert stats.export_failed == stats.still_running == stats.download_failed == 0
+    assert sorted(service.starts) == ["a", "b", "c"]
+    for key in keys:
+        row = journal.get(key)
+        assert row is not None
+        assert row.state is TaskState.EXPORTED
+        assert row.download_url is not None
+        assert "Signature=" in row.download_url
+        dest = package_path(tmp_path / "packages", REGION, 12345, key.name)
+        assert dest.read_bytes() == downloader.content
+        assert row.package_path == str(dest)
+    assert 30.0 <= clock.now - began <= 45.0  # finished on the first poll after the export
+    actions = Counter(a.action for a in journal.attempts())
+    assert actions["start"] == 3
+    assert actions["download"] == 3
+
+
+@pytest.mark.anyio
+async def test_start_only_marks_started_and_sends_no_read(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """--start alone starts the tasks and neither polls nor downloads."""
+    service = FakeService(clock=clock)
+    keys = created(journal, service, ["a", "b"])
+    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    assert stats.started == 2
+    assert service.summaries == []
+    assert {row_state(journal, k) for k in keys} == {TaskState.STARTED}
+
+
+@pytest.mark.anyio
+async def test_already_running_start_counts_as_started(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """StartMigration answering false for a task that is running already marks it started."""
+    service = FakeService(clock=clock, export_duration=5.0)
+    (key,) = created(journal, service, ["a"])
+    service.started_at[service.existing[(12345, "a")]] = clock.now  # started by someone else
+    stats = await run_lifecycle(
+        journal, service, clock, full(tmp_path), downloader=FakeDownloader()
+    )
+    assert stats.started == 1
+    assert stats.export_failed == 0
+    assert row_state(journal, key) is TaskState.EXPORTED
+
+
+@pytest.mark.anyio
+async def test_start_refused_fails_the_task_with_its_code(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A start answered false for a task still INIT fails it with the service's code."""
+    service = FakeService(clock=clock, start_scripts={"a": ["refuse"]})
+    (key, other) = created(journal, service, ["a", "b"])
+    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    row = journal.get(key)
+    assert row is not None
+    assert row.state is TaskState.FAILED
+    assert row.error_code == "Invalid.Migration.Status"
+    assert stats.export_failed == 1
+    assert row_state(journal, other) is TaskState.STARTED
+
+
+@pytest.mark.anyio
+async def test_permanent_start_error_fails_the_task(journal: Journal, clock: FakeClock) -> None:
+    """A start refused with a permanent error fails the task with that code, not retried."""
+    service = FakeService(clock=clock, start_scripts={"a": [error(ErrorKind.PERMANENT, "Bad")]})
+    (key,) = created(journal, service, ["a"])
+    await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    row = journal.get(key)
+    assert row is not None
+    assert (row.state, row.error_code) == (TaskState.FAILED, "Bad")
+    assert service.starts == ["a"]
+
+
+@pytest.mark.anyio
+async def test_lost_start_answer_is_settled_by_a_summary_read(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A start whose answer was lost is read back and marked started, not sent again."""
+    service = FakeService(clock=clock, start_scripts={"a": ["applied-then-lost"]})
+    (key,) = created(journal, service, ["a"])
+    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    assert service.starts == ["a"]
+    assert service.summaries == ["a"]
+    assert stats.started == 1
+    assert row_state(journal, key) is TaskState.STARTED
+
+
+@pytest.mark.anyio
+async def test_retryable_start_error_is_retried(journal: Journal, clock: FakeClock) -> None:
+    """A throttled start is retried through the limiter and then succeeds."""
+    throttled = error(ErrorKind.RETRYABLE, "Throttling.User", 429)
+    service = FakeService(clock=clock, start_scripts={"a": [throttled]})
+    (key,) = created(journal, service, ["a"])
+    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    assert service.starts == ["a", "a"]
+    assert stats.throttled == 1
+    assert row_state(journal, key) is TaskState.STARTED
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("EXPORT_ERROR", "ExportFailed"), ("REVOKED", "Revoked")]
+)
+@pytest.mark.anyio
+async def test_export_that_ends_badly_fails_the_task(
+    journal: Journal, clock: FakeClock, tmp_path: Path, status: str, code: str
+) -> None:
+    """EXPORT_ERROR and REVOKED fail the task with ExportFailed / Revoked; nothing is fetched."""
+    service = FakeService(clock=clock, export_duration=5.0, end_status={"a": status})
+    (key, ok) = created(journal, service, ["a", "b"])
+    downloader = FakeDownloader()
+    stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
+    row = journal.get(key)
+    assert row is not None
+    assert (row.state, row.error_code) == (TaskState.FAILED, code)
+    assert status in (row.error_message or "")
+    assert stats.export_failed == 1
+    assert row_state(journal, ok) is TaskState.EXPORTED
+    assert len(downloader.urls) == 1
+
+
+@pytest.mark.anyio
+async def test_wait_timeout_leaves_the_task_started(journal: Journal, clock: FakeClock) -> None:
+    """An export still running when --wait-timeout ends stays started; the wait stops on time."""
+    service = FakeService(clock=clock, export_duration=10_000.0)
+    (key,) = created(journal, service, ["a"])
+    began = clock.now
+    options = LifecycleOptions(start=True, wait=True, wait_timeout=60.0, poll_interval=10.0)
+    stats = await run_lifecycle(journal, service, clock, options)
+    assert row_state(journal, key) is TaskState.STARTED
+    assert stats.still_running == 1
+    assert 60.0 <= clock.now - began <= 61.0
+    assert 6 <= len(service.summaries) <= 8  # about one read per poll interval
+
+
+@pytest.mark.anyio
+async def test_expired_url_is_refreshed_before_the_fetch(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A stored DownloadUrl past its Expires is replaced by a fresh one from the summary."""
+    service = FakeService(clock=clock, export_duration=0.0)
+    (key,) = created(journal, service, ["a"])
+    migration_id = service.existing[(12345, "a")]
+    service.started_at[migration_id] = clock.now
+    stale = service.url(migration_id, time.time() - 10)
+    journal.apply([MarkExported(key, stale)])
+    downloader = FakeDownloader()
+    stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
+    assert service.summaries == ["a"]
+    assert downloader.urls != [stale]
+    assert len(downloader.urls) == 1
+    assert stats.downloaded == 1
+    row = journal.get(key)
+    assert row is not None
+    assert row.download_url == downloader.urls[0]
+
+
+@pytest.mark.anyio
+async def test_refused_fetch_gets_a_fresh_url(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A 403 from the storage (URL expired early) is answered by a fresh URL and one more try."""
+    service = FakeService(clock=clock, export_duration=0.0)
+    (key,) = created(journal, service, ["a"])
+    downloader = FakeDownloader()
+    place = f"oss.example.com/pkg/{service.existing[(12345, 'a')]}.zip"
+    downloader.fail_with[place] = [DownloadError("HTTP 403", status=403, retryable=False)]
+    stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
+    assert len(downloader.urls) == 2
+    assert service.summaries.count("a") == 2  # the poll, then the refresh
+    assert stats.downloaded == 1
+    outcomes = [a.outcome for a in journal.attempts(key) if a.action == "download"]
+    assert outcomes == ["refused", "ok"]
+
+
+@pytest.mark.anyio
+async def test_failed_download_leaves_no_file_and_the_task_exported(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A fetch that breaks mid-way leaves no package file; the task stays exported, unsaved."""
+    service = FakeService(clock=clock, export_duration=0.0)
+    (key,) = created(journal, service, ["a"])
+    downloader = FakeDownloader()
+    downloader.break_after_part = True
+    stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
+    assert stats.download_failed == 1
+    assert list((tmp_path / "packages").rglob("*")) == [
+        tmp_path / "packages" / REGION,
+        tmp_path / "packages" / REGION / "12345",
+    ]
+    row = journal.get(key)
+    assert row is not None
+    assert (row.state, row.package_path) == (TaskState.EXPORTED, None)
+
+
+@pytest.mark.anyio
+async def test_rerun_downloads_only_what_is_missing(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """After a crash, a rerun with --download fetches the missing packages only."""
+    service = FakeService(clock=clock, export_duration=0.0)
+    keys = created(journal, service, ["a", "b"])
+    for key in keys:
+        migration_id = service.existing[(12345, key.name)]
+        service.started_at[migration_id] = clock.now
+        journal.apply([MarkExported(key, service.url(migration_id, time.time() + 600))])
+    saved = package_path(tmp_path / "packages", REGION, 12345, "a")
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(b"earlier run")  # renamed into place before the crash, not journaled
+    downloader = FakeDownloader()
+    stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
+    assert len(downloader.urls) == 1
+    assert "/pkg/100002.zip" in downloader.urls[0]
+    assert stats.downloaded == 1
+    assert stats.requests == 0  # stored URLs still valid: no API request at all
+    assert saved.read_bytes() == b"earlier run"
+    for key in keys:
+        row = journal.get(key)
+        assert row is not None
+        assert row.package_path is not None
+
+
+@pytest.mark.anyio
+async def test_every_lifecycle_request_goes_through_the_limiter(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Each start takes a write slot, each summary read a read slot; pacing shows on the clock."""
+    service = FakeService(clock=clock, export_duration=0.0)
+    created(journal, service, [f"t{i}" for i in range(10)])
+    limiter = CountingLimiter(clock, write_rate=1.0, read_rate=2.0)
+    began = clock.now
+    stats = await run_lifecycle(
+        journal, service, clock, full(tmp_path), downloader=FakeDownloader(), limiter=limiter
+    )
+    assert limiter.taken[Access.WRITE] == len(service.starts) == 10
+    assert limiter.taken[Access.READ] == len(service.summaries) == 10
+    assert stats.requests == 20
+    # 10 starts at 1/s, a poll interval, 10 reads at 2/s
+    assert clock.now - began >= 9.0 + 10.0 + 4.5
+
+
+@pytest.mark.anyio
+async def test_fatal_answer_during_start_stops_the_region(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A fatal start answer stops its region: the rest there stay created; others go on."""
+    fatal = error(ErrorKind.FATAL, "InvalidAccessKeyId.NotFound", 404)
+    service = FakeService(clock=clock, start_scripts={"a0": [fatal]})
+    stopped = created(journal, service, ["a0", "a1", "a2"])
+    elsewhere = created(journal, service, ["b0"], region="cn-hangzhou")
+    options = LifecycleOptions(start=True, concurrency=1)
+    stats = await run_lifecycle(journal, service, clock, options)
+    assert stats.fatal is not None
+    assert stats.fatal.code == "InvalidAccessKeyId.NotFound"
+    assert {row_state(journal, k) for k in stopped} == {TaskState.CREATED}
+    assert row_state(journal, elsewhere[0]) is TaskState.STARTED
+    assert [n for n in service.starts if n.startswith("a")] == ["a0"]
+    assert stats.stopped == 3
