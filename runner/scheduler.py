@@ -88,7 +88,6 @@ class Scheduler:
     ) -> None:
         self._client = client
         self._writer = writer
-        self._limiter = limiter
         self._clock = clock
         self._options = options
         self._progress = progress or NoProgress()
@@ -129,16 +128,6 @@ class Scheduler:
             return "stopped"
         return "skipped"
 
-    # -- one request: see runner.sending ------------------------------------------------------
-
-    def _stop(self, region: str, error: ApiError) -> None:
-        self.sender.stop(region, error)
-
-    async def _read(
-        self, key: TaskKey, call: Callable[[], Awaitable[MigrationPage]]
-    ) -> MigrationPage:
-        return await self.sender.read(key, "list", call)
-
     # -- lookups -----------------------------------------------------------------------------
 
     async def _find(self, spec: ExportSpec) -> Migration | None:
@@ -160,7 +149,7 @@ class Scheduler:
                     key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
                 )
 
-            page = await self._read(key, call)
+            page = await self.sender.read(key, "list", call)
             known.update((m.name, m) for m in page.migrations)
             if (hit := known.get(key.name)) is not None:
                 return hit
@@ -222,10 +211,12 @@ class Scheduler:
             if result.code == DUPLICATE_NAME_CODE:
                 return await self._on_duplicate(spec, result, maybe_ours)
             if result.kind is ErrorKind.FATAL:
-                self._stop(key.region, result)
+                self.sender.stop(key.region, result)
                 self.stats.stopped += 1
-                # refused before anything was done: the intent just written is void
-                await self._writer.write(MarkPending(key, unsent=not maybe_ours))
+                if not maybe_ours:
+                    # refused before anything was done: the intent just written is void
+                    await self._writer.write(MarkPending(key, unsent=True))
+                # else it stays in_flight: an earlier answer was lost, the next run looks first
                 return "stopped"
             if result.kind is ErrorKind.PERMANENT:
                 if maybe_ours and (found := await self._find(spec)) is not None:

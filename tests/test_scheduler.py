@@ -358,3 +358,18 @@ async def test_foreign_task_adopted_is_never_reported_as_drift(
     assert row.fingerprint == ADOPTED_FINGERPRINT
     plan = make_plan([s], journal.row_map())
     assert plan.actions[0].kind is ActionKind.SKIP
+
+
+@pytest.mark.anyio
+async def test_fatal_after_a_lost_answer_leaves_the_task_in_flight(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A fatal answer after an earlier lost one keeps the task in_flight, to be looked up."""
+    s = spec("a")
+    lost = error(ErrorKind.UNKNOWN_OUTCOME, "ExchangeError", 0)
+    fatal = error(ErrorKind.FATAL, "InvalidTimeStamp.Expired")
+    service = FakeService(scripts={"a": [lost, fatal]})
+    await run(journal, service, clock, creates([s]))
+    row = journal.get(s.key)
+    assert row is not None
+    assert (row.state, row.create_sent) == (TaskState.IN_FLIGHT, True)
