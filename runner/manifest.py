@@ -258,6 +258,9 @@ class _Loader:
             status = sink.choice(pair[1], "export_object_status", ObjectStatus) or status
         if (pair := fields.get("description")) is not None:
             text = sink.text(pair[1], "description")
+            if text is not None and any(c < " " and c not in "\t\n" for c in text):
+                sink.at(pair[1], "description has control characters")
+                text = None
             description = description if text is None else sys.intern(text)
         if (pair := fields.get("name")) is not None:
             text = sink.text(pair[1], "name")

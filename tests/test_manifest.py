@@ -632,3 +632,15 @@ def test_a_fifo_is_refused_not_read(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as raised:
         load_manifests([fifo])
     assert str(raised.value.problems[0]) == f"{fifo}:1:1: not a regular file"
+
+
+def test_control_characters_in_a_description_are_refused(tmp_path: Path) -> None:
+    """A NUL or escape character in a description is a positioned problem."""
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        'version: 1\ndefaults:\n  region: cn-shanghai\n  name: "b-{project_id}"\n'
+        'workspaces:\n  - project_id: 12\n    description: "a\\0b"\n'
+    )
+    with pytest.raises(ManifestError) as raised:
+        load_manifests([path])
+    assert str(raised.value.problems[0]) == f"{path}:7:18: description has control characters"
