@@ -267,7 +267,7 @@ def _attempt_row(r: Sequence[Any]) -> AttemptRow:
 def _acquire_lock(path: Path) -> int:
     """Take the exclusive lock on `<path>.lock`, held until the returned fd is closed."""
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -361,6 +361,9 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock_fd = _acquire_lock(path)
         try:
+            # owner-only: the journal holds presigned DownloadUrls (SQLite gives its -wal and
+            # -shm files the same mode)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             with _sqlite_errors(path, "cannot open"):
                 conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except BaseException:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -204,7 +204,8 @@ class Lifecycle:
 
     async def _start(self, task: LifecycleTask) -> str:
         """Send StartMigration until answered for good. A task the service will not start
-        because it already ran counts as started: the wait reads how it ended."""
+        because it already ran counts as started: the wait reads how it ended. A task that was
+        refused or never answered stays `created`, so that a later --start tries it again."""
         key, policy = task.key, self._sender.retry
         last: ApiError | None = None
         for attempt in range(policy.max_attempts):
@@ -214,20 +215,24 @@ class Lifecycle:
                 "start",
                 lambda: self._client.start_migration(key.region, key.project_id, task.migration_id),
             )
+            if isinstance(result, Started) and not result.started:
+                op = replace(op, error_code=result.error_code or "StartRefused", outcome="refused")
             await self._writer.write(op)
             if isinstance(result, Started):
                 if result.started or await self._is_running(task):
                     return await self._mark_started(key, result.request_id)
                 code = result.error_code or "StartRefused"
-                message = result.error_message or "StartMigration answered false"
-                return await self._fail(key, code, message, result.request_id)
+                return self._not_started(key, code, result.error_message or "answered false")
             last = result
             if result.kind is ErrorKind.FATAL:
                 self._sender.stop(key.region, result)
                 self.stats.stopped += 1
                 return "stopped"
             if result.kind is ErrorKind.PERMANENT:
-                return await self._fail(key, result.code, result.message, result.request_id)
+                # an earlier start of ours may have gone through: the status says
+                if await self._is_running(task):
+                    return await self._mark_started(key, None)
+                return self._not_started(key, result.code, result.message)
             if result.kind is ErrorKind.UNKNOWN_OUTCOME:
                 await self._clock.sleep(SETTLE_SECONDS)
                 if await self._is_running(task):
@@ -236,8 +241,14 @@ class Lifecycle:
                 break
             await self._sender.backoff(attempt, result)
         assert last is not None
-        message = f"gave up after {policy.max_attempts} attempts: {last}"
-        return await self._fail(key, last.code, message, last.request_id)
+        return self._not_started(key, last.code, f"gave up after {policy.max_attempts} attempts")
+
+    def _not_started(self, key: TaskKey, code: str, message: str) -> str:
+        self.stats.not_started += 1
+        log.warning(
+            "not started", task=str(key), code=code, message=message, hint="it stays created"
+        )
+        return "not started"
 
     async def _is_running(self, task: LifecycleTask) -> bool:
         """Whether the service shows the task started (running or already finished)."""
@@ -255,7 +266,7 @@ class Lifecycle:
         log.warning("export failed", task=str(key), code=code, message=message)
         return "failed"
 
-    async def _summary(self, task: LifecycleTask) -> Summary:
+    async def _summary(self, task: LifecycleTask, *, record_success: bool = True) -> Summary:
         key = task.key
         return await self._sender.read(
             key,
@@ -263,6 +274,7 @@ class Lifecycle:
             lambda: self._client.get_migration_summary(
                 key.region, key.project_id, task.migration_id
             ),
+            record_success=record_success,
         )
 
     # -- wait --------------------------------------------------------------------------------
@@ -278,7 +290,7 @@ class Lifecycle:
             await self._clock.sleep(min(opts.poll_interval, opts.wait_timeout))
         while pending:
             round_began = self._clock.monotonic()
-            pending = await self._poll_round(pending)
+            pending = await self._poll_round(pending, deadline)
             now = self._clock.monotonic()
             log.info(
                 "progress",
@@ -302,11 +314,13 @@ class Lifecycle:
                 hint="the tasks stay started; rerun with --wait to go on waiting",
             )
 
-    async def _poll_round(self, tasks: list[LifecycleTask]) -> list[LifecycleTask]:
-        """Poll each task once; return those still running."""
+    async def _poll_round(self, tasks: list[LifecycleTask], deadline: float) -> list[LifecycleTask]:
+        """Poll each task once, none after the deadline; return those still running."""
         finished: set[TaskKey] = set()
 
         async def poll(task: LifecycleTask) -> None:
+            if self._clock.monotonic() >= deadline:
+                return  # a long round must not outlast --wait-timeout
             if await self._poll_guarded(task):
                 finished.add(task.key)
 
@@ -317,13 +331,18 @@ class Lifecycle:
         """One status read and what follows from it; True when the task needs no more polls."""
         try:
             return await self._poll(task)
-        except (Unresolved, Stopped):
-            # its region was stopped, or the status cannot be read: it stays started
-            self.stats.still_running += 1
+        except Stopped:
+            self.stats.still_running += 1  # its region was stopped: it stays started
             return True
+        except Unresolved:
+            if self._sender.is_stopped(task.key.region):
+                self.stats.still_running += 1
+                return True
+            return False  # the status could not be read this round: try again next round
 
     async def _poll(self, task: LifecycleTask) -> bool:
-        summary = await self._summary(task)
+        # a poll that finds the export still running adds nothing worth keeping to the history
+        summary = await self._summary(task, record_success=False)
         key = task.key
         if summary.status == SummaryStatus.EXPORT_SUCCESS.value:
             await self._writer.write(MarkExported(key, summary.download_url, summary.request_id))
@@ -353,15 +372,19 @@ class Lifecycle:
         try:
             return await self._fetch(task, url)
         except (Unresolved, Stopped):
-            self.stats.download_failed += 1
-            log.warning("download failed", task=str(task.key), reason="no fresh DownloadUrl")
-            return "not downloaded"
+            reason = "no fresh DownloadUrl"
+        except OSError as error:  # the download folder itself: full, read-only, in the way
+            reason = f"cannot write the package: {error.strerror or type(error).__name__}"
+        self.stats.download_failed += 1
+        log.warning("download failed", task=str(task.key), reason=reason)
+        return "not downloaded"
 
     async def _fetch(self, task: LifecycleTask, url: str | None) -> str:
         assert self._options.download_dir is not None
         assert self._downloader is not None
         key, policy = task.key, self._sender.retry
-        dest = package_path(self._options.download_dir, key.region, key.project_id, key.name)
+        root = self._options.download_dir
+        dest = package_path(root, key.region, key.project_id, key.name, task.migration_id)
         if dest.is_file():  # saved by an earlier run: a file under this name is always whole
             if task.package_path != str(dest):
                 await self._writer.write(MarkDownloaded(key, str(dest)))

@@ -56,7 +56,8 @@ class RunStats:
     started: int = 0
     exported: int = 0
     downloaded: int = 0
-    export_failed: int = 0  # start refused, export ended in error or was revoked
+    export_failed: int = 0  # export ended in error or was revoked
+    not_started: int = 0  # StartMigration refused or unanswered: the task stays created
     still_running: int = 0  # started, not finished when the wait ended
     download_failed: int = 0  # exported, but no package file at the end
     lifecycle_requests: int = 0  # of `requests`, those sent by the lifecycle
@@ -149,14 +150,23 @@ class Sender:
         retry_after = error.retry_after if error is not None else None
         await self.clock.sleep(self.retry.delay(attempt, self.rng, retry_after))
 
-    async def read(self, key: TaskKey, action: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def read(
+        self,
+        key: TaskKey,
+        action: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        record_success: bool = True,
+    ) -> T:
         """A read, retried through the READ bucket until answered; Unresolved when it cannot be
-        (region stopped, a fatal or permanent answer, or out of attempts)."""
+        (region stopped, a fatal or permanent answer, or out of attempts). Without
+        `record_success` only failed reads enter the history (status polls would flood it)."""
         for attempt in range(self.retry.max_attempts):
             if key.region in self.stopped_regions:
                 raise Unresolved(key)
             result, op = await self.attempt(key, Access.READ, action, call)
-            await self.writer.write(op)
+            if isinstance(result, ApiError) or record_success:
+                await self.writer.write(op)
             if not isinstance(result, ApiError):
                 return result
             if result.kind is ErrorKind.FATAL:

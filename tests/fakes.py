@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio.lowlevel
 
 from runner.clock import FakeClock
-from runner.dataworks.download import DownloadError, check_url, part_path, url_expires, url_place
+from runner.dataworks.download import DownloadError, check_url, url_expires, url_place
 from runner.models import (
     DUPLICATE_NAME_CODE,
     ApiError,
@@ -185,7 +185,7 @@ class FakeDownloader:
         if limit is not None and expires is not None and expires < limit:
             raise DownloadError(f"HTTP 403 from {url_place(url)}", status=403, retryable=False)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        part = part_path(dest)
+        part = dest.with_name(dest.name + ".part")
         part.write_bytes(self.content)
         if self.break_after_part:
             part.unlink()

@@ -535,3 +535,12 @@ def test_version_1_journal_gains_package_path_and_keeps_rows(path: Path) -> None
         journal.apply([MarkDownloaded(key, "/p/old.zip")])
         assert journal.get(key).package_path == "/p/old.zip"  # type: ignore[union-attr]
         assert journal.schema_version == len(MIGRATIONS)
+
+
+def test_journal_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """The journal (which holds presigned URLs) and its lock are created mode 0600."""
+    path = tmp_path / "j.db"
+    with Journal.open(path) as journal:
+        journal.apply([Register(SPEC)])
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.with_name("j.db.lock").stat().st_mode & 0o777 == 0o600

@@ -129,7 +129,8 @@ async def test_start_wait_download_happy_path(
         assert row.state is TaskState.EXPORTED
         assert row.download_url is not None
         assert "Signature=" in row.download_url
-        dest = package_path(tmp_path / "packages", REGION, 12345, key.name)
+        migration_id = service.existing[(12345, key.name)]
+        dest = package_path(tmp_path / "packages", REGION, 12345, key.name, migration_id)
         assert dest.read_bytes() == downloader.content
         assert row.package_path == str(dest)
     assert 30.0 <= clock.now - began <= 45.0  # finished on the first poll after the export
@@ -168,31 +169,48 @@ async def test_already_running_start_counts_as_started(
 
 
 @pytest.mark.anyio
-async def test_start_refused_fails_the_task_with_its_code(
+async def test_start_refused_leaves_the_task_created_with_its_code(
     journal: Journal, clock: FakeClock
 ) -> None:
-    """A start answered false for a task still INIT fails it with the service's code."""
+    """A start answered false for a task still INIT leaves it created, the code in its history,
+    so a later --start tries again; the other tasks start."""
     service = FakeService(clock=clock, start_scripts={"a": ["refuse"]})
     (key, other) = created(journal, service, ["a", "b"])
     stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
-    row = journal.get(key)
-    assert row is not None
-    assert row.state is TaskState.FAILED
-    assert row.error_code == "Invalid.Migration.Status"
-    assert stats.export_failed == 1
+    assert row_state(journal, key) is TaskState.CREATED
+    refused = [a for a in journal.attempts(key) if a.action == "start"]
+    assert [(a.error_code, a.outcome) for a in refused] == [("Invalid.Migration.Status", "refused")]
+    assert stats.not_started == 1
     assert row_state(journal, other) is TaskState.STARTED
+    again = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    assert again.started == 1
+    assert row_state(journal, key) is TaskState.STARTED
 
 
 @pytest.mark.anyio
-async def test_permanent_start_error_fails_the_task(journal: Journal, clock: FakeClock) -> None:
-    """A start refused with a permanent error fails the task with that code, not retried."""
+async def test_permanent_start_error_leaves_the_task_created(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A start refused with a permanent error is not retried, and the task stays created."""
     service = FakeService(clock=clock, start_scripts={"a": [error(ErrorKind.PERMANENT, "Bad")]})
     (key,) = created(journal, service, ["a"])
-    await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
-    row = journal.get(key)
-    assert row is not None
-    assert (row.state, row.error_code) == (TaskState.FAILED, "Bad")
+    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    assert row_state(journal, key) is TaskState.CREATED
     assert service.starts == ["a"]
+    assert stats.not_started == 1
+
+
+@pytest.mark.anyio
+async def test_permanent_start_error_on_a_running_task_marks_it_started(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """When a refused start finds the export already running (an earlier start of ours went
+    through), the task is started, not lost."""
+    service = FakeService(clock=clock, start_scripts={"a": [error(ErrorKind.PERMANENT, "Bad")]})
+    (key,) = created(journal, service, ["a"])
+    service.started_at[service.existing[(12345, "a")]] = clock.now
+    await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    assert row_state(journal, key) is TaskState.STARTED
 
 
 @pytest.mark.anyio
@@ -253,7 +271,7 @@ async def test_wait_timeout_leaves_the_task_started(journal: Journal, clock: Fak
     assert row_state(journal, key) is TaskState.STARTED
     assert stats.still_running == 1
     assert 60.0 <= clock.now - began <= 61.0
-    assert 6 <= len(service.summaries) <= 8  # about one read per poll interval
+    assert 5 <= len(service.summaries) <= 7  # about one read per poll interval, none late
 
 
 @pytest.mark.anyio
@@ -327,7 +345,7 @@ async def test_rerun_downloads_only_what_is_missing(
         migration_id = service.existing[(12345, key.name)]
         service.started_at[migration_id] = clock.now
         journal.apply([MarkExported(key, service.url(migration_id, time.time() + 600))])
-    saved = package_path(tmp_path / "packages", REGION, 12345, "a")
+    saved = package_path(tmp_path / "packages", REGION, 12345, "a", service.existing[(12345, "a")])
     saved.parent.mkdir(parents=True)
     saved.write_bytes(b"earlier run")  # renamed into place before the crash, not journaled
     downloader = FakeDownloader()
@@ -379,3 +397,17 @@ async def test_fatal_answer_during_start_stops_the_region(
     assert row_state(journal, elsewhere[0]) is TaskState.STARTED
     assert [n for n in service.starts if n.startswith("a")] == ["a0"]
     assert stats.stopped == 3
+
+
+@pytest.mark.anyio
+async def test_an_outage_during_the_wait_does_not_end_it(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Status reads that fail past their retries are tried again next round, not given up."""
+    busy = error(ErrorKind.RETRYABLE, "ServiceUnavailable", 503)
+    service = FakeService(clock=clock, export_duration=5.0, summary_scripts={"a": [busy] * 6})
+    (key,) = created(journal, service, ["a"])
+    options = LifecycleOptions(start=True, wait=True, wait_timeout=600.0, poll_interval=10.0)
+    stats = await run_lifecycle(journal, service, clock, options)
+    assert row_state(journal, key) is TaskState.EXPORTED
+    assert stats.still_running == 0

@@ -138,10 +138,11 @@ def execute(manifest: str, journal: Path = DEMO_JOURNAL) -> ExitCode:
     console.print(f"see every task: runner status --journal {journal}")
     resent = (
         sim2["creates_applied"] != sim1["creates_applied"]
-        or second.stats.creates_sent > 0
         or sim2["duplicates_created"] != 0
+        or second.stats.requests > 0
+        or sim2["downloads"] != sim1["downloads"]
     )
-    if first.exit_code is not ExitCode.OK or resent:
+    if first.exit_code is not ExitCode.OK or second.exit_code is not ExitCode.OK or resent:
         console.print("[red]the rehearsal did not go as planned[/red]")
         return ExitCode.TASKS_FAILED
     console.print("every task created once, exported and downloaded; the rerun sent nothing.")

@@ -74,7 +74,8 @@ class RunRequest:
         return LifecycleOptions(
             start=self.start or wait,
             wait=wait,
-            download_dir=self.download,
+            # resolved, so the package paths in the journal mean the same from any folder
+            download_dir=None if self.download is None else self.download.resolve(),
             wait_timeout=self.wait_timeout,
             poll_interval=self.poll_interval,
             download_timeout=max(self.timeout, 30.0),
@@ -328,6 +329,7 @@ def summary_line(result: RunResult, journal: Path) -> str:
         lines.append(
             f"lifecycle: {stats.started} started, {stats.exported} exported,"
             f" {stats.downloaded} downloaded, {stats.export_failed} failed,"
+            f" {stats.not_started} not started,"
             f" {stats.still_running} still running, {stats.download_failed} not downloaded;"
             f" {stats.lifecycle_requests} requests"
         )

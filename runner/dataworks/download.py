@@ -96,11 +96,11 @@ def safe_name(name: str) -> str:
     return f"{cleaned or 'task'}-{digest}"
 
 
-def package_path(root: Path, region: str, project_id: int, name: str) -> Path:
-    """Where a task's package is saved: ROOT/<region>/<project_id>/<safe name>.zip."""
-    return root / safe_name(region) / str(project_id) / f"{safe_name(name)}.zip"
+def package_path(root: Path, region: str, project_id: int, name: str, migration_id: int) -> Path:
+    """Where a task's package is saved: ROOT/<region>/<project_id>/<safe name>-<migration id>.zip.
 
-
-def part_path(dest: Path) -> Path:
-    """The temporary name a package is written under until complete."""
-    return dest.with_name(dest.name + ".part")
+    The migration id ties the file to the task that made it: a package left by an earlier task
+    of the same name is never taken for this one's, and names that differ only in case (one
+    file on some file systems) still get files of their own."""
+    folder = root / safe_name(region) / str(project_id)
+    return folder / f"{safe_name(name)}-{migration_id}.zip"

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import aiohttp
 import anyio.to_thread
 from yarl import URL
 
-from runner.dataworks.download import CHUNK, DownloadError, check_url, part_path, url_place
+from runner.dataworks.download import CHUNK, DownloadError, check_url, url_place
+
+TOTAL_FACTOR = 30  # a package must arrive within this many per-read timeouts ...
+TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,20 +155,33 @@ class AiohttpDownloader:
         if self._session is None:
             raise RuntimeError("AiohttpDownloader used outside 'async with'")
         check_url(url)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = part_path(dest)
         client_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=min(timeout, 10.0), sock_read=timeout
+            # a trickling server must not hold a task forever: the whole package gets a bound too
+            total=max(TOTAL_FLOOR, timeout * TOTAL_FACTOR),
+            sock_connect=min(timeout, 10.0),
+            sock_read=timeout,
         )
         try:
-            written = await self._stream(url, part, client_timeout)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            # a name of its own, so two runs saving into one folder never share a partial file
+            handle, name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+        except OSError as exc:
+            raise DownloadError(
+                f"cannot write in {dest.parent}: {exc.strerror}", retryable=False
+            ) from exc
+        part = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                written = await self._stream(url, out, client_timeout)
             os.replace(part, dest)  # atomic: the final name only ever holds a whole package
             return written
+        except OSError as exc:
+            raise DownloadError(f"cannot write {dest}: {exc.strerror}", retryable=False) from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
-                part.unlink()
+                os.unlink(name)  # a no-op after the rename; microseconds otherwise
 
-    async def _stream(self, url: str, part: Path, timeout: aiohttp.ClientTimeout) -> int:
+    async def _stream(self, url: str, out: BinaryIO, timeout: aiohttp.ClientTimeout) -> int:
         assert self._session is not None
         place = url_place(url)
         try:
@@ -177,12 +194,10 @@ class AiohttpDownloader:
                         f"HTTP {resp.status} from {place}", status=resp.status, retryable=retryable
                     )
                 written = 0
-                with part.open("wb") as out:
-                    async for chunk in resp.content.iter_chunked(CHUNK):
-                        out.write(chunk)
-                        written += len(chunk)
-                    out.flush()
-                    await anyio.to_thread.run_sync(os.fsync, out.fileno())  # off the loop
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    await anyio.to_thread.run_sync(out.write, chunk)  # disk work off the loop
+                    written += len(chunk)
+                await anyio.to_thread.run_sync(_flush_and_sync, out)
                 return written
         except aiohttp.ClientSSLError as exc:
             raise DownloadError(f"TLS error from {place}", retryable=True) from exc
@@ -194,4 +209,11 @@ class AiohttpDownloader:
             # the name only: aiohttp messages may quote the URL, whose query holds the signature
             raise DownloadError(f"{type(exc).__name__} from {place}", retryable=True) from exc
         except OSError as exc:
-            raise DownloadError(f"cannot write {part}: {exc.strerror}", retryable=False) from exc
+            raise DownloadError(
+                f"cannot write the package: {exc.strerror}", retryable=False
+            ) from exc
+
+
+def _flush_and_sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())

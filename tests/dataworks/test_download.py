@@ -179,9 +179,19 @@ def test_unsafe_names_become_safe_and_distinct(name: str, tmp_path: Path) -> Non
     assert "\\" not in safe
     assert not safe.startswith(".")
     assert safe != name
-    path = package_path(tmp_path, "cn-shanghai", 12345, name)
+    path = package_path(tmp_path, "cn-shanghai", 12345, name, 100001)
     assert path.resolve().is_relative_to(tmp_path.resolve())
     assert path.parent == tmp_path / "cn-shanghai" / "12345"
+
+
+def test_package_file_carries_the_migration_id(tmp_path: Path) -> None:
+    """A package is tied to its task: same name, other task, other file; case alone differs too."""
+    first = package_path(tmp_path, "cn-shanghai", 12345, "sales", 100001)
+    again = package_path(tmp_path, "cn-shanghai", 12345, "sales", 100777)
+    upper = package_path(tmp_path, "cn-shanghai", 12345, "Sales", 100002)
+    assert first.name == "sales-100001.zip"
+    assert first != again
+    assert first.name.lower() != upper.name.lower()
 
 
 def test_names_differing_in_unsafe_characters_do_not_collide() -> None:
@@ -229,3 +239,15 @@ def test_logs_and_status_never_show_the_signature(tmp_path: Path) -> None:
     assert "c2lnbmF0dXJl" not in shown
     assert "AKOSS123" not in shown
     assert status_record(row)["package_path"] == "/p/t.zip"
+
+
+@pytest.mark.anyio
+async def test_a_folder_that_cannot_be_made_is_a_download_error(
+    base_url: str, tmp_path: Path
+) -> None:
+    """A file standing where the package folder should be fails the download, not the run."""
+    (tmp_path / "cn-shanghai").write_text("in the way")
+    dest = tmp_path / "cn-shanghai" / "12345" / "a-100001.zip"
+    async with AiohttpDownloader() as downloader:
+        with pytest.raises(DownloadError, match="cannot write"):
+            await downloader.fetch(base_url + "/ok.zip", dest, timeout=5)
