@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,9 @@ class AiohttpDownloader:
         try:
             with os.fdopen(handle, "wb") as out:
                 written = await self._stream(url, out, client_timeout)
+            if not await anyio.to_thread.run_sync(zipfile.is_zipfile, name):
+                # an error page answered with 200, or a body cut short: never saved as a package
+                raise DownloadError(f"{url_place(url)} did not send a zip package", retryable=True)
             os.replace(part, dest)  # atomic: the final name only ever holds a whole package
             return written
         except OSError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,7 +27,15 @@ from runner.logs import configure, get_logger, scrub_url_secrets
 from runner.models import TaskKey, TaskState
 from runner.reports import status_record
 
-BODY = b"PK" + bytes(range(256)) * 4096  # 1 MiB and a bit: several chunks
+
+def _zip(size: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("package.bin", bytes(range(256)) * (size // 256))
+    return buffer.getvalue()
+
+
+BODY = _zip(1 << 20)  # a real zip of 1 MiB and a bit: several chunks
 SECRET_QUERY = "Expires=4102444800&OSSAccessKeyId=AKOSS123&Signature=c2lnbmF0dXJl"
 
 
@@ -35,6 +45,10 @@ async def package(request: web.Request) -> web.Response:
 
 async def forbidden(request: web.Request) -> web.Response:
     return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+
+
+async def error_page(request: web.Request) -> web.Response:
+    return web.Response(text="<html>maintenance</html>", content_type="text/html")
 
 
 async def broken(request: web.Request) -> web.StreamResponse:
@@ -55,6 +69,7 @@ async def unavailable(request: web.Request) -> web.Response:
 async def base_url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/ok.zip", package)
+    app.router.add_get("/page.zip", error_page)
     app.router.add_get("/forbidden.zip", forbidden)
     app.router.add_get("/broken.zip", broken)
     app.router.add_get("/busy.zip", unavailable)
@@ -251,3 +266,13 @@ async def test_a_folder_that_cannot_be_made_is_a_download_error(
     async with AiohttpDownloader() as downloader:
         with pytest.raises(DownloadError, match="cannot write"):
             await downloader.fetch(base_url + "/ok.zip", dest, timeout=5)
+
+
+@pytest.mark.anyio
+async def test_a_body_that_is_not_a_zip_is_never_saved(base_url: str, tmp_path: Path) -> None:
+    """An error page answered with 200 fails the download and leaves no file behind."""
+    dest = tmp_path / "a-1.zip"
+    async with AiohttpDownloader() as downloader:
+        with pytest.raises(DownloadError, match="did not send a zip"):
+            await downloader.fetch(base_url + "/page.zip", dest, timeout=5)
+    assert os.listdir(tmp_path) == []
