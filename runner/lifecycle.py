@@ -423,7 +423,9 @@ class Lifecycle:
                 MarkDownloaded(key, str(dest)),
             )
             self.stats.downloaded += 1
-            log.info("downloaded", task=str(key), path=str(dest), bytes=size, source=url_place(url))
+            log.debug(
+                "downloaded", task=str(key), path=str(dest), bytes=size, source=url_place(url)
+            )
             return "downloaded"
         self.stats.download_failed += 1
         log.warning(
