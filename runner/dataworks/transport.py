@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, Self
 
 import aiohttp
 import anyio.to_thread
@@ -72,21 +72,19 @@ class FunctionTransport:
         return await self._handler(request)
 
 
-class AiohttpTransport:
-    """One shared aiohttp session for the whole run; errors mapped to the two transport kinds."""
+class _OneSession:
+    """Owns one aiohttp session for the length of an `async with` block."""
 
-    def __init__(self, *, limit: int = 100) -> None:
+    def __init__(self, *, limit: int) -> None:
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> AiohttpTransport:
+    def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-        # skip_auto_headers keeps aiohttp from adding unsigned headers we did not ask for
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            skip_auto_headers=("User-Agent", "Content-Type"),
-            auto_decompress=True,
-        )
+        return aiohttp.ClientSession(connector=connector)
+
+    async def __aenter__(self) -> Self:
+        self._session = self._new_session()
         return self
 
     async def __aexit__(
@@ -99,12 +97,32 @@ class AiohttpTransport:
             await self._session.close()
             self._session = None
 
-    async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+    def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            raise RuntimeError("AiohttpTransport used outside 'async with'")
+            raise RuntimeError(f"{type(self).__name__} used outside 'async with'")
+        return self._session
+
+
+class AiohttpTransport(_OneSession):
+    """One shared aiohttp session for the whole run; errors mapped to the two transport kinds."""
+
+    def __init__(self, *, limit: int = 100) -> None:
+        super().__init__(limit=limit)
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+        # skip_auto_headers keeps aiohttp from adding unsigned headers we did not ask for
+        return aiohttp.ClientSession(
+            connector=connector,
+            skip_auto_headers=("User-Agent", "Content-Type"),
+            auto_decompress=True,
+        )
+
+    async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+        session = self._open_session()
         client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
         try:
-            async with self._session.request(
+            async with session.request(
                 request.method,
                 URL(request.url, encoded=True),
                 headers=dict(request.headers),
@@ -128,33 +146,16 @@ class AiohttpTransport:
             raise ExchangeError(type(exc).__name__) from exc
 
 
-class AiohttpDownloader:
+class AiohttpDownloader(_OneSession):
     """Streams packages with one aiohttp session; errors mapped to DownloadError."""
 
     def __init__(self, *, limit: int = 16) -> None:
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> AiohttpDownloader:
-        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(limit=limit)
 
     async def fetch(self, url: str, dest: Path, timeout: float) -> int:
         """Stream `url` into `dest`; `timeout` bounds the connect and each read, not the whole
         transfer (a package may be large). Nothing is left under `dest` unless it is complete."""
-        if self._session is None:
-            raise RuntimeError("AiohttpDownloader used outside 'async with'")
+        session = self._open_session()
         check_url(url)
         client_timeout = aiohttp.ClientTimeout(
             # a trickling server must not hold a task forever: the whole package gets a bound too
@@ -173,7 +174,7 @@ class AiohttpDownloader:
         part = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
-                written = await self._stream(url, out, client_timeout)
+                written = await self._stream(session, url, out, client_timeout)
             if not await anyio.to_thread.run_sync(zipfile.is_zipfile, name):
                 # an error page answered with 200, or a body cut short: never saved as a package
                 raise DownloadError(f"{url_place(url)} did not send a zip package", retryable=True)
@@ -185,11 +186,16 @@ class AiohttpDownloader:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)  # a no-op after the rename; microseconds otherwise
 
-    async def _stream(self, url: str, out: BinaryIO, timeout: aiohttp.ClientTimeout) -> int:
-        assert self._session is not None
+    async def _stream(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        out: BinaryIO,
+        timeout: aiohttp.ClientTimeout,
+    ) -> int:
         place = url_place(url)
         try:
-            async with self._session.get(
+            async with session.get(
                 URL(url, encoded=True), timeout=timeout, allow_redirects=False
             ) as resp:
                 if resp.status != 200:
