@@ -36,6 +36,8 @@ from runner.models import (
     NOT_STARTED_STATUSES,
     ApiError,
     ErrorKind,
+    Migration,
+    MigrationPage,
     Started,
     Summary,
     SummaryStatus,
@@ -48,6 +50,11 @@ from runner.sending import Limited, RunStats, Sender, Stopped, Unresolved, run_p
 log = get_logger("runner.lifecycle")
 
 SETTLE_SECONDS = 1.0  # wait after a lost StartMigration answer before reading the status
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
+# ListMigrations statuses that end an export (GetMigrationSummary's are EXPORT_SUCCESS etc.)
+LIST_SUCCESS = "SUCCESS"
+LIST_FAILURE = "FAILURE"
 # Export statuses that end a wait without a package, with the code the task fails with.
 FAILED_EXPORTS = {
     SummaryStatus.EXPORT_ERROR.value: "ExportFailed",
@@ -60,6 +67,16 @@ class LifecycleClient(Limited, Protocol):
     """The part of the DataWorks client the lifecycle uses."""
 
     async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started: ...
+
+    async def list_migrations(
+        self,
+        region: str,
+        project_id: int,
+        *,
+        page_number: int = 1,
+        page_size: int = 100,
+        migration_type: str = "EXPORT",
+    ) -> MigrationPage: ...
 
     async def get_migration_summary(
         self, region: str, project_id: int, migration_id: int
@@ -315,17 +332,85 @@ class Lifecycle:
             )
 
     async def _poll_round(self, tasks: list[LifecycleTask], deadline: float) -> list[LifecycleTask]:
-        """Poll each task once, none after the deadline; return those still running."""
-        finished: set[TaskKey] = set()
+        """Poll each task once, none after the deadline; return those still running.
 
-        async def poll(task: LifecycleTask) -> None:
+        Tasks are polled a workspace at a time: one ListMigrations page shows the status of up
+        to a hundred of them, where GetMigrationSummary shows one.
+        """
+        finished: set[TaskKey] = set()
+        workspaces: dict[tuple[str, int], list[LifecycleTask]] = {}
+        for task in tasks:
+            workspaces.setdefault((task.key.region, task.key.project_id), []).append(task)
+
+        async def poll(group: list[LifecycleTask]) -> None:
             if self._clock.monotonic() >= deadline:
                 return  # a long round must not outlast --wait-timeout
-            if await self._poll_guarded(task):
-                finished.add(task.key)
+            finished.update(await self._poll_workspace(group))
 
-        await run_pool(tasks, self._options.concurrency, poll)
+        await run_pool(list(workspaces.values()), self._options.concurrency, poll)
         return [t for t in tasks if t.key not in finished]
+
+    async def _poll_workspace(self, group: list[LifecycleTask]) -> set[TaskKey]:
+        """The keys of the group's tasks that need no more polls."""
+        listed: dict[int, Migration] = {}
+        if len(group) > 1:
+            try:
+                listed = await self._list_workspace(group)
+            except Stopped:
+                self.stats.still_running += len(group)
+                return {t.key for t in group}
+            except Unresolved:
+                if self._sender.is_stopped(group[0].key.region):
+                    self.stats.still_running += len(group)
+                    return {t.key for t in group}
+        done: set[TaskKey] = set()
+        for task in group:
+            migration = listed.get(task.migration_id)
+            if migration is None:  # not listed: ask for this one
+                if await self._poll_guarded(task):
+                    done.add(task.key)
+            elif await self._settle_listed(task, migration):
+                done.add(task.key)
+        return done
+
+    async def _list_workspace(self, group: list[LifecycleTask]) -> dict[int, Migration]:
+        """The group's tasks as ListMigrations shows them, paging only while that costs fewer
+        reads than asking for the tasks still missing one by one."""
+        key = group[0].key
+        wanted = {t.migration_id for t in group}
+        found: dict[int, Migration] = {}
+        seen = 0
+        for page_number in range(1, LIST_MAX_PAGES + 1):
+
+            async def call(n: int = page_number) -> MigrationPage:
+                return await self._client.list_migrations(
+                    key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
+                )
+
+            page = await self._sender.read(key, "list", call, record_success=False)
+            found.update((m.migration_id, m) for m in page.migrations if m.migration_id in wanted)
+            seen += len(page.migrations)
+            missing = len(wanted) - len(found)
+            if not missing or not page.migrations or seen >= page.total_count:
+                break
+            pages_left = -(-(page.total_count - seen) // len(page.migrations))
+            if pages_left >= missing:
+                break
+        return found
+
+    async def _settle_listed(self, task: LifecycleTask, migration: Migration) -> bool:
+        """Act on a listed status (SUCCESS, FAILURE, or still going); True when settled."""
+        key = task.key
+        if migration.status == LIST_SUCCESS:
+            await self._writer.write(MarkExported(key, migration.download_url, None))
+            self.stats.exported += 1
+            if self._options.download_dir is not None:
+                await self._download(task, migration.download_url)
+            return True
+        if migration.status == LIST_FAILURE:
+            # the list says only FAILURE: the summary tells an error from a revocation
+            return await self._poll_guarded(task)
+        return False
 
     async def _poll_guarded(self, task: LifecycleTask) -> bool:
         """One status read and what follows from it; True when the task needs no more polls."""

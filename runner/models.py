@@ -127,6 +127,7 @@ class Migration:
     migration_type: str
     status: str
     download_url: str | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

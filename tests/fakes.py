@@ -103,11 +103,23 @@ class FakeService:
         mine = sorted((i, n) for (p, n), i in self.existing.items() if p == project_id)
         chunk = mine[(page_number - 1) * page_size : page_number * page_size]
         return MigrationPage(
-            tuple(Migration(i, n, project_id, "EXPORT", "INIT") for i, n in chunk),
+            tuple(self._listed(i, n, project_id) for i, n in chunk),
             page_number,
             page_size,
             len(mine),
         )
+
+    def _listed(self, migration_id: int, name: str, project_id: int) -> Migration:
+        """How ListMigrations shows a task: INIT, RUNNING, then SUCCESS (with a URL) or FAILURE."""
+        began = self.started_at.get(migration_id)
+        status, url = "INIT", None
+        if began is not None and self._now() < began + self.export_duration:
+            status = "RUNNING"
+        elif began is not None:
+            ok = self.end_status.get(name, "EXPORT_SUCCESS") == "EXPORT_SUCCESS"
+            status = "SUCCESS" if ok else "FAILURE"
+            url = self.url(migration_id, self.wall() + self.url_ttl) if ok else None
+        return Migration(migration_id, name, project_id, "EXPORT", status, url)
 
     def _name_of(self, migration_id: int) -> str:
         return next(n for (_, n), i in self.existing.items() if i == migration_id)

@@ -43,12 +43,16 @@ class CountingLimiter(RateLimiter):
 
 
 def created(
-    journal: Journal, service: FakeService, names: list[str], region: str = REGION
+    journal: Journal,
+    service: FakeService,
+    names: list[str],
+    region: str = REGION,
+    project_id: int = 12345,
 ) -> list[TaskKey]:
     """Tasks the journal shows created, and the service knows."""
     keys = []
     for name in names:
-        key = TaskKey(region, 12345, name)
+        key = TaskKey(region, project_id, name)
         spec = ExportSpec(key)
         migration_id = service.next_id
         service.existing[(key.project_id, name)] = migration_id
@@ -365,19 +369,35 @@ async def test_rerun_downloads_only_what_is_missing(
 async def test_every_lifecycle_request_goes_through_the_limiter(
     journal: Journal, clock: FakeClock, tmp_path: Path
 ) -> None:
-    """Each start takes a write slot, each summary read a read slot; pacing shows on the clock."""
+    """Each start takes a write slot, each status read a read slot; pacing shows on the clock."""
     service = FakeService(clock=clock, export_duration=0.0)
-    created(journal, service, [f"t{i}" for i in range(10)])
+    for project in (1, 2, 3, 4, 5):  # five workspaces of two tasks: one list read each
+        created(journal, service, [f"p{project}a", f"p{project}b"], project_id=project)
     limiter = CountingLimiter(clock, write_rate=1.0, read_rate=2.0)
     began = clock.now
     stats = await run_lifecycle(
         journal, service, clock, full(tmp_path), downloader=FakeDownloader(), limiter=limiter
     )
     assert limiter.taken[Access.WRITE] == len(service.starts) == 10
-    assert limiter.taken[Access.READ] == len(service.summaries) == 10
-    assert stats.requests == 20
-    # 10 starts at 1/s, a poll interval, 10 reads at 2/s
-    assert clock.now - began >= 9.0 + 10.0 + 4.5
+    assert limiter.taken[Access.READ] == service.lists + len(service.summaries) == 5
+    assert stats.requests == 15
+    assert stats.downloaded == 10
+    # 10 starts at 1/s, a poll interval, 5 reads at 2/s
+    assert clock.now - began >= 9.0 + 10.0 + 2.0
+
+
+@pytest.mark.anyio
+async def test_a_workspace_is_polled_with_one_list_read(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Twenty exporting tasks of one workspace cost one ListMigrations read per round."""
+    service = FakeService(clock=clock, export_duration=25.0)
+    keys = created(journal, service, [f"t{i:02}" for i in range(20)])
+    options = LifecycleOptions(start=True, wait=True, poll_interval=10.0, wait_timeout=600.0)
+    await run_lifecycle(journal, service, clock, options)
+    assert {row_state(journal, k) for k in keys} == {TaskState.EXPORTED}
+    assert service.summaries == []
+    assert 2 <= service.lists <= 4  # a few rounds, one read each, never one per task
 
 
 @pytest.mark.anyio

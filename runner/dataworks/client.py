@@ -365,6 +365,7 @@ def _page(body: Mapping[str, Any]) -> MigrationPage:
             migration_type=str(item.get("MigrationType", "")),
             status=str(item.get("Status", "")),
             download_url=item.get("DownloadUrl") or None,
+            message=str(item.get("Message") or "") or None,
         )
         for item in items
         if isinstance(item, dict) and "Id" in item
