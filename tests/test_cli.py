@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import cli
+from runner.commands.common import ExitCode
 
 GOOD = """\
 version: 1
@@ -150,3 +151,13 @@ def test_unexpected_error_stops_with_exit_3(
         cli_module.main()
     assert exited.value.code == 3
     assert "OSError: disk full" in capsys.readouterr().err
+
+
+def test_summary_names_drifted_tasks() -> None:
+    """The run summary tells the operator when done tasks no longer match the manifest."""
+    from runner.commands.run import RunResult, summary_line
+
+    result = RunResult(ExitCode.OK, planned={"drifted": 2, "skip": 5}, states={"created": 7})
+    text = summary_line(result, Path("j.db"))
+    assert "drifted: 2 done tasks differ" in text
+    assert "details:" not in text

@@ -333,6 +333,11 @@ def summary_line(result: RunResult, journal: Path) -> str:
             f" {stats.still_running} still running, {stats.download_failed} not downloaded;"
             f" {stats.lifecycle_requests} requests"
         )
+    if drifted := result.planned.get(ActionKind.DRIFTED.value, 0):
+        lines.append(
+            f"drifted: {drifted} done tasks differ from the manifest now (runner plan lists"
+            " them); an export task cannot be changed: give it a new name to export it again"
+        )
     if stats.fatal is not None:
         lines.append(f"stopped: {stats.fatal.code}: {stats.fatal.message}")
     if result.exit_code is not ExitCode.OK:
