@@ -16,20 +16,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from runner.dataworks.download import (
-    Downloader,
-    DownloadError,
-    is_expired,
-    package_path,
-    url_place,
-)
+from runner.dataworks.download import Downloader
 from runner.journal import (
-    MarkDownloaded,
     MarkExported,
     MarkFailed,
     MarkStarted,
-    RecordAttempt,
-    TaskRow,
 )
 from runner.logs import get_logger
 from runner.models import (
@@ -44,8 +35,10 @@ from runner.models import (
     TaskKey,
     TaskState,
 )
+from runner.packages import LifecycleTask as LifecycleTask
+from runner.packages import Packages, SummaryClient, read_summary
 from runner.ratelimit import Access
-from runner.sending import Limited, RunStats, Sender, Stopped, Unresolved, run_pool
+from runner.sending import RunStats, Sender, Stopped, Unresolved, run_pool
 
 log = get_logger("runner.lifecycle")
 
@@ -63,7 +56,7 @@ FAILED_EXPORTS = {
 }
 
 
-class LifecycleClient(Limited, Protocol):
+class LifecycleClient(SummaryClient, Protocol):
     """The part of the DataWorks client the lifecycle uses."""
 
     async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started: ...
@@ -132,25 +125,6 @@ class LifecycleOptions:
     concurrency: int = 16
 
 
-@dataclass(frozen=True, slots=True)
-class LifecycleTask:
-    """What the lifecycle needs of a journal row: a task that was created, at least."""
-
-    key: TaskKey
-    migration_id: int
-    state: TaskState
-    download_url: str | None = None
-    package_path: str | None = None
-
-    @classmethod
-    def from_row(cls, row: TaskRow) -> LifecycleTask | None:
-        """The task if its row has a migration and is created, started or exported."""
-        lifecycle = (TaskState.CREATED, TaskState.STARTED, TaskState.EXPORTED)
-        if row.migration_id is None or row.state not in lifecycle:
-            return None
-        return cls(row.key, row.migration_id, row.state, row.download_url, row.package_path)
-
-
 class Lifecycle:
     """Starts, waits for and downloads a run's tasks, as the options ask."""
 
@@ -171,8 +145,18 @@ class Lifecycle:
         self._writer = sender.writer
         self._clock = sender.clock
         self._options = options
-        self._downloader = downloader
-        self._wall = wall  # epoch seconds, to tell when a DownloadUrl has expired
+        self._packages = (
+            None
+            if options.download_dir is None or downloader is None
+            else Packages(
+                client,
+                sender,
+                downloader,
+                options.download_dir,
+                timeout=options.download_timeout,
+                wall=wall,
+            )
+        )
         self._progress = progress
         self.stats: RunStats = sender.stats
 
@@ -185,7 +169,7 @@ class Lifecycle:
             if opts.start:
                 created = [t for t in tasks if t.state is TaskState.CREATED]
                 just_started = await self._start_all(created)
-            if opts.download_dir is not None:
+            if self._packages is not None:
                 await self._download_all([t for t in tasks if t.state is TaskState.EXPORTED])
             if opts.wait and (waiting or just_started):
                 await self._wait(waiting + just_started, first_sleep=bool(just_started))
@@ -284,15 +268,7 @@ class Lifecycle:
         return "failed"
 
     async def _summary(self, task: LifecycleTask, *, record_success: bool = True) -> Summary:
-        key = task.key
-        return await self._sender.read(
-            key,
-            "summary",
-            lambda: self._client.get_migration_summary(
-                key.region, key.project_id, task.migration_id
-            ),
-            record_success=record_success,
-        )
+        return await read_summary(self._sender, self._client, task, record_success=record_success)
 
     # -- wait --------------------------------------------------------------------------------
 
@@ -404,8 +380,8 @@ class Lifecycle:
         if migration.status == LIST_SUCCESS:
             await self._writer.write(MarkExported(key, migration.download_url, None))
             self.stats.exported += 1
-            if self._options.download_dir is not None:
-                await self._download(task, migration.download_url)
+            if self._packages is not None:
+                await self._packages.download(task, migration.download_url)
             return True
         if migration.status == LIST_FAILURE:
             # the list says only FAILURE: the summary tells an error from a revocation
@@ -432,8 +408,8 @@ class Lifecycle:
         if summary.status == SummaryStatus.EXPORT_SUCCESS.value:
             await self._writer.write(MarkExported(key, summary.download_url, summary.request_id))
             self.stats.exported += 1
-            if self._options.download_dir is not None:
-                await self._download(task, summary.download_url)
+            if self._packages is not None:
+                await self._packages.download(task, summary.download_url)
             return True
         if (code := FAILED_EXPORTS.get(summary.status)) is not None:
             message = f"the export ended {summary.status}"
@@ -444,86 +420,13 @@ class Lifecycle:
     # -- download ----------------------------------------------------------------------------
 
     async def _download_all(self, tasks: list[LifecycleTask]) -> None:
+        """Packages of tasks exported by an earlier run and not saved yet."""
+        assert self._packages is not None
+        packages = self._packages
         progress = self._progress("downloading", len(tasks))
 
         async def handle(task: LifecycleTask) -> None:
-            progress.task_finished(task.key, await self._download(task, task.download_url))
+            progress.task_finished(task.key, await packages.download(task, task.download_url))
 
         with progress:
             await run_pool(tasks, self._options.concurrency, handle)
-
-    async def _download(self, task: LifecycleTask, url: str | None) -> str:
-        """Fetch the package unless its file is there; a failure leaves the task exported."""
-        try:
-            return await self._fetch(task, url)
-        except (Unresolved, Stopped):
-            reason = "no fresh DownloadUrl"
-        except OSError as error:  # the download folder itself: full, read-only, in the way
-            reason = f"cannot write the package: {error.strerror or type(error).__name__}"
-        self.stats.download_failed += 1
-        log.warning("download failed", task=str(task.key), reason=reason)
-        return "not downloaded"
-
-    async def _fetch(self, task: LifecycleTask, url: str | None) -> str:
-        assert self._options.download_dir is not None
-        assert self._downloader is not None
-        key, policy = task.key, self._sender.retry
-        root = self._options.download_dir
-        dest = package_path(root, key.region, key.project_id, key.name, task.migration_id)
-        if dest.is_file():  # saved by an earlier run: a file under this name is always whole
-            if task.package_path != str(dest):
-                await self._writer.write(MarkDownloaded(key, str(dest)))
-            return "present"
-        failure: DownloadError | None = None
-        for attempt in range(policy.max_attempts):
-            if url is None or is_expired(url, self._wall()):
-                url = await self._fresh_url(task)
-                if url is None:
-                    failure = None
-                    break
-            began = self._clock.monotonic()
-            try:
-                size = await self._downloader.fetch(url, dest, self._options.download_timeout)
-            except DownloadError as error:
-                failure = error
-                latency = (self._clock.monotonic() - began) * 1000
-                outcome = (
-                    "refused" if error.refused else "retryable" if error.retryable else "failed"
-                )
-                await self._writer.write(
-                    RecordAttempt(key, "download", error.status, error.code, None, latency, outcome)
-                )
-                if error.refused:  # expired or not accepted: ask for a fresh URL and go again
-                    url = None
-                    if attempt > 0:
-                        await self._sender.backoff(attempt)
-                    continue
-                if not error.retryable or policy.gives_up_after(attempt):
-                    break
-                await self._sender.backoff(attempt)
-                continue
-            latency = (self._clock.monotonic() - began) * 1000
-            await self._writer.write(
-                RecordAttempt(key, "download", 200, None, None, latency, "ok"),
-                MarkDownloaded(key, str(dest)),
-            )
-            self.stats.downloaded += 1
-            log.debug(
-                "downloaded", task=str(key), path=str(dest), bytes=size, source=url_place(url)
-            )
-            return "downloaded"
-        self.stats.download_failed += 1
-        log.warning(
-            "download failed",
-            task=str(key),
-            reason=str(failure) if failure is not None else "no DownloadUrl",
-        )
-        return "not downloaded"
-
-    async def _fresh_url(self, task: LifecycleTask) -> str | None:
-        """A new DownloadUrl from GetMigrationSummary (they expire), recorded in the journal."""
-        summary = await self._summary(task)
-        if summary.status != SummaryStatus.EXPORT_SUCCESS.value or not summary.download_url:
-            return None
-        await self._writer.write(MarkExported(task.key, summary.download_url, summary.request_id))
-        return summary.download_url
