@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from runner.dataworks.download import Downloader
@@ -38,13 +37,21 @@ from runner.models import (
 from runner.packages import LifecycleTask as LifecycleTask
 from runner.packages import Packages, SummaryClient, read_summary
 from runner.ratelimit import Access
-from runner.sending import RunStats, Sender, Stopped, Unresolved, run_pool
+from runner.sending import (
+    SETTLE_SECONDS,
+    Lister,
+    PhaseProgress,
+    RunStats,
+    Sender,
+    Silent,
+    Stopped,
+    Unresolved,
+    run_pool,
+    scan_exports,
+)
 
 log = get_logger("runner.lifecycle")
 
-SETTLE_SECONDS = 1.0  # wait after a lost StartMigration answer before reading the status
-LIST_PAGE_SIZE = 100
-LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
 # ListMigrations statuses that end an export (GetMigrationSummary's are EXPORT_SUCCESS etc.)
 LIST_SUCCESS = "SUCCESS"
 LIST_FAILURE = "FAILURE"
@@ -56,62 +63,21 @@ FAILED_EXPORTS = {
 }
 
 
-class LifecycleClient(SummaryClient, Protocol):
+class LifecycleClient(SummaryClient, Lister, Protocol):
     """The part of the DataWorks client the lifecycle uses."""
 
     async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started: ...
-
-    async def list_migrations(
-        self,
-        region: str,
-        project_id: int,
-        *,
-        page_number: int = 1,
-        page_size: int = 100,
-        migration_type: str = "EXPORT",
-    ) -> MigrationPage: ...
 
     async def get_migration_summary(
         self, region: str, project_id: int, migration_id: int
     ) -> Summary: ...
 
 
-class Progress(Protocol):
-    """A phase's progress display, entered for the phase (the CLI's bar or log lines)."""
-
-    def __enter__(self) -> object: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def task_finished(self, key: TaskKey, outcome: str) -> None: ...
+ProgressFactory = Callable[[str, int], PhaseProgress]  # (phase, total) -> progress
 
 
-ProgressFactory = Callable[[str, int], Progress]  # (phase, total) -> progress
-
-
-class _Silent:
-    def __enter__(self) -> _Silent:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    def task_finished(self, key: TaskKey, outcome: str) -> None:
-        return None
-
-
-def _no_progress(phase: str, total: int) -> Progress:
-    return _Silent()
+def _no_progress(phase: str, total: int) -> PhaseProgress:
+    return Silent()
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,23 +321,16 @@ class Lifecycle:
         key = group[0].key
         wanted = {t.migration_id for t in group}
         found: dict[int, Migration] = {}
-        seen = 0
-        for page_number in range(1, LIST_MAX_PAGES + 1):
 
-            async def call(n: int = page_number) -> MigrationPage:
-                return await self._client.list_migrations(
-                    key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
-                )
-
-            page = await self._sender.read(key, "list", call, record_success=False)
+        def until(page: MigrationPage, seen: int) -> bool:
             found.update((m.migration_id, m) for m in page.migrations if m.migration_id in wanted)
-            seen += len(page.migrations)
             missing = len(wanted) - len(found)
-            if not missing or not page.migrations or seen >= page.total_count:
-                break
+            if not missing or not page.migrations:
+                return True
             pages_left = -(-(page.total_count - seen) // len(page.migrations))
-            if pages_left >= missing:
-                break
+            return pages_left >= missing
+
+        await scan_exports(self._sender, self._client, key, until, record_success=False)
         return found
 
     async def _settle_listed(self, task: LifecycleTask, migration: Migration) -> bool:

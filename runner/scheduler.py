@@ -30,42 +30,25 @@ from runner.models import (
 )
 from runner.ratelimit import Access, RateLimiter
 from runner.retry import RetryPolicy
+from runner.sending import (
+    SETTLE_SECONDS,
+    Lister,
+    Progress,
+    Sender,
+    Silent,
+    Stopped,
+    Unresolved,
+    Writer,
+    run_pool,
+    scan_exports,
+)
 from runner.sending import RunStats as RunStats
-from runner.sending import Sender, Stopped, Unresolved, Writer, run_pool
-
-LIST_PAGE_SIZE = 100
-LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
-SETTLE_SECONDS = 1.0  # wait after a lost answer before looking the task up
 
 
-class Client(Protocol):
+class Client(Lister, Protocol):
     """The part of the DataWorks client the scheduler uses."""
 
-    @property
-    def account(self) -> str: ...
-
-    def limit_scope(self, region: str) -> str: ...
-
     async def create_export_migration(self, spec: ExportSpec) -> Created: ...
-
-    async def list_migrations(
-        self,
-        region: str,
-        project_id: int,
-        *,
-        page_number: int = 1,
-        page_size: int = 100,
-        migration_type: str = "EXPORT",
-    ) -> MigrationPage: ...
-
-
-class Progress(Protocol):
-    def task_finished(self, key: TaskKey, outcome: str) -> None: ...
-
-
-class NoProgress:
-    def task_finished(self, key: TaskKey, outcome: str) -> None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +73,7 @@ class Scheduler:
         self._writer = writer
         self._clock = clock
         self._options = options
-        self._progress = progress or NoProgress()
+        self._progress = progress or Silent()
         self._rng = random.Random(options.seed)
         self.stats = RunStats()
         self.sender = Sender(client, writer, limiter, clock, options.retry, self._rng, self.stats)
@@ -139,25 +122,14 @@ class Scheduler:
         """
         key = spec.key
         known = self._known.setdefault((key.region, key.project_id), {})
-        if (hit := known.get(key.name)) is not None:
-            return hit
-        seen = 0
-        for page_number in range(1, LIST_MAX_PAGES + 1):
+        if key.name not in known:
 
-            async def call(n: int = page_number) -> MigrationPage:
-                return await self._client.list_migrations(
-                    key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
-                )
+            def until(page: MigrationPage, seen: int) -> bool:
+                known.update((m.name, m) for m in page.migrations)
+                return key.name in known
 
-            page = await self.sender.read(key, "list", call)
-            known.update((m.name, m) for m in page.migrations)
-            if (hit := known.get(key.name)) is not None:
-                return hit
-            seen += len(page.migrations)
-            # stop on what was seen, not on the echoed page size, which a server may cap
-            if not page.migrations or seen >= page.total_count:
-                return None
-        return None
+            await scan_exports(self.sender, self._client, key, until)
+        return known.get(key.name)
 
     async def _adopt(
         self, spec: ExportSpec, found: Migration, *, fingerprint: str | None = None

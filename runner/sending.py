@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Protocol, TypeVar
 
 import anyio
@@ -18,12 +19,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from runner.clock import Clock
 from runner.journal import Op, RecordAttempt
-from runner.models import ApiError, ErrorKind, TaskKey
+from runner.models import ApiError, ErrorKind, MigrationPage, TaskKey
 from runner.ratelimit import Access, RateLimiter
 from runner.retry import RetryPolicy
 
 T = TypeVar("T")
 Item = TypeVar("Item")
+
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
+SETTLE_SECONDS = 1.0  # wait after a lost answer before reading back what it did
 
 
 class Limited(Protocol):
@@ -33,6 +38,55 @@ class Limited(Protocol):
     def account(self) -> str: ...
 
     def limit_scope(self, region: str) -> str: ...
+
+
+class Lister(Limited, Protocol):
+    async def list_migrations(
+        self,
+        region: str,
+        project_id: int,
+        *,
+        page_number: int = 1,
+        page_size: int = 100,
+        migration_type: str = "EXPORT",
+    ) -> MigrationPage: ...
+
+
+class Progress(Protocol):
+    """Told of each task a phase finishes (the CLI's bar or log lines)."""
+
+    def task_finished(self, key: TaskKey, outcome: str) -> None: ...
+
+
+class PhaseProgress(Progress, Protocol):
+    """A progress display entered for the length of one phase."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Silent:
+    """Progress that shows nothing."""
+
+    def __enter__(self) -> Silent:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def task_finished(self, key: TaskKey, outcome: str) -> None:
+        return None
 
 
 class Writer(Protocol):
@@ -176,6 +230,31 @@ class Sender:
                 raise Unresolved(key)
             await self.backoff(attempt, result)
         raise Unresolved(key)
+
+
+async def scan_exports(
+    sender: Sender,
+    client: Lister,
+    key: TaskKey,
+    until: Callable[[MigrationPage, int], bool],
+    *,
+    record_success: bool = True,
+) -> None:
+    """Read the export migrations of `key`'s workspace page by page, until `until(page, seen)`
+    says enough or every one was seen. Stops on what was seen, not on the echoed page size,
+    which a server may cap."""
+    seen = 0
+    for page_number in range(1, LIST_MAX_PAGES + 1):
+
+        async def call(n: int = page_number) -> MigrationPage:
+            return await client.list_migrations(
+                key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
+            )
+
+        page = await sender.read(key, "list", call, record_success=record_success)
+        seen += len(page.migrations)
+        if until(page, seen) or not page.migrations or seen >= page.total_count:
+            return
 
 
 async def run_pool(
