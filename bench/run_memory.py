@@ -39,7 +39,7 @@ from runner.commands import run as run_module
 from runner.commands.common import ExitCode
 from runner.commands.run import RunRequest, run
 from runner.dataworks.credentials import Credentials
-from runner.scheduler import RunStats
+from runner.sending import RunStats
 
 SIZES = (1_000, 10_000)
 WARM_UP = 200

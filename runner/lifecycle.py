@@ -34,8 +34,7 @@ from runner.models import (
     TaskKey,
     TaskState,
 )
-from runner.packages import LifecycleTask as LifecycleTask
-from runner.packages import Packages, SummaryClient, read_summary
+from runner.packages import LifecycleTask, Packages, SummaryClient, read_summary
 from runner.ratelimit import Access
 from runner.sending import (
     SETTLE_SECONDS,

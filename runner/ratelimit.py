@@ -108,6 +108,3 @@ class RateLimiter:
         if found is None:
             found = self._buckets[key] = Bucket(self._clock, self._rates[access])
         return found
-
-    def buckets(self) -> dict[BucketKey, Bucket]:
-        return dict(self._buckets)

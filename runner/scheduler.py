@@ -34,6 +34,7 @@ from runner.sending import (
     SETTLE_SECONDS,
     Lister,
     Progress,
+    RunStats,
     Sender,
     Silent,
     Stopped,
@@ -42,7 +43,6 @@ from runner.sending import (
     run_pool,
     scan_exports,
 )
-from runner.sending import RunStats as RunStats
 
 
 class Client(Lister, Protocol):

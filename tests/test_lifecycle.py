@@ -14,8 +14,9 @@ from runner.clock import FakeClock
 from runner.dataworks.download import DownloadError, package_path
 from runner.journal import Journal, MarkCreated, MarkExported, MarkInFlight, Register
 from runner.journal_writer import JournalWriter
-from runner.lifecycle import Lifecycle, LifecycleOptions, LifecycleTask
+from runner.lifecycle import Lifecycle, LifecycleOptions
 from runner.models import ErrorKind, ExportSpec, TaskKey, TaskState
+from runner.packages import LifecycleTask
 from runner.ratelimit import Access, Bucket, RateLimiter
 from runner.retry import RetryPolicy
 from runner.sending import RunStats, Sender

@@ -22,7 +22,8 @@ from runner.models import (
 from runner.plan import make_plan
 from runner.ratelimit import RateLimiter
 from runner.retry import RetryPolicy
-from runner.scheduler import RunOptions, RunStats, Scheduler
+from runner.scheduler import RunOptions, Scheduler
+from runner.sending import RunStats
 from tests.fakes import FakeService, error
 
 

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +32,14 @@ from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.journal import Journal, JournalError, Register
 from runner.journal_writer import JournalWriter
-from runner.lifecycle import Lifecycle, LifecycleOptions, LifecycleTask
+from runner.lifecycle import Lifecycle, LifecycleOptions
 from runner.logs import REDACTOR, get_logger
 from runner.models import Action, ActionKind, Manifest, TaskKey, TaskState
+from runner.packages import LifecycleTask
 from runner.plan import make_plan
 from runner.ratelimit import RateLimiter
-from runner.scheduler import RunOptions, RunStats, Scheduler
+from runner.scheduler import RunOptions, Scheduler
+from runner.sending import RunStats
 
 log = get_logger("runner.run")
 
@@ -90,9 +92,6 @@ class RunResult:
     states: dict[str, int] = field(default_factory=dict)
     planned: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
-
-
-TransportFactory = Callable[[int], Transport]
 
 
 def _prepare(
