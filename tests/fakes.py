@@ -184,7 +184,7 @@ class FakeDownloader:
         self.urls: list[str] = []
         self.fail_with: dict[str, list[DownloadError]] = {}  # by url_place: errors to raise first
         self.refuse_expired_before: float | None = None  # epoch s: URLs expiring earlier get 403
-        self.break_after_part: bool = False  # write the .part, then fail (a crash mid-download)
+        self.break_after_part: bool = False  # fail as a transfer cut mid-way would
 
     async def fetch(self, url: str, dest: Path, timeout: float) -> int:
         self.urls.append(url)
@@ -196,11 +196,10 @@ class FakeDownloader:
         limit = self.refuse_expired_before
         if limit is not None and expires is not None and expires < limit:
             raise DownloadError(f"HTTP 403 from {url_place(url)}", status=403, retryable=False)
+        if self.break_after_part:
+            raise DownloadError(f"connection lost from {url_place(url)}", retryable=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         part.write_bytes(self.content)
-        if self.break_after_part:
-            part.unlink()
-            raise DownloadError(f"connection lost from {url_place(url)}", retryable=True)
         os.replace(part, dest)
         return len(self.content)

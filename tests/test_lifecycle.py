@@ -320,23 +320,27 @@ async def test_refused_fetch_gets_a_fresh_url(
 
 
 @pytest.mark.anyio
-async def test_failed_download_leaves_no_file_and_the_task_exported(
+async def test_failed_download_leaves_the_task_exported_for_a_rerun(
     journal: Journal, clock: FakeClock, tmp_path: Path
 ) -> None:
-    """A fetch that breaks mid-way leaves no package file; the task stays exported, unsaved."""
+    """A fetch that keeps breaking is retried to the limit, then the task stays exported with no
+    package recorded; the next run saves it."""
     service = FakeService(clock=clock, export_duration=0.0)
     (key,) = created(journal, service, ["a"])
     downloader = FakeDownloader()
     downloader.break_after_part = True
     stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
     assert stats.download_failed == 1
-    assert list((tmp_path / "packages").rglob("*")) == [
-        tmp_path / "packages" / REGION,
-        tmp_path / "packages" / REGION / "12345",
-    ]
+    assert len(downloader.urls) == 4  # RetryPolicy(max_attempts=4)
     row = journal.get(key)
     assert row is not None
     assert (row.state, row.package_path) == (TaskState.EXPORTED, None)
+    downloader.break_after_part = False
+    again = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
+    assert again.downloaded == 1
+    row = journal.get(key)
+    assert row is not None
+    assert row.package_path is not None
 
 
 @pytest.mark.anyio

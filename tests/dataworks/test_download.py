@@ -26,6 +26,7 @@ from runner.journal import TaskRow
 from runner.logs import configure, get_logger, scrub_url_secrets
 from runner.models import TaskKey, TaskState
 from runner.reports import status_record
+from tests.loopback import serving
 
 
 def _zip(size: int) -> bytes:
@@ -73,14 +74,8 @@ async def base_url() -> AsyncIterator[str]:
     app.router.add_get("/forbidden.zip", forbidden)
     app.router.add_get("/broken.zip", broken)
     app.router.add_get("/busy.zip", unavailable)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 @pytest.mark.anyio

@@ -15,6 +15,7 @@ from runner.dataworks.transport import (
     ExchangeError,
     HttpRequest,
 )
+from tests.loopback import serving
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -43,14 +44,8 @@ async def base_url() -> AsyncIterator[str]:
     app.router.add_post("/echo", echo)
     app.router.add_post("/hang", hang)
     app.router.add_post("/drop", drop)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 def request(url: str, body: bytes = b"abc") -> HttpRequest:
