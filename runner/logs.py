@@ -7,23 +7,12 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
-from urllib.parse import quote
 
 import structlog
 
-REDACTED = "[redacted]"
+from runner.redact import REDACTED, mask, scrub_url_secrets, secret_forms
+
 SECRET_KEY = re.compile(r"secret|token|signature|authorization|password", re.IGNORECASE)
-# Query parameters of presigned URLs (OSS DownloadUrls) that sign or identify: masked anywhere.
-URL_SECRET = re.compile(
-    r"(?i)\b(Signature|OSSAccessKeyId|x-oss-signature|x-oss-credential|security-token"
-    r"|x-oss-security-token|SecurityToken)=[^&\s\"'<>]*"
-)
-
-
-def scrub_url_secrets(text: str) -> str:
-    """The text with the values of signing query parameters masked: a presigned URL stays
-    readable (host, path, Expires) but can no longer be used."""
-    return URL_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
 
 
 class Redactor:
@@ -36,16 +25,12 @@ class Redactor:
         """Mask these values, also percent-encoded once or twice (as V1 strings to sign hold)."""
         for secret in secrets:
             if secret:
-                once = quote(secret, safe="")
-                forms = {secret, once, quote(once, safe="")}
+                forms = secret_forms(secret)
                 self._secrets.extend(f for f in forms if f not in self._secrets)
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self._secrets:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return scrub_url_secrets(value)
+            return scrub_url_secrets(mask(value, self._secrets))
         if isinstance(value, dict):
             return {k: self._field(str(k), v) for k, v in value.items()}
         if isinstance(value, list | tuple):

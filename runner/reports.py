@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from runner.journal import AttemptRow, TaskRow
-from runner.logs import scrub_url_secrets
 from runner.models import TaskState
 from runner.plan import Plan
+from runner.redact import scrub_url_secrets
 
 STATUS_FIELDS = (
     "project_id",

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from runner.dataworks import signing
 from runner.dataworks.credentials import Credentials
@@ -36,6 +36,7 @@ from runner.models import (
     Started,
     Summary,
 )
+from runner.redact import mask, secret_forms
 
 API_VERSION = "2020-05-18"
 SignatureVersion = Literal["v3", "v1"]
@@ -95,11 +96,7 @@ def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
     found = STRING_TO_SIGN.search(message)
     if found:
         message = message[: found.start()].rstrip(" :,") + " (string to sign omitted)"
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in {secret, quote(secret, safe=""), quote(quote(secret, safe=""), safe="")}:
-            message = message.replace(form, "[redacted]")
+    message = mask(message, (form for s in secrets if s for form in secret_forms(s)))
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE] + "…"
     return message

@@ -23,8 +23,9 @@ from runner.dataworks.download import (
 )
 from runner.dataworks.transport import AiohttpDownloader
 from runner.journal import TaskRow
-from runner.logs import configure, get_logger, scrub_url_secrets
+from runner.logs import configure, get_logger
 from runner.models import TaskKey, TaskState
+from runner.redact import scrub_url_secrets
 from runner.reports import status_record
 from tests.loopback import serving
 
