@@ -4,7 +4,7 @@
 limiter never waits, against the simulator served by `python -m runner sim` in a subprocess
 (real keys, signatures checked), so that its state, which keeps every task, is not counted here.
 tracemalloc follows this process's Python allocations through each `run()`, which is split at
-the boundary between planning and sending (a wrapper around `runner.commands.run._execute`):
+the boundary between planning and sending (a wrapper around `runner.commands.run.run_phases`):
 
 - held before sending: the manifest, the journal's row map and the plan, O(N) by design;
 - the send phase: the peak above that while the worker pool runs (checked);
@@ -39,7 +39,7 @@ from runner.commands import run as run_module
 from runner.commands.common import ExitCode
 from runner.commands.run import RunRequest, run
 from runner.dataworks.credentials import Credentials
-from runner.sending import RunStats
+from runner.engine import RunStats
 
 SIZES = (1_000, 10_000)
 WARM_UP = 200
@@ -105,7 +105,7 @@ async def measure(url: str, folder: Path, tasks: int, prefix: str) -> Measure:
         progress=False,
     )
     marks: dict[str, int] = {}
-    original = run_module._execute
+    original = run_module.run_phases  # type: ignore[attr-defined]
 
     async def traced_execute(*args: Any, **kwargs: Any) -> RunStats:
         gc.collect()
@@ -119,7 +119,7 @@ async def measure(url: str, folder: Path, tasks: int, prefix: str) -> Measure:
 
     gc.collect()
     tracemalloc.start()
-    run_module._execute = traced_execute
+    run_module.run_phases = traced_execute  # type: ignore[attr-defined]
     try:
         start = tracemalloc.get_traced_memory()[0]
         began = time.perf_counter()
@@ -127,7 +127,7 @@ async def measure(url: str, folder: Path, tasks: int, prefix: str) -> Measure:
         seconds = time.perf_counter() - began
         end_peak = tracemalloc.get_traced_memory()[1]
     finally:
-        run_module._execute = original
+        run_module.run_phases = original  # type: ignore[attr-defined]
         tracemalloc.stop()
     base = marks["send_start"]
     return Measure(

@@ -35,6 +35,13 @@ DONE_STATES = frozenset({TaskState.CREATED, TaskState.STARTED, TaskState.EXPORTE
 ADOPTED_FINGERPRINT = "adopted"
 
 
+class Access(enum.StrEnum):
+    """Which rate-limit bucket a request is paced by."""
+
+    READ = "read"
+    WRITE = "write"
+
+
 class ErrorKind(enum.StrEnum):
     """What a failure means for the run: the kind decides what happens next."""
 
@@ -115,6 +122,7 @@ class Action:
     kind: ActionKind
     spec: ExportSpec
     reason: str = ""
+    create_sent: bool = False  # the journal shows a create was sent for the task before
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,9 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
     if row is None or row.state is TaskState.PENDING:
         if only_failed:
             return Action(ActionKind.SKIP, spec, "not failed (--only-failed)")
-        return Action(ActionKind.CREATE, spec, "new" if row is None else "pending")
+        if row is None:
+            return Action(ActionKind.CREATE, spec, "new")
+        return Action(ActionKind.CREATE, spec, "pending", create_sent=row.create_sent)
     if row.state is TaskState.IN_FLIGHT:
         return Action(ActionKind.RECONCILE, spec, "outcome unknown: look the name up first")
     if row.state is TaskState.FAILED:

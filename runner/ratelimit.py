@@ -8,15 +8,12 @@ decrease); successes bring it back towards the configured rate (additive increas
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from runner.clock import Clock
+from runner.models import Access
 
-
-class Access(enum.StrEnum):
-    READ = "read"
-    WRITE = "write"
+__all__ = ["Access", "Bucket", "BucketKey", "RateLimiter"]
 
 
 @dataclass(frozen=True, slots=True, order=True)

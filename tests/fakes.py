@@ -1,60 +1,136 @@
-"""A fake DataWorks client for scheduler tests: in-memory tasks and scripted failures."""
+"""The test service (the simulator's model, in process, with scripted failures) and a fake
+downloader."""
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio.lowlevel
 
 from runner.clock import FakeClock
+from runner.dataworks.client import DataWorksClient
+from runner.dataworks.credentials import Credentials
 from runner.dataworks.download import DownloadError, check_url, url_expires, url_place
+from runner.dataworks.endpoints import Endpoints
 from runner.models import (
-    DUPLICATE_NAME_CODE,
     ApiError,
     Created,
     ErrorKind,
     ExportSpec,
-    Migration,
     MigrationPage,
     Started,
     Summary,
 )
+from runner.sim.faults import Faults
+from runner.sim.inprocess import InProcessTransport
+from runner.sim.service import Service, SimStats
+from runner.sim.state import DataWorksState
 
-# A script step decides the fate of one create call: "ok", an ApiError to raise before applying,
-# or "applied-then-lost" (the create happens, the answer is lost: an unknown outcome).
+# A script step decides the fate of one call: "ok", an ApiError to raise before anything is
+# applied, "applied-then-lost" (applied, the answer lost: an unknown outcome), "applied-then-500",
+# or for a start "refuse" (answered Data false, nothing started).
 Step = str | ApiError
 
+SECRET = "fake-access-key-secret"
+PACKAGE_HOST = "https://oss.example.com"
 
-@dataclass
+
 class FakeService:
-    """Keeps names unique per project, like the service; follows a script per task name."""
+    """The simulator's own model of the service, in process, reached through the real client,
+    plus the scripted failures the tests need; it records what it was asked.
 
-    account: str = "AKID"
-    scripts: dict[str, list[Step]] = field(default_factory=dict)
-    existing: dict[tuple[int, str], int] = field(default_factory=dict)
-    on_create: Callable[[ExportSpec], None] | None = None
-    creates: list[str] = field(default_factory=list)
-    lists: int = 0
-    in_flight: int = 0
-    max_in_flight: int = 0
-    next_id: int = 100_001
-    unique_names: bool = True  # False: a service that does not refuse a second create
-    created: list[tuple[int, str, int]] = field(default_factory=list)  # every task it made
-    # the lifecycle: exports end `export_duration` after their start, on `clock`
-    clock: FakeClock | None = None
-    export_duration: float = 30.0
-    url_ttl: float = 3600.0  # DownloadUrls expire this long after they are handed out
-    wall: Callable[[], float] = time.time  # epoch seconds, for the URLs' Expires
-    end_status: dict[str, str] = field(default_factory=dict)  # by name: the export's end status
-    start_scripts: dict[str, list[Step]] = field(default_factory=dict)  # "ok", "refuse", errors
-    summary_scripts: dict[str, list[Step]] = field(default_factory=dict)
-    started_at: dict[int, float] = field(default_factory=dict)  # by migration id
-    starts: list[str] = field(default_factory=list)
-    summaries: list[str] = field(default_factory=list)
+    Time is the fake clock's, counted from the wall time when the fake was made, so exports end
+    `export_duration` fake seconds after their start and DownloadUrls carry real epoch expiries.
+    """
+
+    def __init__(
+        self,
+        *,
+        account: str = "AKID",
+        scripts: dict[str, list[Step]] | None = None,
+        existing: dict[tuple[int, str], int] | None = None,
+        on_create: Callable[[ExportSpec], None] | None = None,
+        unique_names: bool = True,
+        clock: FakeClock | None = None,
+        export_duration: float = 30.0,
+        url_ttl: float = 3600.0,
+        end_status: dict[str, str] | None = None,
+        start_scripts: dict[str, list[Step]] | None = None,
+        summary_scripts: dict[str, list[Step]] | None = None,
+    ) -> None:
+        self.account = account
+        self.scripts = scripts or {}
+        self.on_create = on_create
+        self.clock = clock
+        self.end_status = end_status or {}
+        self.start_scripts = start_scripts or {}
+        self.summary_scripts = summary_scripts or {}
+        self.state = DataWorksState(
+            duration=export_duration, download_ttl=url_ttl, unique_names=unique_names
+        )
+        self.sim_stats = SimStats()
+        service = Service(self.state, self.sim_stats, Faults(), random.Random(0))
+        self._wall0 = time.time()
+        self._clock0 = clock.now if clock is not None else 0.0
+        transport = InProcessTransport(service, now=self.now, base_url=PACKAGE_HOST)
+        self._client = DataWorksClient(
+            transport, Credentials(account, SECRET), Endpoints(), timeout=5.0
+        )
+        self.creates: list[str] = []
+        self.lists = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.starts: list[str] = []
+        self.summaries: list[str] = []
+        for (project_id, name), migration_id in (existing or {}).items():
+            self.add_existing(project_id, name, migration_id)
+
+    # -- the service's state, as tests set it up and read it ---------------------------------
+
+    def now(self) -> float:
+        """Epoch seconds on the service's clock."""
+        if self.clock is None:
+            return time.time()
+        return self._wall0 + (self.clock.now - self._clock0)
+
+    def add_existing(self, project_id: int, name: str, migration_id: int | None = None) -> int:
+        """An export task made by someone else (with the given id, when one is given)."""
+        if migration_id is not None:
+            self.state.next_id = migration_id
+        params = {"ProjectId": str(project_id), "Name": name, "ExportMode": "FULL"}
+        return self.state.create_export_migration(params, self.now(), self.account)
+
+    def start_elsewhere(self, migration_id: int) -> None:
+        """Start a task as someone else would (not through this fake's client)."""
+        record = self.state.migrations[migration_id]
+        params = {"ProjectId": str(record.project_id), "MigrationId": str(migration_id)}
+        self.state.start_migration(params, self.now())
+        self._set_end(record.name, migration_id)
+
+    @property
+    def existing(self) -> dict[tuple[int, str], int]:
+        """Export tasks by (project id, name) (the last made, when names are not unique)."""
+        return {(p, n): i for (p, t, n), i in self.state.names.items() if t == "EXPORT"}
+
+    @property
+    def created(self) -> list[tuple[int, str, int]]:
+        """Every export task the service holds, duplicates included, by id."""
+        return [
+            (r.project_id, r.name, r.migration_id)
+            for r in self.state.migrations.values()
+            if r.migration_type == "EXPORT"
+        ]
+
+    def _set_end(self, name: str, migration_id: int) -> None:
+        status = self.end_status.get(name)
+        if status is not None and status != "EXPORT_SUCCESS":
+            self.state.migrations[migration_id].end_status = status
+
+    # -- the client protocol -----------------------------------------------------------------
 
     def limit_scope(self, region: str) -> str:
         return region
@@ -67,25 +143,12 @@ class FakeService:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await anyio.lowlevel.checkpoint()
-            script = self.scripts.get(spec.key.name)
-            step: Step = script.pop(0) if script else "ok"
+            step = _next(self.scripts, spec.key.name)
             if isinstance(step, ApiError):
                 raise step
-            ident = (spec.key.project_id, spec.key.name)
-            if ident in self.existing and self.unique_names:
-                raise ApiError(
-                    ErrorKind.PERMANENT, DUPLICATE_NAME_CODE, "already exists", http_status=400
-                )
-            self.existing[ident] = self.next_id
-            self.created.append((spec.key.project_id, spec.key.name, self.next_id))
-            self.next_id += 1
-            if step == "applied-then-lost":
-                raise ApiError(ErrorKind.UNKNOWN_OUTCOME, "ExchangeError", "timed out")
-            if step == "applied-then-500":
-                raise ApiError(
-                    ErrorKind.UNKNOWN_OUTCOME, "InternalError.System", "oops", http_status=500
-                )
-            return Created(self.existing[ident], f"req-{spec.key.name}")
+            created = await self._client.create_export_migration(spec)
+            _after_applied(step)
+            return created
         finally:
             self.in_flight -= 1
 
@@ -99,74 +162,54 @@ class FakeService:
         migration_type: str = "EXPORT",
     ) -> MigrationPage:
         self.lists += 1
-        await anyio.lowlevel.checkpoint()
-        mine = sorted((i, n) for (p, n), i in self.existing.items() if p == project_id)
-        chunk = mine[(page_number - 1) * page_size : page_number * page_size]
-        return MigrationPage(
-            tuple(self._listed(i, n, project_id) for i, n in chunk),
-            page_number,
-            page_size,
-            len(mine),
+        return await self._client.list_migrations(
+            region,
+            project_id,
+            page_number=page_number,
+            page_size=page_size,
+            migration_type=migration_type,
         )
 
-    def _listed(self, migration_id: int, name: str, project_id: int) -> Migration:
-        """How ListMigrations shows a task: INIT, RUNNING, then SUCCESS (with a URL) or FAILURE."""
-        began = self.started_at.get(migration_id)
-        status, url = "INIT", None
-        if began is not None and self._now() < began + self.export_duration:
-            status = "RUNNING"
-        elif began is not None:
-            ok = self.end_status.get(name, "EXPORT_SUCCESS") == "EXPORT_SUCCESS"
-            status = "SUCCESS" if ok else "FAILURE"
-            url = self.url(migration_id, self.wall() + self.url_ttl) if ok else None
-        return Migration(migration_id, name, project_id, "EXPORT", status, url)
-
-    def _name_of(self, migration_id: int) -> str:
-        return next(n for (_, n), i in self.existing.items() if i == migration_id)
-
-    def _now(self) -> float:
-        return self.clock.now if self.clock is not None else 0.0
-
     async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started:
-        name = self._name_of(migration_id)
+        name = self.state.migrations[migration_id].name
         self.starts.append(name)
-        await anyio.lowlevel.checkpoint()
-        script = self.start_scripts.get(name)
-        step: Step = script.pop(0) if script else "ok"
+        step = _next(self.start_scripts, name)
         if isinstance(step, ApiError):
             raise step
         if step == "refuse":
             return Started(False, f"start-{name}", "Invalid.Migration.Status", "cannot start")
-        if migration_id in self.started_at:
-            return Started(False, f"start-{name}", "Invalid.Migration.Status", "already running")
-        self.started_at[migration_id] = self._now()
-        if step == "applied-then-lost":
-            raise ApiError(ErrorKind.UNKNOWN_OUTCOME, "ExchangeError", "timed out")
-        return Started(True, f"start-{name}")
+        started = await self._client.start_migration(region, project_id, migration_id)
+        if started.started:
+            self._set_end(name, migration_id)
+        _after_applied(step)
+        return started
 
     def url(self, migration_id: int, expires: float) -> str:
-        return (
-            f"https://oss.example.com/pkg/{migration_id}.zip?Expires={int(expires)}"
-            "&OSSAccessKeyId=OSSKEYSECRETID&Signature=SIGSECRETVALUE"
-        )
+        """A package URL as the service presigns it, working until `expires` (epoch seconds)."""
+        return self.state.presign(migration_id, expires, PACKAGE_HOST)
 
     async def get_migration_summary(
         self, region: str, project_id: int, migration_id: int
     ) -> Summary:
-        name = self._name_of(migration_id)
+        name = self.state.migrations[migration_id].name
         self.summaries.append(name)
-        await anyio.lowlevel.checkpoint()
-        script = self.summary_scripts.get(name)
-        if script and isinstance(step := script.pop(0), ApiError):
+        step = _next(self.summary_scripts, name)
+        if isinstance(step, ApiError):
             raise step
-        began = self.started_at.get(migration_id)
-        if began is None:
-            return Summary("INIT", None, name, f"sum-{name}")
-        if self._now() < began + self.export_duration:
-            return Summary("EXPORTING", None, name, f"sum-{name}")
-        status = self.end_status.get(name, "EXPORT_SUCCESS")
-        url = self.url(migration_id, self.wall() + self.url_ttl)
-        return Summary(status, url if status == "EXPORT_SUCCESS" else None, name, f"sum-{name}")
+        return await self._client.get_migration_summary(region, project_id, migration_id)
+
+
+def _next(scripts: dict[str, list[Step]], name: str) -> Step:
+    script = scripts.get(name)
+    return script.pop(0) if script else "ok"
+
+
+def _after_applied(step: Step) -> None:
+    """What a step does once the call was applied: lose the answer, or answer 500."""
+    if step == "applied-then-lost":
+        raise ApiError(ErrorKind.UNKNOWN_OUTCOME, "ExchangeError", "timed out")
+    if step == "applied-then-500":
+        raise ApiError(ErrorKind.UNKNOWN_OUTCOME, "InternalError.System", "oops", http_status=500)
 
 
 def error(

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 
 from runner.clock import FakeClock
+from runner.context import RunContext
 from runner.dataworks.download import DownloadError, package_path
+from runner.engine import PhaseOptions, RunStats, run_phases
 from runner.journal import Journal, MarkCreated, MarkExported, MarkInFlight, Register
 from runner.journal_writer import JournalWriter
-from runner.lifecycle import Lifecycle, LifecycleOptions
 from runner.models import ErrorKind, ExportSpec, TaskKey, TaskState
-from runner.packages import LifecycleTask
+from runner.phases import Stage
+from runner.phases.tasks import LifecycleTask
 from runner.ratelimit import Access, Bucket, RateLimiter
 from runner.retry import RetryPolicy
-from runner.sending import RunStats, Sender
 from tests.fakes import FakeDownloader, FakeService, error
 
 REGION = "cn-shanghai"
@@ -55,9 +56,7 @@ def created(
     for name in names:
         key = TaskKey(region, project_id, name)
         spec = ExportSpec(key)
-        migration_id = service.next_id
-        service.existing[(key.project_id, name)] = migration_id
-        service.next_id += 1
+        migration_id = service.add_existing(key.project_id, name)
         journal.apply(
             [
                 Register(spec),
@@ -73,40 +72,39 @@ async def run_lifecycle(
     journal: Journal,
     service: FakeService,
     clock: FakeClock,
-    options: LifecycleOptions,
+    options: PhaseOptions,
     *,
     downloader: FakeDownloader | None = None,
     limiter: RateLimiter | None = None,
 ) -> RunStats:
-    stats = RunStats()
+    """The phases after the create, for the tasks the journal shows created or further."""
+
+    def tasks() -> list[LifecycleTask]:
+        return [t for row in journal.rows() if (t := LifecycleTask.from_row(row)) is not None]
+
     async with JournalWriter(journal) as writer:
-        sender = Sender(
+        ctx = RunContext(
             service,
             writer,
             limiter or RateLimiter(clock, write_rate=20),
             clock,
             RetryPolicy(max_attempts=4),
             random.Random(1),
-            stats,
         )
-        tasks = [t for row in journal.rows() if (t := LifecycleTask.from_row(row)) is not None]
-        lifecycle = Lifecycle(service, sender, options, downloader=downloader)
-        await lifecycle.run(tasks)
-    return stats
+        return await run_phases(ctx, options, [], lifecycle_tasks=tasks, downloader=downloader)
 
 
-def full(tmp_path: Path, **overrides: object) -> LifecycleOptions:
+def full(tmp_path: Path, **overrides: object) -> PhaseOptions:
     """Start, wait and download into tmp_path/packages."""
     values: dict[str, object] = {
-        "start": True,
-        "wait": True,
+        "stage": Stage.DOWNLOAD,
         "download_dir": tmp_path / "packages",
         "poll_interval": 10.0,
         "wait_timeout": 3600.0,
         "concurrency": 4,
     }
     values.update(overrides)
-    return LifecycleOptions(**values)  # type: ignore[arg-type]
+    return PhaseOptions(**values)  # type: ignore[arg-type]
 
 
 def row_state(journal: Journal, key: TaskKey) -> TaskState:
@@ -151,7 +149,7 @@ async def test_start_only_marks_started_and_sends_no_read(
     """--start alone starts the tasks and neither polls nor downloads."""
     service = FakeService(clock=clock)
     keys = created(journal, service, ["a", "b"])
-    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    stats = await run_lifecycle(journal, service, clock, PhaseOptions(stage=Stage.START))
     assert stats.started == 2
     assert service.summaries == []
     assert {row_state(journal, k) for k in keys} == {TaskState.STARTED}
@@ -164,7 +162,7 @@ async def test_already_running_start_counts_as_started(
     """StartMigration answering false for a task that is running already marks it started."""
     service = FakeService(clock=clock, export_duration=5.0)
     (key,) = created(journal, service, ["a"])
-    service.started_at[service.existing[(12345, "a")]] = clock.now  # started by someone else
+    service.start_elsewhere(service.existing[(12345, "a")])  # started by someone else
     stats = await run_lifecycle(
         journal, service, clock, full(tmp_path), downloader=FakeDownloader()
     )
@@ -181,13 +179,15 @@ async def test_start_refused_leaves_the_task_created_with_its_code(
     so a later --start tries again; the other tasks start."""
     service = FakeService(clock=clock, start_scripts={"a": ["refuse"]})
     (key, other) = created(journal, service, ["a", "b"])
-    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    stats = await run_lifecycle(journal, service, clock, PhaseOptions(stage=Stage.START))
     assert row_state(journal, key) is TaskState.CREATED
     refused = [a for a in journal.attempts(key) if a.action == "start"]
-    assert [(a.error_code, a.outcome) for a in refused] == [("Invalid.Migration.Status", "refused")]
+    assert [(a.error_code, a.outcome) for a in refused] == [
+        ("Invalid.Migration.Status", "permanent")
+    ]
     assert stats.not_started == 1
     assert row_state(journal, other) is TaskState.STARTED
-    again = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    again = await run_lifecycle(journal, service, clock, PhaseOptions(stage=Stage.START))
     assert again.started == 1
     assert row_state(journal, key) is TaskState.STARTED
 
@@ -199,7 +199,7 @@ async def test_permanent_start_error_leaves_the_task_created(
     """A start refused with a permanent error is not retried, and the task stays created."""
     service = FakeService(clock=clock, start_scripts={"a": [error(ErrorKind.PERMANENT, "Bad")]})
     (key,) = created(journal, service, ["a"])
-    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    stats = await run_lifecycle(journal, service, clock, PhaseOptions(stage=Stage.START))
     assert row_state(journal, key) is TaskState.CREATED
     assert service.starts == ["a"]
     assert stats.not_started == 1
@@ -213,8 +213,8 @@ async def test_permanent_start_error_on_a_running_task_marks_it_started(
     through), the task is started, not lost."""
     service = FakeService(clock=clock, start_scripts={"a": [error(ErrorKind.PERMANENT, "Bad")]})
     (key,) = created(journal, service, ["a"])
-    service.started_at[service.existing[(12345, "a")]] = clock.now
-    await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    service.start_elsewhere(service.existing[(12345, "a")])
+    await run_lifecycle(journal, service, clock, PhaseOptions(stage=Stage.START))
     assert row_state(journal, key) is TaskState.STARTED
 
 
@@ -225,7 +225,7 @@ async def test_lost_start_answer_is_settled_by_a_summary_read(
     """A start whose answer was lost is read back and marked started, not sent again."""
     service = FakeService(clock=clock, start_scripts={"a": ["applied-then-lost"]})
     (key,) = created(journal, service, ["a"])
-    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    stats = await run_lifecycle(journal, service, clock, PhaseOptions(stage=Stage.START))
     assert service.starts == ["a"]
     assert service.summaries == ["a"]
     assert stats.started == 1
@@ -238,7 +238,7 @@ async def test_retryable_start_error_is_retried(journal: Journal, clock: FakeClo
     throttled = error(ErrorKind.RETRYABLE, "Throttling.User", 429)
     service = FakeService(clock=clock, start_scripts={"a": [throttled]})
     (key,) = created(journal, service, ["a"])
-    stats = await run_lifecycle(journal, service, clock, LifecycleOptions(start=True))
+    stats = await run_lifecycle(journal, service, clock, PhaseOptions(stage=Stage.START))
     assert service.starts == ["a", "a"]
     assert stats.throttled == 1
     assert row_state(journal, key) is TaskState.STARTED
@@ -271,7 +271,7 @@ async def test_wait_timeout_leaves_the_task_started(journal: Journal, clock: Fak
     service = FakeService(clock=clock, export_duration=10_000.0)
     (key,) = created(journal, service, ["a"])
     began = clock.now
-    options = LifecycleOptions(start=True, wait=True, wait_timeout=60.0, poll_interval=10.0)
+    options = PhaseOptions(stage=Stage.WAIT, wait_timeout=60.0, poll_interval=10.0)
     stats = await run_lifecycle(journal, service, clock, options)
     assert row_state(journal, key) is TaskState.STARTED
     assert stats.still_running == 1
@@ -287,7 +287,7 @@ async def test_expired_url_is_refreshed_before_the_fetch(
     service = FakeService(clock=clock, export_duration=0.0)
     (key,) = created(journal, service, ["a"])
     migration_id = service.existing[(12345, "a")]
-    service.started_at[migration_id] = clock.now
+    service.start_elsewhere(migration_id)
     stale = service.url(migration_id, time.time() - 10)
     journal.apply([MarkExported(key, stale)])
     downloader = FakeDownloader()
@@ -309,14 +309,14 @@ async def test_refused_fetch_gets_a_fresh_url(
     service = FakeService(clock=clock, export_duration=0.0)
     (key,) = created(journal, service, ["a"])
     downloader = FakeDownloader()
-    place = f"oss.example.com/pkg/{service.existing[(12345, 'a')]}.zip"
+    place = f"oss.example.com/download/{service.existing[(12345, 'a')]}.zip"
     downloader.fail_with[place] = [DownloadError("HTTP 403", status=403, retryable=False)]
     stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
     assert len(downloader.urls) == 2
     assert service.summaries.count("a") == 2  # the poll, then the refresh
     assert stats.downloaded == 1
     outcomes = [a.outcome for a in journal.attempts(key) if a.action == "download"]
-    assert outcomes == ["refused", "ok"]
+    assert outcomes == ["retryable", "ok"]
 
 
 @pytest.mark.anyio
@@ -352,7 +352,7 @@ async def test_rerun_downloads_only_what_is_missing(
     keys = created(journal, service, ["a", "b"])
     for key in keys:
         migration_id = service.existing[(12345, key.name)]
-        service.started_at[migration_id] = clock.now
+        service.start_elsewhere(migration_id)
         journal.apply([MarkExported(key, service.url(migration_id, time.time() + 600))])
     saved = package_path(tmp_path / "packages", REGION, 12345, "a", service.existing[(12345, "a")])
     saved.parent.mkdir(parents=True)
@@ -360,7 +360,7 @@ async def test_rerun_downloads_only_what_is_missing(
     downloader = FakeDownloader()
     stats = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
     assert len(downloader.urls) == 1
-    assert "/pkg/100002.zip" in downloader.urls[0]
+    assert "/download/100002.zip" in downloader.urls[0]
     assert stats.downloaded == 1
     assert stats.requests == 0  # stored URLs still valid: no API request at all
     assert saved.read_bytes() == b"earlier run"
@@ -376,7 +376,7 @@ async def test_every_lifecycle_request_goes_through_the_limiter(
 ) -> None:
     """Each start takes a write slot, each status read a read slot; pacing shows on the clock."""
     service = FakeService(clock=clock, export_duration=0.0)
-    for project in (1, 2, 3, 4, 5):  # five workspaces of two tasks: one list read each
+    for project in (11, 12, 13, 14, 15):  # five workspaces of two tasks: one list read each
         created(journal, service, [f"p{project}a", f"p{project}b"], project_id=project)
     limiter = CountingLimiter(clock, write_rate=1.0, read_rate=2.0)
     began = clock.now
@@ -398,7 +398,7 @@ async def test_a_workspace_is_polled_with_one_list_read(
     """Twenty exporting tasks of one workspace cost one ListMigrations read per round."""
     service = FakeService(clock=clock, export_duration=25.0)
     keys = created(journal, service, [f"t{i:02}" for i in range(20)])
-    options = LifecycleOptions(start=True, wait=True, poll_interval=10.0, wait_timeout=600.0)
+    options = PhaseOptions(stage=Stage.WAIT, poll_interval=10.0, wait_timeout=600.0)
     await run_lifecycle(journal, service, clock, options)
     assert {row_state(journal, k) for k in keys} == {TaskState.EXPORTED}
     assert service.summaries == []
@@ -414,7 +414,7 @@ async def test_fatal_answer_during_start_stops_the_region(
     service = FakeService(clock=clock, start_scripts={"a0": [fatal]})
     stopped = created(journal, service, ["a0", "a1", "a2"])
     elsewhere = created(journal, service, ["b0"], region="cn-hangzhou")
-    options = LifecycleOptions(start=True, concurrency=1)
+    options = PhaseOptions(stage=Stage.START, concurrency=1)
     stats = await run_lifecycle(journal, service, clock, options)
     assert stats.fatal is not None
     assert stats.fatal.code == "InvalidAccessKeyId.NotFound"
@@ -432,7 +432,7 @@ async def test_an_outage_during_the_wait_does_not_end_it(
     busy = error(ErrorKind.RETRYABLE, "ServiceUnavailable", 503)
     service = FakeService(clock=clock, export_duration=5.0, summary_scripts={"a": [busy] * 6})
     (key,) = created(journal, service, ["a"])
-    options = LifecycleOptions(start=True, wait=True, wait_timeout=600.0, poll_interval=10.0)
+    options = PhaseOptions(stage=Stage.WAIT, wait_timeout=600.0, poll_interval=10.0)
     stats = await run_lifecycle(journal, service, clock, options)
     assert row_state(journal, key) is TaskState.EXPORTED
     assert stats.still_running == 0

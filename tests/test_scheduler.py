@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from runner.clock import FakeClock
+from runner.context import RunContext
+from runner.engine import PhaseOptions, RunStats, run_phases
 from runner.journal import Journal, Register
 from runner.journal_writer import JournalWriter
 from runner.models import (
@@ -22,8 +26,6 @@ from runner.models import (
 from runner.plan import make_plan
 from runner.ratelimit import RateLimiter
 from runner.retry import RetryPolicy
-from runner.scheduler import RunOptions, Scheduler
-from runner.sending import RunStats
 from tests.fakes import FakeService, error
 
 
@@ -48,15 +50,15 @@ async def run(
 ) -> RunStats:
     journal.apply([Register(a.spec) for a in actions])
     limiter = RateLimiter(clock, write_rate=20)
-    opts = RunOptions(
+    opts = PhaseOptions(
         concurrency=int(options.get("concurrency", 4)),  # type: ignore[call-overload]
         adopt_existing=bool(options.get("adopt_existing", False)),
-        retry=RetryPolicy(max_attempts=int(options.get("max_attempts", 5))),  # type: ignore[call-overload]
-        seed=1,
     )
+    retry = RetryPolicy(max_attempts=int(options.get("max_attempts", 5)))  # type: ignore[call-overload]
+    sending = [replace(a, create_sent=a.spec.key in sent) for a in actions]
     async with JournalWriter(journal) as writer:
-        scheduler = Scheduler(service, writer, limiter, clock, opts)
-        return await scheduler.run(actions, lambda key: key in sent)
+        ctx = RunContext(service, writer, limiter, clock, retry, random.Random(1))
+        return await run_phases(ctx, opts, sending)
 
 
 def creates(specs: list[ExportSpec], kind: ActionKind = ActionKind.CREATE) -> list[Action]:

@@ -2,7 +2,7 @@
 
 It builds the request, signs it with a fresh date and nonce, sends it through the transport and
 turns the answer into a value or a classified `ApiError`. Pacing and retries live in the
-scheduler, so that every attempt passes through the rate limiter.
+attempt loop (`runner.attempt`), so that every attempt passes through the rate limiter.
 """
 
 from __future__ import annotations
@@ -16,6 +16,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from runner.dataworks import signing
+from runner.dataworks.actions import (
+    CREATE_EXPORT,
+    DATAWORKS_VERSION,
+    GET_SUMMARY,
+    LIST,
+    START,
+    ApiAction,
+)
 from runner.dataworks.credentials import Credentials
 from runner.dataworks.endpoints import Endpoints
 from runner.dataworks.transport import (
@@ -38,7 +46,7 @@ from runner.models import (
 )
 from runner.redact import mask, secret_forms
 
-API_VERSION = "2020-05-18"
+API_VERSION = DATAWORKS_VERSION
 SignatureVersion = Literal["v3", "v1"]
 
 FATAL_CODES = frozenset(
@@ -72,7 +80,7 @@ def classify(status: int, code: str, *, mutating: bool = False) -> ErrorKind:
     """The kind of an error answer, from its HTTP status and code.
 
     A server error on a call that changes state may come after the change was made (a gateway
-    5xx, an error after the commit), so for those the outcome is unknown: the scheduler looks the
+    5xx, an error after the commit), so for those the outcome is unknown: the attempt loop looks the
     task up before it sends anything again.
     """
     if code in FATAL_CODES or code.startswith("InvalidAccessKeyId"):
@@ -141,9 +149,7 @@ class DataWorksClient:
 
     async def create_export_migration(self, spec: ExportSpec) -> Created:
         """Send CreateExportMigration once. An unknown outcome raises UNKNOWN_OUTCOME."""
-        body = await self._call(
-            spec.key.region, "CreateExportMigration", spec.request_params(), mutating=True
-        )
+        body = await self._call(spec.key.region, CREATE_EXPORT, spec.request_params())
         data = body.get("Data")
         if not isinstance(data, int) or isinstance(data, bool):
             raise ApiError(
@@ -169,7 +175,7 @@ class DataWorksClient:
             "PageNumber": str(page_number),
             "PageSize": str(page_size),
         }
-        body = await self._call(region, "ListMigrations", params, mutating=False)
+        body = await self._call(region, LIST, params)
         return _parse_page(body)
 
     async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started:
@@ -177,7 +183,7 @@ class DataWorksClient:
         an answer, not an error; a lost or 5xx answer raises UNKNOWN_OUTCOME: the next summary
         read tells whether the task started."""
         params = {"ProjectId": str(project_id), "MigrationId": str(migration_id)}
-        body = await self._call(region, "StartMigration", params, mutating=True)
+        body = await self._call(region, START, params)
         data = body.get("Data")
         if not isinstance(data, bool):
             raise ApiError(
@@ -200,7 +206,7 @@ class DataWorksClient:
     ) -> Summary:
         """Read a task's status and, once exported, its (time-limited) DownloadUrl."""
         params = {"ProjectId": str(project_id), "MigrationId": str(migration_id)}
-        body = await self._call(region, "GetMigrationSummary", params, mutating=False)
+        body = await self._call(region, GET_SUMMARY, params)
         data = body.get("Data")
         if not isinstance(data, dict) or not isinstance(data.get("Status"), str):
             raise ApiError(
@@ -218,8 +224,9 @@ class DataWorksClient:
         )
 
     async def _call(
-        self, region: str, action: str, params: Mapping[str, str], *, mutating: bool
+        self, region: str, action: ApiAction, params: Mapping[str, str]
     ) -> dict[str, Any]:
+        mutating = action.mutating
         request = self._build(region, action, params)
         try:
             response = await self._transport.send(request, self._timeout)
@@ -241,15 +248,15 @@ class DataWorksClient:
     def _error(self, kind: ErrorKind, code: str, message: str) -> ApiError:
         return ApiError(kind, code, clean_message(message, self._secrets()))
 
-    def _build(self, region: str, action: str, params: Mapping[str, str]) -> HttpRequest:
+    def _build(self, region: str, action: ApiAction, params: Mapping[str, str]) -> HttpRequest:
         base = self._endpoints.base_url(region)
         host = urlsplit(base).netloc
         signed = signing.build_request(
             signature_version=self._signature_version,
             method="POST",
             host=host,
-            action=action,
-            api_version=API_VERSION,
+            action=action.name,
+            api_version=action.version,
             body_params=params,
             credentials=self._credentials,
             timestamp=signing.timestamp_of(self._now()),

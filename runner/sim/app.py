@@ -17,15 +17,14 @@ import random
 import time
 import uuid
 import zipfile
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from runner.dataworks.actions import ACTIONS, DATAWORKS_VERSION
 from runner.sim import auth
 from runner.sim.auth import AuthFailure, IncomingRequest, Key, NonceCache
 from runner.sim.faults import (
@@ -33,16 +32,13 @@ from runner.sim.faults import (
     Fault,
     Faults,
     Throttle,
-    draw_export_failure,
     draw_fault,
     draw_latency,
 )
+from runner.sim.service import Call, Service, SimStats, access_key_of, error, params_of
 from runner.sim.state import DataWorksState, SimError
 
-API_VERSION = "2020-05-18"
-WRITE_ACTIONS = frozenset({"CreateExportMigration", "CreateImportMigration", "StartMigration"})
-READ_ACTIONS = frozenset({"GetMigrationSummary", "GetMigrationProcess", "ListMigrations"})
-ACTIONS = WRITE_ACTIONS | READ_ACTIONS
+API_VERSION = DATAWORKS_VERSION
 NOT_FOUND_MESSAGE = "Specified api is not found, please check your url and method."
 ANONYMOUS = "anonymous"
 
@@ -63,32 +59,6 @@ class SimConfig:
     download_ttl: float = 3600.0  # seconds a DownloadUrl stays valid after it is read
     checker: Checker | None = None  # replaces the signature check (tests, open mode)
     unique_names: bool = True  # False: a taken name is accepted again and the copy counted
-
-
-@dataclass(slots=True)
-class SimStats:
-    """Counters for tests and the demo."""
-
-    requests: Counter[str] = field(default_factory=Counter)  # by action, as asked
-    creates_applied: int = 0
-    starts_applied: int = 0
-    throttled: int = 0
-    auth_failures: int = 0
-    faults: Counter[str] = field(default_factory=Counter)  # by Fault value
-    downloads: int = 0
-    duplicates_created: int = 0  # tasks made under a name already taken (unique_names off)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "requests": dict(self.requests),
-            "creates_applied": self.creates_applied,
-            "starts_applied": self.starts_applied,
-            "throttled": self.throttled,
-            "auth_failures": self.auth_failures,
-            "faults": dict(self.faults),
-            "downloads": self.downloads,
-            "duplicates_created": self.duplicates_created,
-        }
 
 
 STATS = web.AppKey("runner_sim_stats", SimStats)
@@ -140,6 +110,7 @@ class _Simulator:
         )
         self.throttle = Throttle(config.faults)
         self.rng = random.Random(config.seed)
+        self.service = Service(self.state, self.stats, config.faults, self.rng)
         self._ids = random.Random(f"request-ids-{config.seed}")
         self.checker = config.checker or default_checker(config)
 
@@ -168,8 +139,8 @@ class _Simulator:
             self.stats.auth_failures += 1
             return _error(request, rid, failure.status, failure.code, failure.message)
 
-        params = _params(query, headers, body)
-        rejection = self.throttle.check(_access_key(headers, params), self.config.clock())
+        params = params_of(query, headers, body)
+        rejection = self.throttle.check(access_key_of(headers, params), self.config.clock())
         if rejection is not None:
             self.stats.throttled += 1
             extra = {}
@@ -177,13 +148,20 @@ class _Simulator:
                 extra["x-acs-retry-after"] = str(rejection.retry_after_ms)
             return _error(request, rid, rejection.status, rejection.code, rejection.message, extra)
 
-        fault = draw_fault(faults, self.rng, is_write=action in WRITE_ACTIONS)
+        fault = draw_fault(faults, self.rng, is_write=ACTIONS[action].mutating)
         if fault in FAULT_ERRORS:
             self.stats.faults[fault.value] += 1
             status, code, message = FAULT_ERRORS[fault]
             return _error(request, rid, status, code, message)
 
-        response = self._operate(request, rid, action, params, headers)
+        call = Call(
+            params,
+            access_key_of(headers, params),
+            self.config.clock(),
+            f"{request.scheme}://{request.host}",
+        )
+        answer = self.service.operate(ACTIONS[action], call, rid, request.host)
+        response = _json(answer.status, answer.body, rid)
 
         if fault is Fault.TIMEOUT:
             self.stats.faults[fault.value] += 1
@@ -196,43 +174,6 @@ class _Simulator:
             status, code, message = FAULT_ERRORS[Fault.INTERNAL]
             return _error(request, rid, status, code, message)
         return response
-
-    def _operate(
-        self,
-        request: web.Request,
-        rid: str,
-        action: str,
-        params: Mapping[str, str],
-        headers: Mapping[str, str],
-    ) -> web.Response:
-        now = self.config.clock()
-        state = self.state
-        base_url = f"{request.scheme}://{request.host}"
-        data: Any
-        try:
-            if action == "CreateExportMigration":
-                data = state.create_export_migration(params, now, _access_key(headers, params))
-                self.stats.creates_applied += 1
-                self.stats.duplicates_created = state.duplicates
-                return _ok(rid, data)
-            if action == "CreateImportMigration":
-                data = state.create_import_migration(params, now, _access_key(headers, params))
-                self.stats.creates_applied += 1
-                return _ok(rid, data, detailed=True)
-            if action == "StartMigration":
-                will_fail = draw_export_failure(self.config.faults, self.rng)
-                started, message = state.start_migration(params, now, will_fail=will_fail)
-                if started:
-                    self.stats.starts_applied += 1
-                code = "" if started else "Invalid.Migration.Status"
-                return _ok(rid, started, detailed=True, error_code=code, error_message=message)
-            if action == "GetMigrationSummary":
-                return _ok(rid, state.get_migration_summary(params, now, base_url))
-            if action == "GetMigrationProcess":
-                return _ok(rid, state.get_migration_process(params, now), detailed=True)
-            return _ok(rid, state.list_migrations(params, now, base_url))
-        except SimError as exc:
-            return _error(request, rid, exc.status, exc.code, exc.message)
 
     async def handle_download(self, request: web.Request) -> web.StreamResponse:
         migration_id = int(request.match_info["migration_id"])
@@ -260,42 +201,6 @@ class _Simulator:
         )
 
 
-def _params(query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> dict[str, str]:
-    """Operation parameters: the form body, falling back to the query string."""
-    params = dict(query)
-    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if body and content_type in ("", "application/x-www-form-urlencoded"):
-        text = body.decode("utf-8", errors="replace")
-        params.update(parse_qsl(text, keep_blank_values=True))
-    return params
-
-
-def _access_key(headers: Mapping[str, str], params: Mapping[str, str]) -> str:
-    """The access key a request is counted against: V3 Credential, else V1 AccessKeyId."""
-    parsed = auth.parse_authorization(headers.get("authorization", ""))
-    if parsed is not None:
-        return parsed.credential
-    return params.get("AccessKeyId") or ANONYMOUS
-
-
-def _ok(
-    rid: str,
-    data: Any,
-    *,
-    detailed: bool = False,
-    error_code: str = "",
-    error_message: str = "",
-) -> web.Response:
-    """A success body; `detailed` adds HttpStatusCode/ErrorCode/ErrorMessage as the
-    operations that document them do."""
-    body: dict[str, Any] = {"RequestId": rid, "Data": data, "Success": True}
-    if detailed:
-        body["HttpStatusCode"] = 200
-        body["ErrorCode"] = error_code
-        body["ErrorMessage"] = error_message
-    return _json(200, body, rid)
-
-
 def _error(
     request: web.Request,
     rid: str,
@@ -305,17 +210,8 @@ def _error(
     extra_headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     """The gateway error body with its HTTP status."""
-    body = {
-        "RequestId": rid,
-        "HostId": request.host,
-        "Code": code,
-        "Message": message,
-        "Recommend": (
-            f"https://api.alibabacloud.com/troubleshoot?q={code}"
-            f"&product=dataworks-public&requestId={rid}"
-        ),
-    }
-    return _json(status, body, rid, extra_headers)
+    answer = error(rid, request.host, status, code, message)
+    return _json(answer.status, answer.body, rid, extra_headers)
 
 
 def _json(

@@ -79,6 +79,7 @@ class MigrationRecord:
     started_at: float | None = None
     will_fail: bool = False
     updated_at: float = 0.0
+    end_status: str | None = None  # a failed end other than the type's error (e.g. REVOKED)
 
     def finished(self, now: float, duration: float) -> bool:
         return self.started_at is not None and now >= self.started_at + duration
@@ -94,6 +95,8 @@ class MigrationRecord:
             return "INIT"
         if not self.finished(now, duration):
             return running
+        if self.end_status is not None:
+            return self.end_status
         return failed if self.will_fail else ok
 
     def list_status(self, now: float, duration: float) -> str:
@@ -102,7 +105,7 @@ class MigrationRecord:
             return "INIT"
         if not self.finished(now, duration):
             return "RUNNING"
-        return "FAILURE" if self.will_fail else "SUCCESS"
+        return "FAILURE" if self.will_fail or self.end_status is not None else "SUCCESS"
 
     def modified_at(self, now: float, duration: float) -> float:
         if self.started_at is not None and self.finished(now, duration):
@@ -372,12 +375,14 @@ class DataWorksState:
             "EXPORT_SUCCESS"
         ):
             return ""
-        expires = int(now + self.download_ttl)
-        signature = self._url_signature(record.migration_id, expires)
-        return (
-            f"{base_url.rstrip('/')}/download/{record.migration_id}.zip"
-            f"?Expires={expires}&Signature={signature}"
-        )
+        return self.presign(record.migration_id, now + self.download_ttl, base_url)
+
+    def presign(self, migration_id: int, expires: float, base_url: str) -> str:
+        """The package URL of a task, signed to work until `expires` (epoch seconds)."""
+        until = int(expires)
+        signature = self._url_signature(migration_id, until)
+        path = f"{base_url.rstrip('/')}/download/{migration_id}.zip"
+        return f"{path}?Expires={until}&Signature={signature}"
 
     def _url_signature(self, migration_id: int, expires: int) -> str:
         message = f"{migration_id}:{expires}".encode()

@@ -20,10 +20,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from runner.dataworks import signing
 from runner.dataworks.credentials import Credentials
-from runner.sim.app import STATE, STATS, Checker, SimConfig, SimStats, Sleep, allow_all, build_app
+from runner.sim.app import STATE, STATS, Checker, SimConfig, Sleep, allow_all, build_app
 from runner.sim.auth import AuthFailure, IncomingRequest, Key
 from runner.sim.faults import Faults
 from runner.sim.server import run_forever, serve
+from runner.sim.service import SimStats
 from runner.sim.state import DataWorksState
 
 T0 = 1_700_000_000.0

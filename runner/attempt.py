@@ -1,0 +1,192 @@
+"""The attempt loop: the one way any phase sends a request and settles what came of it.
+
+send → classify → (a lost answer: wait, then look the task up) → back off → send again.
+
+A phase states its policy as data (`Policy`): which action (and so which bucket) it uses, whether
+a lost answer is settled by a lookup before anything is resent, and what a permanent refusal
+means. The loop returns a typed `Result`; it never raises for an answer, only for a journal that
+cannot be written or a cancellation.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from runner.context import RunContext
+from runner.dataworks.actions import ApiAction
+from runner.journal import Op, RecordAttempt
+from runner.models import ApiError, ErrorKind, TaskKey
+
+T = TypeVar("T")
+
+SETTLE_SECONDS = 1.0  # wait after a lost answer before reading back what it did
+
+
+class Outcome(enum.StrEnum):
+    """How one loop ended."""
+
+    DONE = "done"  # answered with a value
+    SETTLED = "settled"  # a lookup found that a send (this run's or an earlier one's) was applied
+    REFUSED = "refused"  # a permanent refusal
+    GAVE_UP = "gave_up"  # out of attempts
+    UNRESOLVED = "unresolved"  # a lookup could not be read: the outcome stays unknown
+    STOPPED = "stopped"  # the account/region is stopped by a fatal answer
+
+
+class OnRefusal(enum.Enum):
+    """What a permanent refusal means."""
+
+    FINAL = "final"  # the refusal is the answer
+    CHECK_IF_MAYBE_APPLIED = "check if maybe applied"  # an earlier send may have done it: look
+    CHECK = "check"  # always look: the refusal may say the work is already done
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A phase's attempt policy. `action` None: not an API call (no bucket, not counted)."""
+
+    label: str  # the history's action name
+    action: ApiAction | None
+    settle_lost: bool = False  # a lost answer is settled by a lookup before any resend
+    on_refusal: OnRefusal = OnRefusal.FINAL
+    record_success: bool = True  # successful attempts enter the history
+
+
+@dataclass(frozen=True, slots=True)
+class Result(Generic[T]):
+    outcome: Outcome
+    value: T | None = None
+    error: ApiError | None = None
+    maybe_applied: bool = False  # some send may have been applied (lost or 5xx answer)
+    sent: bool = False  # at least one request left in this loop
+
+
+class Unresolved(Exception):
+    """A read could not be answered in this run; what depends on it stays as it is."""
+
+
+def _record(key: TaskKey, label: str, error: ApiError | None, latency: float) -> RecordAttempt:
+    if error is None:
+        return RecordAttempt(key, label, 200, None, None, latency, "ok")
+    return RecordAttempt(
+        key, label, error.http_status, error.code, error.request_id, latency, error.kind.value
+    )
+
+
+async def attempt(
+    ctx: RunContext,
+    key: TaskKey,
+    policy: Policy,
+    send: Callable[[], Awaitable[T]],
+    *,
+    settle: Callable[[], Awaitable[T | None]] | None = None,
+    intent: Op | None = None,
+    done: Callable[[T], Sequence[Op]] | None = None,
+    maybe_applied: bool = False,
+) -> Result[T]:
+    """Send until answered for good, as `policy` says.
+
+    `intent` is committed once the send slot is ours and before each request leaves; `done(value)`
+    ops are committed with the successful attempt's history, in one transaction. `settle` looks
+    the work up and returns its value when it was applied. `maybe_applied` is true when an earlier
+    run's send may have been applied.
+    """
+    retry, clock, client = ctx.retry, ctx.clock, ctx.client
+    action = policy.action
+    sent = False
+    for number in range(retry.max_attempts):
+        if action is not None:
+            bucket = ctx.limiter.bucket(
+                client.account, client.limit_scope(key.region), action.access
+            )
+            if ctx.is_stopped(key):
+                return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
+            await bucket.acquire()
+            if ctx.is_stopped(key):  # stopped while this one waited for its slot
+                return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
+            ctx.counts.by_action[action.name] += 1
+        if intent is not None:
+            await ctx.writer.write(intent)
+        sent = True
+        began = clock.monotonic()
+        try:
+            value = await send()
+        except ApiError as error:
+            latency = (clock.monotonic() - began) * 1000
+            if action is not None and error.is_throttling:
+                ctx.counts.throttled += 1
+                bucket.on_throttled(error.retry_after)
+            await ctx.writer.write(_record(key, policy.label, error, latency))
+            failed = error
+        else:
+            latency = (clock.monotonic() - began) * 1000
+            if action is not None:
+                bucket.on_success()
+            ops = list(done(value)) if done is not None else []
+            if policy.record_success:
+                ops.insert(0, _record(key, policy.label, None, latency))
+            if ops:
+                await ctx.writer.write(*ops)
+            return Result(Outcome.DONE, value, maybe_applied=maybe_applied, sent=True)
+
+        kind = failed.kind
+        if kind is ErrorKind.FATAL:
+            ctx.stops.stop(client.account, key.region, failed)
+            return Result(Outcome.STOPPED, error=failed, maybe_applied=maybe_applied, sent=True)
+        if kind is ErrorKind.PERMANENT:
+            look = policy.on_refusal is OnRefusal.CHECK or (
+                policy.on_refusal is OnRefusal.CHECK_IF_MAYBE_APPLIED and maybe_applied
+            )
+            if look and settle is not None:
+                found = await _settle(settle)
+                if found is not None:
+                    return found._with(failed, maybe_applied)
+            return Result(Outcome.REFUSED, error=failed, maybe_applied=maybe_applied, sent=True)
+        delay = retry.delay(number, ctx.rng, failed.retry_after)
+        if kind is ErrorKind.UNKNOWN_OUTCOME:
+            maybe_applied = True
+            if policy.settle_lost and settle is not None:
+                # give a request still being processed time to land, then look
+                await clock.sleep(max(SETTLE_SECONDS, delay))
+                delay = 0.0
+                found = await _settle(settle)
+                if found is not None:
+                    return found._with(failed, maybe_applied)
+        if retry.gives_up_after(number):
+            return Result(Outcome.GAVE_UP, error=failed, maybe_applied=maybe_applied, sent=True)
+        await clock.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class _Found(Generic[T]):
+    outcome: Outcome
+    value: T | None
+
+    def _with(self, error: ApiError, maybe_applied: bool) -> Result[T]:
+        return Result(self.outcome, self.value, error, maybe_applied, sent=True)
+
+
+async def _settle(settle: Callable[[], Awaitable[T | None]]) -> _Found[T] | None:
+    """The lookup's verdict: settled with a value, unresolved, or None (not applied)."""
+    try:
+        value = await settle()
+    except Unresolved:
+        return _Found(Outcome.UNRESOLVED, None)
+    return None if value is None else _Found(Outcome.SETTLED, value)
+
+
+async def read(
+    ctx: RunContext,
+    key: TaskKey,
+    policy: Policy,
+    send: Callable[[], Awaitable[T]],
+) -> T:
+    """A read retried until answered; Unresolved when it cannot be (stopped, refused, given up)."""
+    result = await attempt(ctx, key, policy, send)
+    if result.outcome is Outcome.DONE and result.value is not None:
+        return result.value
+    raise Unresolved(key)

@@ -1,0 +1,78 @@
+"""What a run ends with: its result, the exit code it earns and the lines an operator reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.commands.common import ExitCode
+from runner.engine import RunStats
+from runner.models import ActionKind, TaskState
+from runner.phases import Stage
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    exit_code: ExitCode
+    stats: RunStats = field(default_factory=RunStats)
+    states: dict[str, int] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+# The stage a task in each state has reached.
+_REACHED = {
+    TaskState.CREATED.value: Stage.CREATE,
+    TaskState.STARTED.value: Stage.START,
+    TaskState.EXPORTED.value: Stage.DOWNLOAD,
+}
+
+
+def exit_code(
+    states: Mapping[str, int], stats: RunStats, stage: Stage, *, only_failed: bool = False
+) -> ExitCode:
+    """0 when every task reached the stage asked for (created, started, exported and, with
+    --download, saved); 1 when some did not; 3 when a fatal answer stopped the run."""
+    if stats.fatal is not None:
+        return ExitCode.FATAL
+    skipped = {TaskState.PENDING.value} if only_failed else set()
+
+    def short(state: str) -> bool:
+        reached = _REACHED.get(state)
+        return state not in skipped and (reached is None or reached < stage)
+
+    not_done = sum(n for state, n in states.items() if short(state))
+    if stage is Stage.DOWNLOAD:
+        not_done += stats.download_failed
+    return ExitCode.OK if not_done == 0 else ExitCode.TASKS_FAILED
+
+
+def summary_line(result: RunResult, journal: Path) -> str:
+    """The few lines an operator reads at the end of a run (stdout)."""
+    states = ", ".join(f"{state} {n}" for state, n in sorted(result.states.items()))
+    stats = result.stats
+    lines = [
+        f"tasks: {states or 'none'}",
+        f"this run: {stats.created} created, {stats.adopted} adopted, {stats.failed} failed;"
+        f" {stats.requests} requests ({stats.creates_sent} creates), {stats.throttled} throttled,"
+        f" {result.elapsed:.1f}s",
+    ]
+    if stats.started or stats.exported or stats.downloaded or stats.lifecycle_requests:
+        lines.append(
+            f"lifecycle: {stats.started} started, {stats.exported} exported,"
+            f" {stats.downloaded} downloaded, {stats.export_failed} failed,"
+            f" {stats.not_started} not started,"
+            f" {stats.still_running} still running, {stats.download_failed} not downloaded;"
+            f" {stats.lifecycle_requests} requests"
+        )
+    if drifted := result.planned.get(ActionKind.DRIFTED.value, 0):
+        lines.append(
+            f"drifted: {drifted} done tasks differ from the manifest now (runner plan lists"
+            " them); an export task cannot be changed: give it a new name to export it again"
+        )
+    if stats.fatal is not None:
+        lines.append(f"stopped: {stats.fatal.code}: {stats.fatal.message}")
+    if result.exit_code is not ExitCode.OK:
+        lines.append(f"details: runner report --journal {journal}; rerun to retry what is left")
+    return "\n".join(lines)

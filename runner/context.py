@@ -1,0 +1,94 @@
+"""What every phase of a run shares, built once: the client, the journal writer, the limiter,
+the clock, the retry policy and the random source, plus the run's fatal stops and request counts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from runner.clock import Clock
+from runner.journal import Op
+from runner.models import ApiError, Created, ExportSpec, MigrationPage, Started, Summary, TaskKey
+from runner.ratelimit import RateLimiter
+from runner.retry import RetryPolicy
+
+
+class ApiClient(Protocol):
+    """The one client seam: who pays for a request, where it is paced, and the operations."""
+
+    @property
+    def account(self) -> str: ...
+
+    def limit_scope(self, region: str) -> str: ...
+
+    async def create_export_migration(self, spec: ExportSpec) -> Created: ...
+
+    async def list_migrations(
+        self,
+        region: str,
+        project_id: int,
+        *,
+        page_number: int = 1,
+        page_size: int = 100,
+        migration_type: str = "EXPORT",
+    ) -> MigrationPage: ...
+
+    async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started: ...
+
+    async def get_migration_summary(
+        self, region: str, project_id: int, migration_id: int
+    ) -> Summary: ...
+
+
+class Writer(Protocol):
+    """The journal's single writer: returns once the ops are committed, together."""
+
+    async def write(self, *ops: Op) -> None: ...
+
+
+class Stops:
+    """Fatal answers of the run: once an (account, region) is stopped nothing more goes to it."""
+
+    def __init__(self) -> None:
+        self._by_scope: dict[tuple[str, str], ApiError] = {}
+        self.first: ApiError | None = None
+
+    def stop(self, account: str, region: str, error: ApiError) -> None:
+        self._by_scope.setdefault((account, region), error)
+        if self.first is None:
+            self.first = error
+
+    def is_stopped(self, account: str, region: str) -> bool:
+        return (account, region) in self._by_scope
+
+
+@dataclass(slots=True)
+class RequestCounts:
+    """Requests the run sent, by action, and the throttled answers among them."""
+
+    by_action: Counter[str] = field(default_factory=Counter)
+    throttled: int = 0
+
+    @property
+    def requests(self) -> int:
+        return self.by_action.total()
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Built once per run and handed to every phase."""
+
+    client: ApiClient
+    writer: Writer
+    limiter: RateLimiter
+    clock: Clock
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rng: random.Random = field(default_factory=random.Random)
+    stops: Stops = field(default_factory=Stops)
+    counts: RequestCounts = field(default_factory=RequestCounts)
+
+    def is_stopped(self, key: TaskKey) -> bool:
+        return self.stops.is_stopped(self.client.account, key.region)

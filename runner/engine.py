@@ -1,0 +1,173 @@
+"""A run's phases in order, on one run context: create, then start, wait and download as far as
+the run's stage asks. Each phase returns its own stats; the run's stats are their sum."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.context import RunContext
+from runner.dataworks.actions import CREATE_EXPORT
+from runner.dataworks.download import Downloader
+from runner.logs import get_logger
+from runner.models import Action, ApiError, TaskState
+from runner.phases import Stage
+from runner.phases.create import CreatePhase, CreateStats
+from runner.phases.download import DownloadPhase, DownloadStats
+from runner.phases.start import StartPhase, StartStats
+from runner.phases.tasks import LifecycleTask
+from runner.phases.wait import WaitPhase, WaitStats, exported_only
+from runner.pool import ProgressFactory, silent
+
+log = get_logger("runner.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseOptions:
+    """How far and how the phases go; resolved once from the flags and the manifest."""
+
+    stage: Stage = Stage.CREATE
+    concurrency: int = 16
+    adopt_existing: bool = False
+    download_dir: Path | None = None  # with Stage.DOWNLOAD
+    wait_timeout: float = 3600.0  # seconds, the whole wait
+    poll_interval: float = 10.0  # seconds between two status reads of a task
+    download_timeout: float = 60.0  # seconds to connect, and between two reads of a package
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """What a run did: each phase's stats, and the requests all of them sent."""
+
+    create: CreateStats = field(default_factory=CreateStats)
+    start: StartStats = field(default_factory=StartStats)
+    wait: WaitStats = field(default_factory=WaitStats)
+    download: DownloadStats = field(default_factory=DownloadStats)
+    requests: int = 0
+    throttled: int = 0
+    creates_sent: int = 0
+    lifecycle_requests: int = 0  # of `requests`, those sent after the create phase
+    fatal: ApiError | None = None
+
+    # the names the summary, the demo and scripts know
+    @property
+    def created(self) -> int:
+        return self.create.created
+
+    @property
+    def adopted(self) -> int:
+        return self.create.adopted
+
+    @property
+    def failed(self) -> int:
+        return self.create.failed
+
+    @property
+    def unresolved(self) -> int:
+        return self.create.unresolved + self.start.unresolved
+
+    @property
+    def stopped(self) -> int:
+        return self.create.stopped + self.start.stopped
+
+    @property
+    def started(self) -> int:
+        return self.start.started
+
+    @property
+    def not_started(self) -> int:
+        return self.start.not_started
+
+    @property
+    def exported(self) -> int:
+        return self.wait.exported
+
+    @property
+    def export_failed(self) -> int:
+        return self.wait.failed
+
+    @property
+    def still_running(self) -> int:
+        return self.wait.still_running
+
+    @property
+    def downloaded(self) -> int:
+        return self.download.downloaded
+
+    @property
+    def download_failed(self) -> int:
+        return self.download.failed
+
+
+async def run_phases(
+    ctx: RunContext,
+    options: PhaseOptions,
+    actions: Iterable[Action],
+    *,
+    lifecycle_tasks: Callable[[], list[LifecycleTask]] = list,
+    downloader: Downloader | None = None,
+    progress: ProgressFactory = silent,
+    total: int = 0,
+    wall: Callable[[], float] = time.time,
+) -> RunStats:
+    """Create what the plan sends, then carry every created task as far as `options.stage`.
+
+    `lifecycle_tasks` reads the journal's created-or-further tasks once the creates are
+    committed; `total` is how many actions there are (for the progress display).
+    """
+    with progress("creating", total) as bar:
+        create = CreatePhase(
+            ctx,
+            concurrency=options.concurrency,
+            adopt_existing=options.adopt_existing,
+            progress=bar,
+        )
+        await create.run(actions)
+    create_requests = ctx.counts.requests
+    start = StartPhase(ctx, concurrency=options.concurrency, progress=progress)
+    wait_stats, download_stats = WaitStats(), DownloadStats()
+    if options.stage >= Stage.START:
+        tasks = lifecycle_tasks()
+        log.info("lifecycle", tasks=len(tasks), stage=options.stage.name.lower())
+        download: DownloadPhase | None = None
+        if options.stage >= Stage.DOWNLOAD:
+            if downloader is None or options.download_dir is None:
+                raise ValueError("the download stage needs a downloader and a folder")
+            download = DownloadPhase(
+                ctx,
+                downloader,
+                options.download_dir,
+                timeout=options.download_timeout,
+                concurrency=options.concurrency,
+                wall=wall,
+                progress=progress,
+            )
+            download_stats = download.stats
+        waiting = [t for t in tasks if t.state is TaskState.STARTED]
+        just_started = await start.run([t for t in tasks if t.state is TaskState.CREATED])
+        if download is not None:
+            await download.run([t for t in tasks if t.state is TaskState.EXPORTED])
+        if options.stage >= Stage.WAIT and (waiting or just_started):
+            wait = WaitPhase(
+                ctx,
+                wait_timeout=options.wait_timeout,
+                poll_interval=options.poll_interval,
+                concurrency=options.concurrency,
+                on_exported=download.download if download is not None else exported_only,
+            )
+            await wait.run(waiting + just_started, first_sleep=bool(just_started))
+            wait_stats = wait.stats
+    counts = ctx.counts
+    return RunStats(
+        create=create.stats,
+        start=start.stats,
+        wait=wait_stats,
+        download=download_stats,
+        requests=counts.requests,
+        throttled=counts.throttled,
+        creates_sent=counts.by_action[CREATE_EXPORT.name],
+        lifecycle_requests=counts.requests - create_requests,
+        fatal=ctx.stops.first,
+    )

@@ -1,0 +1,81 @@
+"""Reading a workspace's export tasks back: the paged ListMigrations scan and the name index
+that settles an unknown create."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runner.attempt import Policy, read
+from runner.context import RunContext
+from runner.dataworks.actions import GET_SUMMARY, LIST
+from runner.models import Migration, MigrationPage, Summary, TaskKey
+
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
+
+LIST_POLICY = Policy("list", LIST)
+POLL_LIST_POLICY = Policy("list", LIST, record_success=False)  # polls would flood the history
+SUMMARY_POLICY = Policy("summary", GET_SUMMARY)
+POLL_SUMMARY_POLICY = Policy("summary", GET_SUMMARY, record_success=False)
+
+
+async def scan_exports(
+    ctx: RunContext,
+    key: TaskKey,
+    until: Callable[[MigrationPage, int], bool],
+    *,
+    policy: Policy = LIST_POLICY,
+) -> None:
+    """Read the export migrations of `key`'s workspace page by page, until `until(page, seen)`
+    says enough or every one was seen. Stops on what was seen, not on the echoed page size,
+    which a server may cap. Raises Unresolved when a page cannot be read."""
+    seen = 0
+    client = ctx.client
+    for page_number in range(1, LIST_MAX_PAGES + 1):
+
+        async def call(n: int = page_number) -> MigrationPage:
+            return await client.list_migrations(
+                key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
+            )
+
+        page = await read(ctx, key, policy, call)
+        seen += len(page.migrations)
+        if until(page, seen) or not page.migrations or seen >= page.total_count:
+            return
+
+
+async def read_summary(
+    ctx: RunContext, key: TaskKey, migration_id: int, *, policy: Policy = SUMMARY_POLICY
+) -> Summary:
+    """GetMigrationSummary for one task, retried through the read bucket."""
+    client = ctx.client
+    return await read(
+        ctx,
+        key,
+        policy,
+        lambda: client.get_migration_summary(key.region, key.project_id, migration_id),
+    )
+
+
+class NameIndex:
+    """The export tasks seen by name, per workspace, for the length of a run.
+
+    A name once seen stays (tasks are not deleted), so other lookups in the same workspace are
+    answered without a request. A name not seen is always asked for again: it may have been
+    created since.
+    """
+
+    def __init__(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._known: dict[tuple[str, int], dict[str, Migration]] = {}
+
+    async def find(self, key: TaskKey) -> Migration | None:
+        known = self._known.setdefault((key.region, key.project_id), {})
+        if key.name not in known:
+
+            def until(page: MigrationPage, seen: int) -> bool:
+                known.update((m.name, m) for m in page.migrations)
+                return key.name in known
+
+            await scan_exports(self._ctx, key, until)
+        return known.get(key.name)

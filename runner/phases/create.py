@@ -1,0 +1,176 @@
+"""The create phase: every planned task created once (CreateExportMigration).
+
+Intent is journaled before each create leaves; a lost or 5xx answer is settled by looking the
+name up before anything is resent; "name already exists" is adopted when the journal shows the
+create may be ours (or with --adopt-existing), and fails otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
+from runner.context import RunContext
+from runner.dataworks.actions import CREATE_EXPORT
+from runner.journal import MarkCreated, MarkFailed, MarkInFlight, MarkPending
+from runner.lookup import NameIndex
+from runner.models import (
+    ADOPTED_FINGERPRINT,
+    DUPLICATE_NAME_CODE,
+    Action,
+    ActionKind,
+    ApiError,
+    Created,
+    ExportSpec,
+    TaskKey,
+)
+from runner.pool import Progress, Silent, TaskOutcome, run_pool
+
+CREATE_POLICY = Policy(
+    "create",
+    CREATE_EXPORT,
+    settle_lost=True,
+    on_refusal=OnRefusal.CHECK_IF_MAYBE_APPLIED,
+)
+
+
+@dataclass(slots=True)
+class CreateStats:
+    created: int = 0
+    adopted: int = 0
+    failed: int = 0
+    unresolved: int = 0
+    stopped: int = 0
+
+    def count(self, outcome: TaskOutcome) -> None:
+        field = {
+            TaskOutcome.CREATED: "created",
+            TaskOutcome.ADOPTED: "adopted",
+            TaskOutcome.FAILED: "failed",
+            TaskOutcome.UNRESOLVED: "unresolved",
+            TaskOutcome.STOPPED: "stopped",
+        }.get(outcome)
+        if field is not None:
+            setattr(self, field, getattr(self, field) + 1)
+
+
+class CreatePhase:
+    """Carries out the plan's sending actions."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        *,
+        concurrency: int = 16,
+        adopt_existing: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._concurrency = concurrency
+        self._adopt_existing = adopt_existing
+        self._progress = progress or Silent()
+        self._index = NameIndex(ctx)
+        self.stats = CreateStats()
+
+    async def run(self, actions: Iterable[Action]) -> CreateStats:
+        """Carry out every sending action (the others are skipped)."""
+
+        async def handle(action: Action) -> None:
+            outcome = await self._handle(action)
+            self.stats.count(outcome)
+            self._progress.task_finished(action.spec.key, outcome)
+
+        await run_pool(actions, self._concurrency, handle)
+        return self.stats
+
+    async def _handle(self, action: Action) -> TaskOutcome:
+        spec = action.spec
+        if self._ctx.is_stopped(spec.key):
+            return TaskOutcome.STOPPED
+        try:
+            if action.kind is ActionKind.RECONCILE:
+                found = await self._index.find(spec.key)
+                if found is not None:
+                    return await self._adopt(spec.key, found.migration_id)
+                return await self._create(spec, maybe_ours=True)
+            if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
+                # the journal shows a create was sent before: "name already exists" may be ours
+                return await self._create(spec, maybe_ours=action.create_sent)
+        except Unresolved:
+            return TaskOutcome.UNRESOLVED
+        return TaskOutcome.SKIPPED
+
+    async def _settle(self, key: TaskKey) -> Created | None:
+        found = await self._index.find(key)
+        return None if found is None else Created(found.migration_id, None)
+
+    async def _create(self, spec: ExportSpec, *, maybe_ours: bool) -> TaskOutcome:
+        key = spec.key
+        client = self._ctx.client
+        result: Result[Created] = await attempt(
+            self._ctx,
+            key,
+            CREATE_POLICY,
+            lambda: client.create_export_migration(spec),
+            settle=lambda: self._settle(key),
+            intent=MarkInFlight(key, spec.fingerprint()),
+            done=lambda created: (MarkCreated(key, created.migration_id, created.request_id),),
+            maybe_applied=maybe_ours,
+        )
+        match result.outcome:
+            case Outcome.DONE:
+                return TaskOutcome.CREATED
+            case Outcome.SETTLED:
+                assert result.value is not None
+                return await self._adopt(key, result.value.migration_id)
+            case Outcome.UNRESOLVED:
+                return TaskOutcome.UNRESOLVED
+            case Outcome.STOPPED:
+                if result.sent and not result.maybe_applied:
+                    # refused before anything was done: the intent just written is void
+                    await self._ctx.writer.write(MarkPending(key, unsent=True))
+                # else it stays in_flight: an answer was lost, the next run looks first
+                return TaskOutcome.STOPPED
+            case Outcome.REFUSED:
+                assert result.error is not None
+                if result.error.code == DUPLICATE_NAME_CODE:
+                    return await self._on_duplicate(key, result.error, result.maybe_applied)
+                return await self._fail(key, result.error)
+            case Outcome.GAVE_UP:
+                error = result.error
+                assert error is not None
+                attempts = self._ctx.retry.max_attempts
+                return await self._fail(key, error, f"gave up after {attempts} attempts: {error}")
+        raise AssertionError(result.outcome)  # pragma: no cover
+
+    async def _adopt(
+        self, key: TaskKey, migration_id: int, *, fingerprint: str | None = None
+    ) -> TaskOutcome:
+        await self._ctx.writer.write(MarkCreated(key, migration_id, None, fingerprint))
+        return TaskOutcome.ADOPTED
+
+    async def _fail(self, key: TaskKey, error: ApiError, message: str | None = None) -> TaskOutcome:
+        await self._ctx.writer.write(
+            MarkFailed(key, error.code, message or error.message, error.request_id)
+        )
+        return TaskOutcome.FAILED
+
+    async def _on_duplicate(self, key: TaskKey, error: ApiError, ours: bool) -> TaskOutcome:
+        if ours or self._adopt_existing:
+            found = await self._index.find(key)
+            if found is not None:
+                foreign = None if ours else ADOPTED_FINGERPRINT
+                return await self._adopt(key, found.migration_id, fingerprint=foreign)
+            return await self._fail(
+                key,
+                error,
+                "the service says the name exists but ListMigrations does not show it: "
+                + error.message,
+            )
+        return await self._fail(
+            key,
+            error,
+            "an export task with this name already exists in the workspace and this journal "
+            "never sent it; rerun with --adopt-existing to adopt it",
+        )

@@ -1,0 +1,101 @@
+"""The worker pool every phase uses, and what a phase tells the progress display."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Protocol, Self, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from runner.models import TaskKey
+
+Item = TypeVar("Item")
+
+
+class TaskOutcome(enum.StrEnum):
+    """What a phase did with one task (progress counts and the tests)."""
+
+    CREATED = "created"
+    ADOPTED = "adopted"
+    FAILED = "failed"
+    UNRESOLVED = "unresolved"
+    STOPPED = "stopped"
+    SKIPPED = "skipped"
+    STARTED = "started"
+    NOT_STARTED = "not started"
+    EXPORTED = "exported"
+    DOWNLOADED = "downloaded"
+    PRESENT = "present"
+    NOT_DOWNLOADED = "not downloaded"
+
+
+class Progress(Protocol):
+    """Told of each task a phase finishes (the CLI's bar or log lines)."""
+
+    def task_finished(self, key: TaskKey, outcome: TaskOutcome) -> None: ...
+
+
+class PhaseProgress(Progress, Protocol):
+    """A progress display entered for the length of one phase."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+ProgressFactory = Callable[[str, int], PhaseProgress]  # (phase, total) -> progress
+
+
+class Silent:
+    """Progress that shows nothing."""
+
+    def __enter__(self) -> Silent:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def task_finished(self, key: TaskKey, outcome: TaskOutcome) -> None:
+        return None
+
+
+def silent(phase: str, total: int) -> PhaseProgress:
+    return Silent()
+
+
+async def run_pool(
+    items: Iterable[Item],
+    concurrency: int,
+    handle: Callable[[Item], Awaitable[None]],
+) -> None:
+    """Hand every item to one of `concurrency` workers, fed through a bounded stream inside one
+    task group; returns when all are handled. Items are drawn lazily: an iterator is never held
+    whole."""
+    workers = max(1, concurrency)
+    send, receive = anyio.create_memory_object_stream[Item](max_buffer_size=workers)
+
+    async def worker(stream: MemoryObjectReceiveStream[Item]) -> None:
+        async with stream:
+            async for item in stream:
+                await handle(item)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(worker, receive.clone())
+        receive.close()
+        async with send:
+            for item in items:
+                await send.send(item)
