@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -106,46 +107,11 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     show_default=True,
     help="With --wait: seconds between two status reads of a task.",
 )
-def run(
-    manifests: tuple[str, ...],
-    journal: Path,
-    endpoint: str | None,
-    rate: float | None,
-    read_rate: float | None,
-    concurrency: int | None,
-    timeout: float,
-    signature_version: str,
-    only_failed: bool,
-    profile: str | None,
-    adopt_existing: bool,
-    start: bool,
-    wait: bool,
-    download: Path | None,
-    wait_timeout: float,
-    poll_interval: float,
-) -> None:
+def run(**options: Any) -> None:
     """Create every task of the manifests that is not done yet; optionally start, wait, fetch."""
     from runner.commands import run as command
 
-    request = command.RunRequest(
-        manifests=manifests,
-        journal=journal,
-        endpoint=endpoint,
-        rate=rate,
-        read_rate=read_rate,
-        concurrency=concurrency,
-        timeout=timeout,
-        signature_version="v1" if signature_version == "v1" else "v3",
-        only_failed=only_failed,
-        adopt_existing=adopt_existing,
-        profile=profile,
-        start=start or wait or download is not None,
-        wait=wait or download is not None,
-        download=download,
-        wait_timeout=wait_timeout,
-        poll_interval=poll_interval,
-    )
-    sys.exit(command.execute(request))
+    sys.exit(command.execute(command.RunRequest(**options)))
 
 
 @cli.command()
@@ -177,7 +143,9 @@ def report(journal: Path, fmt: str) -> None:
     metavar="ID:SECRET[:TOKEN]",
     help="An access key the simulator accepts (repeatable). Default: the demo key.",
 )
-@click.option("--qps", type=int, help="Requests per second per key before Throttling.User.")
+@click.option(
+    "--qps", "qps_limit", type=int, help="Requests per second per key before Throttling.User."
+)
 @click.option("--daily-quota", type=int, help="Calls per key per day before Throttling.Api.Risk.")
 @click.option("--error-rate", type=float, default=0.0, help="Share of writes answered 5xx.")
 @click.option("--timeout-rate", type=float, default=0.0, help="Share of writes applied, no answer.")
@@ -189,7 +157,12 @@ def report(journal: Path, fmt: str) -> None:
     help="Share of writes applied, then answered 500.",
 )
 @click.option(
-    "--hang", type=float, default=30.0, show_default=True, help="How long a timeout fault holds, s."
+    "--hang",
+    "hang_seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="How long a timeout fault holds, s.",
 )
 @click.option(
     "--retry-after/--no-retry-after",
@@ -219,51 +192,15 @@ def report(journal: Path, fmt: str) -> None:
     show_default=True,
     help="Seconds a DownloadUrl stays valid.",
 )
-@click.option("--missing-project", "missing", type=int, multiple=True, help="Unknown project id.")
+@click.option(
+    "--missing-project", "missing_projects", type=int, multiple=True, help="Unknown project id."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-def sim(
-    port: int,
-    keys: tuple[str, ...],
-    qps: int | None,
-    daily_quota: int | None,
-    error_rate: float,
-    timeout_rate: float,
-    reset_rate: float,
-    applied_error_rate: float,
-    hang: float,
-    retry_after: bool,
-    allow_duplicate_names: bool,
-    latency: float,
-    export_duration: float,
-    export_failure_rate: float,
-    download_ttl: float,
-    missing: tuple[int, ...],
-    seed: int,
-) -> None:
+def sim(**options: Any) -> None:
     """Serve the DataWorks simulator on 127.0.0.1."""
     from runner.commands import sim as command
 
-    sys.exit(
-        command.execute(
-            port=port,
-            keys=keys,
-            qps=qps,
-            daily_quota=daily_quota,
-            error_rate=error_rate,
-            timeout_rate=timeout_rate,
-            reset_rate=reset_rate,
-            applied_error_rate=applied_error_rate,
-            hang=hang,
-            retry_after=retry_after,
-            allow_duplicate_names=allow_duplicate_names,
-            latency=latency,
-            missing=missing,
-            seed=seed,
-            export_duration=export_duration,
-            export_failure_rate=export_failure_rate,
-            download_ttl=download_ttl,
-        )
-    )
+    sys.exit(command.execute(command.SimOptions(**options)))
 
 
 @cli.command()

@@ -161,3 +161,57 @@ def test_summary_names_drifted_tasks() -> None:
     text = summary_line(result, Path("j.db"))
     assert "drifted: 2 done tasks differ" in text
     assert "details:" not in text
+
+
+def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `sim` flag lands in the simulator's config under its own name."""
+    from runner.commands import sim as command
+    from runner.sim.app import SimConfig
+
+    seen: list[tuple[SimConfig, int]] = []
+    monkeypatch.setattr(command, "run_forever", lambda config, port: seen.append((config, port)))
+    args = (
+        "sim --port 0 --key a:b --qps 7 --daily-quota 9 --error-rate 0.1 --timeout-rate 0.2"
+        " --reset-rate 0.05 --applied-error-rate 0.15 --hang 3 --retry-after --latency 0.5"
+        " --allow-duplicate-names --export-duration 2 --export-failure-rate 0.3"
+        " --download-ttl 60 --missing-project 5 --missing-project 6 --seed 4"
+    )
+    result = CliRunner().invoke(cli, args.split(), standalone_mode=False)
+    assert result.exception is None, result.output
+    ((config, port),) = seen
+    faults = config.faults
+    assert (port, set(config.keys), config.seed) == (0, {"a"}, 4)
+    assert (faults.qps_limit, faults.daily_quota, faults.retry_after) == (7, 9, True)
+    assert (faults.error_rate, faults.timeout_rate, faults.reset_rate) == (0.1, 0.2, 0.05)
+    assert (faults.applied_error_rate, faults.hang_seconds, faults.latency) == (0.15, 3.0, 0.5)
+    assert (faults.export_failure_rate, faults.missing_projects) == (0.3, {5, 6})
+    assert not config.unique_names
+    assert (config.export_duration, config.download_ttl) == (2.0, 60.0)
+
+
+def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `run` flag lands in the RunRequest; --download implies the download stage."""
+    from runner.commands import run as command
+    from runner.phases import Stage
+
+    seen: list[command.RunRequest] = []
+
+    def capture(request: command.RunRequest) -> ExitCode:
+        seen.append(request)
+        return ExitCode.OK
+
+    monkeypatch.setattr(command, "execute", capture)
+    args = (
+        "run m.yaml --journal j.db --endpoint http://127.0.0.1:1 --rate 7 --read-rate 9"
+        " --concurrency 3 --timeout 4 --signature-version v1 --only-failed --profile p"
+        " --adopt-existing --download pk --wait-timeout 5 --poll-interval 6"
+    )
+    result = CliRunner().invoke(cli, args.split(), standalone_mode=False)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    ((request,),) = [seen]
+    assert (request.manifests, request.journal) == (("m.yaml",), Path("j.db"))
+    assert (request.endpoint, request.rate, request.read_rate) == ("http://127.0.0.1:1", 7, 9)
+    assert (request.concurrency, request.timeout, request.signature_version) == (3, 4, "v1")
+    assert (request.only_failed, request.adopt_existing, request.profile) == (True, True, "p")
+    assert (request.download, request.wait_timeout, request.poll_interval) == (Path("pk"), 5, 6)
+    assert request.stage is Stage.DOWNLOAD

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 from runner.commands.common import ExitCode
 from runner.sim.app import SimConfig
@@ -14,6 +15,8 @@ from runner.sim.server import run_forever
 # The key the demo and the README's rehearsal use. It opens nothing but the simulator.
 DEMO_KEY = Key("demo-access-key-id", "demo-access-key-secret")
 
+_FAULT_FIELDS = frozenset(f.name for f in dataclasses.fields(Faults))
+
 
 def parse_key(text: str) -> Key:
     """ID:SECRET[:TOKEN] → Key."""
@@ -23,62 +26,67 @@ def parse_key(text: str) -> Key:
     return Key(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
 
-def execute(
-    *,
-    port: int,
-    keys: Sequence[str],
-    qps: int | None,
-    daily_quota: int | None,
-    error_rate: float,
-    timeout_rate: float,
-    reset_rate: float,
-    latency: float,
-    missing: Sequence[int],
-    seed: int,
-    applied_error_rate: float = 0.0,
-    hang: float = 30.0,
-    retry_after: bool = False,
-    allow_duplicate_names: bool = False,
-    export_duration: float = 5.0,
-    export_failure_rate: float = 0.0,
-    download_ttl: float = 3600.0,
-) -> ExitCode:
-    try:
-        parsed = [parse_key(k) for k in keys] or [DEMO_KEY]
-        faults = Faults(
-            qps_limit=qps,
-            daily_quota=daily_quota,
-            error_rate=error_rate,
-            timeout_rate=timeout_rate,
-            reset_rate=reset_rate,
-            applied_error_rate=applied_error_rate,
-            hang_seconds=hang,
-            latency=latency,
-            missing_projects=frozenset(missing),
-            retry_after=retry_after,
-            export_failure_rate=export_failure_rate,
-        )
-        if export_duration < 0 or download_ttl <= 0:
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    """The `sim` command's flags as one value. A field named like a `Faults` field is that
+    fault's setting: adding a fault is a `Faults` field and a flag of the same name."""
+
+    port: int = 8080
+    keys: tuple[str, ...] = ()
+    seed: int = 0
+    allow_duplicate_names: bool = False
+    export_duration: float = 5.0
+    download_ttl: float = 3600.0
+    # faults
+    qps_limit: int | None = None
+    daily_quota: int | None = None
+    retry_after: bool = False
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    reset_rate: float = 0.0
+    applied_error_rate: float = 0.0
+    export_failure_rate: float = 0.0
+    latency: float = 0.0
+    hang_seconds: float = 30.0
+    missing_projects: tuple[int, ...] = ()
+
+    def faults(self) -> Faults:
+        """The fault settings (ValueError when one is out of range)."""
+        values = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name in _FAULT_FIELDS
+        }
+        values["missing_projects"] = frozenset(self.missing_projects)
+        return Faults(**values)
+
+    def config(self) -> SimConfig:
+        """The simulator these options describe (ValueError on a bad value)."""
+        if not 0 <= self.port <= 65535:
+            raise ValueError("--port must be within 0..65535")
+        if self.export_duration < 0 or self.download_ttl <= 0:
             raise ValueError("--export-duration must be >= 0 and --download-ttl > 0")
+        keys = [parse_key(k) for k in self.keys] or [DEMO_KEY]
+        return SimConfig(
+            keys={k.access_key_id: k for k in keys},
+            faults=self.faults(),
+            seed=self.seed,
+            unique_names=not self.allow_duplicate_names,
+            export_duration=self.export_duration,
+            download_ttl=self.download_ttl,
+        )
+
+
+def execute(options: SimOptions) -> ExitCode:
+    try:
+        config = options.config()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
-    if not 0 <= port <= 65535:
-        print("error: --port must be within 0..65535", file=sys.stderr)
-        return ExitCode.USAGE
-    config = SimConfig(
-        keys={k.access_key_id: k for k in parsed},
-        faults=faults,
-        seed=seed,
-        unique_names=not allow_duplicate_names,
-        export_duration=export_duration,
-        download_ttl=download_ttl,
-    )
-    names = ", ".join(k.access_key_id for k in parsed)
-    print(f"simulator accepting keys: {names}", file=sys.stderr)
+    print(f"simulator accepting keys: {', '.join(config.keys)}", file=sys.stderr)
     try:
-        run_forever(config, port)
+        run_forever(config, options.port)
     except OSError as error:
-        print(f"error: cannot listen on 127.0.0.1:{port}: {error}", file=sys.stderr)
+        print(f"error: cannot listen on 127.0.0.1:{options.port}: {error}", file=sys.stderr)
         return ExitCode.USAGE
     return ExitCode.OK
