@@ -60,9 +60,9 @@ from runner.sim.app import STATS, Checker, SimConfig, allow_all, build_app
 from runner.sim.auth import Key
 from runner.sim.server import serve
 
-TASKS = 2_000
-CONCURRENCY = 16
-REPEATS = 5
+TASKS = 3_000
+CONCURRENCY = 32
+REPEATS = 3
 RATE = 1e6  # requests/s: the limiter never makes anyone wait
 TASKS_PER_WORKSPACE = 50
 REGION = "cn-shanghai"

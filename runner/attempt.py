@@ -119,7 +119,7 @@ async def attempt(
             if action is not None and error.is_throttling:
                 ctx.counts.throttled += 1
                 bucket.on_throttled(error.retry_after)
-            await ctx.writer.write(_record(key, policy.label, error, latency))
+            ctx.writer.post(_record(key, policy.label, error, latency))
             failed = error
         else:
             latency = (clock.monotonic() - began) * 1000
@@ -128,8 +128,7 @@ async def attempt(
             ops = list(done(value)) if done is not None else []
             if policy.record_success:
                 ops.insert(0, _record(key, policy.label, None, latency))
-            if ops:
-                await ctx.writer.write(*ops)
+            ctx.writer.post(*ops)  # a crash before it commits leaves the row as the intent said
             return Result(Outcome.DONE, value, maybe_applied=maybe_applied, sent=True)
 
         kind = failed.kind

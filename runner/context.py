@@ -48,6 +48,12 @@ class Writer(Protocol):
 
     async def write(self, *ops: Op) -> None: ...
 
+    def post(self, *ops: Op) -> None:
+        """Queue ops to be committed without waiting: for what a crash may lose harmlessly."""
+
+    async def flush(self) -> None:
+        """Return once everything queued so far is committed."""
+
 
 class Stops:
     """Fatal answers of the run: once an (account, region) is stopped nothing more goes to it."""

@@ -129,6 +129,7 @@ async def run_phases(
     start = StartPhase(ctx, concurrency=options.concurrency, progress=progress)
     wait_stats, download_stats = WaitStats(), DownloadStats()
     if options.stage >= Stage.START:
+        await ctx.writer.flush()  # the creates' outcomes are posted: read them back committed
         tasks = lifecycle_tasks()
         log.info("lifecycle", tasks=len(tasks), stage=options.stage.name.lower())
         download: DownloadPhase | None = None

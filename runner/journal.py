@@ -13,7 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -435,6 +436,42 @@ class Journal:
             for op in ops:
                 _apply_op(self._conn, op, now)
         self.transactions += 1
+
+    def register(self, specs: Iterable[ExportSpec]) -> None:
+        """Register every task (as `Register` does) in one transaction, streamed."""
+        if self.readonly:
+            raise JournalError(f"journal {self.path} is open read-only")
+        sql = (
+            "INSERT INTO tasks (region, project_id, name, state, fingerprint, created_at,"
+            " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING"
+        )
+        with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
+            now = self._clock()
+            rows = ((*_key_args(s.key), s.fingerprint(), now, now) for s in specs)
+            self._conn.executemany(sql, rows)
+        self.transactions += 1
+
+    def iter_rows(self, *, chunk: int = 2000) -> Iterator[TaskRow]:
+        """Every task row in key order (region, project id, name), read a chunk at a time."""
+        sql = f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY region, project_id, name"
+        with self._mutex, _sqlite_errors(self.path, "read failed"):
+            cursor = self._conn.execute(sql)
+        while True:
+            with self._mutex, _sqlite_errors(self.path, "read failed"):
+                found = cursor.fetchmany(chunk)
+            if not found:
+                return
+            yield from (_task_row(r) for r in found)
+
+    def states(self, keys: Collection[TaskKey]) -> Counter[str]:
+        """How many of the tasks `keys` holds are in each state, in one pass."""
+        sql = "SELECT region, project_id, name, state FROM tasks"
+        counts: Counter[str] = Counter()
+        with self._mutex, _sqlite_errors(self.path, "read failed"):
+            for region, project_id, name, state in self._conn.execute(sql):
+                if TaskKey(region, project_id, name) in keys:
+                    counts[state] += 1
+        return counts
 
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._mutex, _sqlite_errors(self.path, "read failed"):

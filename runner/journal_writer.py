@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -28,8 +28,18 @@ class SupportsApply(Protocol):
 @dataclass(slots=True, eq=False)
 class _Waiter:
     ops: tuple[Op, ...]
-    done: anyio.Event = field(default_factory=anyio.Event)
+    posted: bool = False  # nobody waits for it
+    done: anyio.Event | None = None
     error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        if not self.posted:
+            self.done = anyio.Event()
+
+    def finish(self, error: BaseException | None) -> None:
+        self.error = error
+        if self.done is not None:
+            self.done.set()
 
 
 class JournalWriter:
@@ -53,6 +63,7 @@ class JournalWriter:
         self._wakeup: anyio.Event | None = None
         self._closed = False
         self._task_group: TaskGroup | None = None
+        self._failed: BaseException | None = None  # a posted batch that could not be committed
 
     async def write(self, *ops: Op) -> None:
         """Return once `ops` are committed, all in one transaction; else raise JournalWriteError.
@@ -63,12 +74,44 @@ class JournalWriter:
             return
         if self._closed:
             raise JournalWriteError("the journal writer is closed: nothing was written")
+        if self._failed is not None:
+            raise JournalWriteError(f"journal write failed: {self._failed}") from self._failed
         waiter = _Waiter(ops)
         self._queue.append(waiter)
         self._wake()
+        assert waiter.done is not None
         await waiter.done.wait()
         if waiter.error is not None:
             raise JournalWriteError(f"journal write failed: {waiter.error}") from waiter.error
+
+    async def flush(self) -> None:
+        """Return once everything queued before this call (posted ops too) is committed."""
+        if self._closed:
+            return
+        waiter = _Waiter(())  # behind whatever is queued or being committed now
+        self._queue.append(waiter)
+        self._wake()
+        assert waiter.done is not None
+        await waiter.done.wait()
+        error = waiter.error or self._failed
+        if error is not None:
+            raise JournalWriteError(f"journal write failed: {error}") from error
+
+    def post(self, *ops: Op) -> None:
+        """Queue `ops` to be committed, all in one transaction, without waiting for the commit.
+
+        For outcomes a crash may lose without harm (the row stays in flight, and the next run
+        looks it up): the caller goes on at once. A failed commit of posted ops fails every later
+        `write` and `post`, so it is never silent.
+        """
+        if not ops:
+            return
+        if self._closed:
+            raise JournalWriteError("the journal writer is closed: nothing was written")
+        if self._failed is not None:
+            raise JournalWriteError(f"journal write failed: {self._failed}") from self._failed
+        self._queue.append(_Waiter(ops, posted=True))
+        self._wake()
 
     def _wake(self) -> None:
         if self._wakeup is not None:
@@ -95,9 +138,7 @@ class JournalWriter:
             self._wakeup = None
             stopped = JournalError("the journal writer stopped before this write was committed")
             while self._queue:
-                waiter = self._queue.popleft()
-                waiter.error = stopped
-                waiter.done.set()
+                self._queue.popleft().finish(stopped)
 
     async def _commit(self, batch: list[_Waiter]) -> None:
         ops = [op for waiter in batch for op in waiter.ops]
@@ -109,10 +150,11 @@ class JournalWriter:
                 await anyio.to_thread.run_sync(self._journal.apply, ops)
         except Exception as exc:
             error = exc
+            if any(waiter.posted for waiter in batch):
+                self._failed = exc
         finally:
             for waiter in batch:
-                waiter.error = error
-                waiter.done.set()
+                waiter.finish(error)
 
     async def __aenter__(self) -> Self:
         task_group = anyio.create_task_group()

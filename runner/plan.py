@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,6 +35,13 @@ class JournalView(Protocol):
 
     @property
     def migration_id(self) -> int | None: ...
+
+
+class JournalRow(JournalView, Protocol):
+    """A journal row with its key, as a merge in key order needs it."""
+
+    @property
+    def key(self) -> TaskKey: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,29 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
             return Action(ActionKind.DRIFTED, spec, "done, but the manifest now says otherwise")
         return Action(ActionKind.SKIP, spec, f"already {row.state.value}")
     raise ValueError(f"unknown state {row.state!r}")  # pragma: no cover
+
+
+def _order(spec: ExportSpec) -> tuple[str, int, str]:
+    key = spec.key
+    return (key.region, key.project_id, key.name)
+
+
+def plan_in_order(
+    specs: Iterable[ExportSpec],
+    rows: Iterable[JournalRow],
+    *,
+    only_failed: bool = False,
+) -> Iterator[Action]:
+    """The actions for `specs`, in key order, given the journal's rows in key order (as
+    `Journal.iter_rows` reads them): a merge that holds one row at a time, never a map."""
+    row_iter = iter(rows)
+    row = next(row_iter, None)
+    for spec in sorted(specs, key=_order):
+        wanted = _order(spec)
+        while row is not None and (row.key.region, row.key.project_id, row.key.name) < wanted:
+            row = next(row_iter, None)
+        found = row if row is not None and row.key == spec.key else None
+        yield decide(spec, found, only_failed=only_failed)
 
 
 def make_plan(

@@ -8,7 +8,6 @@ from types import TracebackType
 from typing import Protocol, Self, TypeVar
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from runner.models import TaskKey
 
@@ -81,21 +80,15 @@ async def run_pool(
     concurrency: int,
     handle: Callable[[Item], Awaitable[None]],
 ) -> None:
-    """Hand every item to one of `concurrency` workers, fed through a bounded stream inside one
-    task group; returns when all are handled. Items are drawn lazily: an iterator is never held
-    whole."""
-    workers = max(1, concurrency)
-    send, receive = anyio.create_memory_object_stream[Item](max_buffer_size=workers)
+    """Hand every item to one of `concurrency` workers inside one task group; returns when all
+    are handled. The workers draw from one shared iterator, so items are taken lazily, one per
+    free worker, and an iterator is never held whole."""
+    source = iter(items)
 
-    async def worker(stream: MemoryObjectReceiveStream[Item]) -> None:
-        async with stream:
-            async for item in stream:
-                await handle(item)
+    async def worker() -> None:
+        for item in source:
+            await handle(item)
 
     async with anyio.create_task_group() as tg:
-        for _ in range(workers):
-            tg.start_soon(worker, receive.clone())
-        receive.close()
-        async with send:
-            for item in items:
-                await send.send(item)
+        for _ in range(max(1, concurrency)):
+            tg.start_soon(worker)

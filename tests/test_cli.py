@@ -184,7 +184,7 @@ def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (faults.qps_limit, faults.daily_quota, faults.retry_after) == (7, 9, True)
     assert (faults.error_rate, faults.timeout_rate, faults.reset_rate) == (0.1, 0.2, 0.05)
     assert (faults.applied_error_rate, faults.hang_seconds, faults.latency) == (0.15, 3.0, 0.5)
-    assert (faults.export_failure_rate, faults.missing_projects) == (0.3, {5, 6})
+    assert (faults.export_failure_rate, faults.missing_projects) == (0.3, frozenset({5, 6}))
     assert not config.unique_names
     assert (config.export_duration, config.download_ttl) == (2.0, 60.0)
 

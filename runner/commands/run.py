@@ -6,7 +6,6 @@ import random
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +33,13 @@ from runner.dataworks.download import Downloader
 from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.engine import PhaseOptions, RunStats, run_phases
-from runner.journal import Journal, JournalError, Register
+from runner.journal import Journal, JournalError
 from runner.journal_writer import JournalWriter
 from runner.logs import REDACTOR, get_logger
-from runner.models import ActionKind, Manifest
+from runner.models import Action, ActionKind, Manifest
 from runner.phases import Stage
 from runner.phases.tasks import LifecycleTask
-from runner.plan import make_plan
+from runner.plan import SENDING, plan_in_order
 from runner.pool import PhaseProgress
 from runner.ratelimit import RateLimiter
 
@@ -140,15 +139,9 @@ async def run(
         raise UsageError(str(error)) from error
     started = time.monotonic()
     try:
-        journal.apply([Register(spec) for spec in manifest.specs])
-        plan = make_plan(manifest.specs, journal.row_map(), only_failed=request.only_failed)
-        totals = {k.value: v for k, v in plan.totals().items()}
+        journal.register(manifest.specs)
+        sending, totals = _plan(manifest, journal, only_failed=request.only_failed)
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
-        for action in plan.actions:
-            if action.kind is ActionKind.DRIFTED:
-                log.warning("drifted", task=str(action.spec.key), reason=action.reason)
-        sending = plan.to_send()
-        del plan  # O(tasks): only what is sent is kept through the run
 
         def lifecycle_tasks() -> list[LifecycleTask]:
             rows = journal.row_map()  # every create of this run is committed by now
@@ -190,9 +183,7 @@ async def run(
                     total=len(sending),
                 )
             )
-        states = Counter(
-            row.state.value for row in (journal.get(spec.key) for spec in manifest.specs) if row
-        )
+        states = journal.states(frozenset(spec.key for spec in manifest.specs))
     finally:
         journal.close()
     elapsed = time.monotonic() - started
@@ -212,6 +203,22 @@ async def run(
     if stats.fatal is not None:
         log.error("run stopped", code=stats.fatal.code, message=stats.fatal.message)
     return RunResult(code, stats, dict(states), totals, elapsed)
+
+
+def _plan(
+    manifest: Manifest, journal: Journal, *, only_failed: bool
+) -> tuple[list[Action], dict[str, int]]:
+    """The actions that send, and the totals of every kind; drifted tasks are logged. Rows are
+    merged with the specs in key order, so no map of the journal is ever held."""
+    sending: list[Action] = []
+    totals = dict.fromkeys((kind.value for kind in ActionKind), 0)
+    for action in plan_in_order(manifest.specs, journal.iter_rows(), only_failed=only_failed):
+        totals[action.kind.value] += 1
+        if action.kind in SENDING:
+            sending.append(action)
+        elif action.kind is ActionKind.DRIFTED:
+            log.warning("drifted", task=str(action.spec.key), reason=action.reason)
+    return sending, totals
 
 
 async def _until_terminated(work: Callable[[], Awaitable[RunStats]]) -> RunStats:

@@ -137,6 +137,7 @@ class DataWorksClient:
         self._timeout = timeout
         self._now = now
         self._nonce = nonce
+        self._places: dict[str, tuple[str, str]] = {}
 
     @property
     def account(self) -> str:
@@ -248,9 +249,16 @@ class DataWorksClient:
     def _error(self, kind: ErrorKind, code: str, message: str) -> ApiError:
         return ApiError(kind, code, clean_message(message, self._secrets()))
 
+    def _place(self, region: str) -> tuple[str, str]:
+        """A region's base URL and host, worked out once."""
+        place = self._places.get(region)
+        if place is None:
+            base = self._endpoints.base_url(region)
+            place = self._places[region] = (base, urlsplit(base).netloc)
+        return place
+
     def _build(self, region: str, action: ApiAction, params: Mapping[str, str]) -> HttpRequest:
-        base = self._endpoints.base_url(region)
-        host = urlsplit(base).netloc
+        base, host = self._place(region)
         signed = signing.build_request(
             signature_version=self._signature_version,
             method="POST",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 from runner import __version__
 from runner.dataworks.credentials import Credentials
@@ -50,9 +51,17 @@ def percent_encode(s: str) -> str:
     return quote(s, safe="-_.~", encoding="utf-8")
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _plus(value: str) -> str:
+    """quote_plus, with a fast path for the common text that needs no escaping."""
+    return value if _UNRESERVED.fullmatch(value) else quote_plus(value)
+
+
 def form_encode(params: Mapping[str, str]) -> str:
     """The form body the SDK sends: keys sorted, quote_plus style (space is '+')."""
-    return urlencode(sorted(params.items()))
+    return "&".join(f"{_plus(k)}={_plus(v)}" for k, v in sorted(params.items()))
 
 
 def wire_query(params: Mapping[str, str]) -> str:
@@ -256,17 +265,25 @@ def _build_v3(p: _Parts) -> SignedRequest:
     if p.credentials.security_token:
         headers["x-acs-accesskey-id"] = p.credentials.access_key_id
         headers["x-acs-security-token"] = p.credentials.security_token
-    signed = list(headers)  # every header we send, as the SDK does
-    canonical = canonical_request(
-        method=p.method,
-        path="/",
-        query=p.query,
-        headers=headers,
-        signed_headers=signed,
-        content_sha256=payload_hash,
+    # Every header we send is signed, as the SDK does. The names above are lowercase and
+    # trimmed already, so the canonical form is built directly (what canonical_request does).
+    names = sorted(headers)
+    signed = ";".join(names)
+    canonical = "\n".join(
+        (
+            p.method,
+            "/",
+            canonical_query_string(p.query),
+            "".join(f"{name}:{headers[name].strip()}\n" for name in names),
+            signed,
+            payload_hash,
+        )
     )
     signature = v3_signature(p.credentials.access_key_secret, v3_string_to_sign(canonical))
-    headers["Authorization"] = v3_authorization(p.credentials.access_key_id, signed, signature)
+    headers["Authorization"] = (
+        f"{V3_ALGORITHM} Credential={p.credentials.access_key_id},"
+        f"SignedHeaders={signed},Signature={signature}"
+    )
     return SignedRequest(p.method, _path_and_query(p.query), headers, p.body)
 
 

@@ -1,0 +1,139 @@
+"""The journal as a run uses it: streamed registration and reads, durable writes, and the
+writer's posted (unawaited) outcomes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import anyio
+import pytest
+
+from runner.journal import (
+    Journal,
+    JournalWriteError,
+    MarkCreated,
+    MarkFailed,
+    MarkInFlight,
+    MarkPending,
+    Register,
+)
+from runner.journal_writer import JournalWriter
+from runner.models import ExportSpec, TaskKey
+from runner.plan import make_plan, plan_in_order
+
+REGIONS = ("cn-shanghai", "cn-beijing", "ap-southeast-1")
+
+
+def specs(n: int, seed: int = 0) -> list[ExportSpec]:
+    rng = random.Random(seed)
+    keys = {
+        TaskKey(rng.choice(REGIONS), rng.randrange(2, 60), f"t{rng.randrange(10_000)}")
+        for _ in range(n)
+    }
+    found = [ExportSpec(k) for k in keys]
+    rng.shuffle(found)
+    return found
+
+
+def test_writes_are_synchronous_full(tmp_path: Path) -> None:
+    """The writer connection syncs every commit to disk (PRAGMA synchronous = FULL)."""
+    with Journal.open(tmp_path / "j.db") as journal:
+        assert journal._conn.execute("PRAGMA synchronous").fetchone() == (2,)
+
+
+def test_register_streams_specs_and_keeps_existing_rows(tmp_path: Path) -> None:
+    """register() inserts what is new and leaves a known task's row as it was."""
+    tasks = specs(50)
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.apply([Register(tasks[0]), MarkInFlight(tasks[0].key, "old")])
+        journal.register(iter(tasks))
+        rows = journal.row_map()
+    assert set(rows) == {s.key for s in tasks}
+    assert rows[tasks[0].key].fingerprint == "old"
+    assert sum(r.state.value == "in_flight" for r in rows.values()) == 1
+
+
+def test_iter_rows_reads_every_row_in_key_order_in_chunks(tmp_path: Path) -> None:
+    """iter_rows yields the same rows as rows(), in key order, whatever the chunk size."""
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.register(specs(300))
+        streamed = list(journal.iter_rows(chunk=7))
+        assert streamed == journal.rows()
+    keys = [(r.key.region, r.key.project_id, r.key.name) for r in streamed]
+    assert keys == sorted(keys)
+
+
+def test_states_counts_only_the_keys_given(tmp_path: Path) -> None:
+    """states() counts the rows of the given tasks by state, ignoring the journal's others."""
+    tasks = specs(20)
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.register(tasks)
+        journal.apply([MarkInFlight(tasks[0].key, "f"), MarkCreated(tasks[0].key, 7, None)])
+        counts = journal.states(frozenset(s.key for s in tasks[:10]))
+    assert counts == {"created": 1, "pending": 9}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_plan_in_order_decides_as_the_map_based_plan(tmp_path: Path, seed: int) -> None:
+    """Merging specs with the journal's rows in key order gives every task the same action as
+    planning against a map of the whole journal."""
+    rng = random.Random(seed)
+    tasks = specs(200, seed)
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.register(rng.sample(tasks, 120) + specs(30, seed + 100))  # some not in the plan
+        for spec in rng.sample(tasks, 80):
+            key = spec.key
+            journal.apply([Register(spec), MarkInFlight(key, spec.fingerprint())])
+            outcome = rng.choice(("created", "failed", "pending", "in_flight"))
+            if outcome == "created":
+                journal.apply([MarkCreated(key, rng.randrange(100, 10**6), None)])
+            elif outcome == "failed":
+                journal.apply([MarkFailed(key, "E", "m", None)])
+            elif outcome == "pending":
+                journal.apply([MarkPending(key)])
+        only_failed = bool(seed % 2)
+        streamed = list(plan_in_order(tasks, journal.iter_rows(chunk=13), only_failed=only_failed))
+        mapped = make_plan(tasks, journal.row_map(), only_failed=only_failed).actions
+    assert sorted(streamed, key=lambda a: a.spec.key) == sorted(mapped, key=lambda a: a.spec.key)
+
+
+@pytest.mark.anyio
+async def test_flush_returns_once_posted_ops_are_committed(tmp_path: Path) -> None:
+    """Posted ops are not awaited, but flush() returns only once they are on disk."""
+    tasks = specs(30)
+    with Journal.open(tmp_path / "j.db") as journal:
+        journal.register(tasks)
+        async with JournalWriter(journal) as writer:
+            for n, spec in enumerate(tasks):
+                writer.post(MarkInFlight(spec.key, "f"), MarkCreated(spec.key, 1000 + n, None))
+            await writer.flush()
+            with Journal.open_readonly(tmp_path / "j.db") as reader:
+                assert {r.state.value for r in reader.rows()} == {"created"}
+
+
+class Broken:
+    """A journal whose commits fail after the first `good` ones."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+
+    def apply(self, ops: object) -> None:
+        if self.good <= 0:
+            raise OSError("disk full")
+        self.good -= 1
+
+
+@pytest.mark.anyio
+async def test_a_posted_batch_that_fails_fails_every_later_write() -> None:
+    """A posted op nobody waits for can still not fail silently: the next write raises."""
+    key = TaskKey("cn-shanghai", 2, "a")
+    async with JournalWriter(Broken(good=0)) as writer:
+        writer.post(MarkCreated(key, 1, None))
+        with pytest.raises(JournalWriteError, match="disk full"):
+            await writer.flush()
+        with pytest.raises(JournalWriteError, match="disk full"):
+            await writer.write(MarkCreated(key, 1, None))
+        with pytest.raises(JournalWriteError, match="disk full"):
+            writer.post(MarkCreated(key, 1, None))
+    await anyio.lowlevel.checkpoint()
