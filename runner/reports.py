@@ -114,6 +114,13 @@ class Report:
         return {"totals": self.totals, "failures": self.failures, "timings": self.timings}
 
 
+def nearest_rank(ordered: Sequence[float], percent: int) -> float:
+    """The `percent`-th percentile of sorted values by the nearest-rank method: the smallest value
+    that at least `percent`% of them do not exceed (the ceil(percent/100 × n)-th, from 1)."""
+    rank = -(-percent * len(ordered) // 100)  # ceil in integers: no float rounding at the edges
+    return ordered[max(rank, 1) - 1]
+
+
 def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Report:
     states = Counter(r.state.value for r in rows)
     totals = {s.value: states.get(s.value, 0) for s in TaskState}
@@ -140,7 +147,7 @@ def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Rep
     if latencies:
         timings["latency_ms"] = {
             "p50": round(statistics.median(latencies), 1),
-            "p95": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))], 1),
+            "p95": round(nearest_rank(latencies, 95), 1),
             "max": round(latencies[-1], 1),
         }
     if attempts:

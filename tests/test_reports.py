@@ -3,10 +3,12 @@ failures by error code, timings (p50, p95, max), as table, JSON and CSV; status 
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -105,7 +107,65 @@ def report_of(path: Path) -> reports.Report:
         return reports.build_report(j.rows(), j.attempts())
 
 
+TOTALS = {
+    "pending": 1,
+    "in_flight": 1,
+    "created": 2,
+    "started": 1,
+    "exported": 1,
+    "failed": 3,
+    "total": 9,
+}
+FAILURES = [
+    {
+        "error_code": "InvalidProject.NotFound",
+        "count": 2,
+        "example_message": "project 102 not found",
+        "tasks": ["cn-shanghai/102/a", "cn-shanghai/103/a"],
+    },
+    {
+        "error_code": "Forbidden.Access",
+        "count": 1,
+        "example_message": "no permission",
+        "tasks": ["cn-hangzhou/104/a"],
+    },
+]
+TIMINGS = {
+    "requests": 21,
+    "by_outcome": {"ok": 15, "server_error": 2, "throttled": 3, "timeout": 1},
+    "latency_ms": {"p50": 105.0, "p95": 190.0, "max": 200.0},
+    "first_request_at": 1000.0,
+    "last_request_at": 1030.5,
+    "span_s": 30.5,
+}
+
+
 # --- report -------------------------------------------------------------------------------------
+
+
+def test_report_json_has_totals_failures_by_code_and_timings(journal: Path) -> None:
+    """report --format json: every state counted, failures grouped by code (most first) with an
+    example and the tasks, and the request timings, on stdout."""
+    code, out, err = invoke("report", "--journal", str(journal), "--format", "json")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"totals": TOTALS, "failures": FAILURES, "timings": TIMINGS}
+
+
+def test_report_csv_parses_back(journal: Path) -> None:
+    """report --format csv: a header, then one row per state, per error code and per timing; the
+    timing values are JSON, so they parse back to what the JSON report holds."""
+    code, out, _ = invoke("report", "--journal", str(journal), "--format", "csv")
+    assert code == 0
+    header, *rows = list(csv.reader(io.StringIO(out)))
+    assert header == ["section", "key", "value", "detail"]
+    assert all(len(row) == 4 for row in rows)
+    assert {r[1]: int(r[2]) for r in rows if r[0] == "totals"} == TOTALS
+    assert [r[1:] for r in rows if r[0] == "failures"] == [
+        ["InvalidProject.NotFound", "2", "project 102 not found"],
+        ["Forbidden.Access", "1", "no permission"],
+    ]
+    assert {r[1]: json.loads(r[2]) for r in rows if r[0] == "timings"} == TIMINGS
+    assert [r[0] for r in rows] == ["totals"] * 7 + ["failures"] * 2 + ["timings"] * 6
 
 
 def console(out: io.StringIO, width: int = 120) -> Console:
@@ -120,6 +180,30 @@ def cells(text: str) -> list[list[str]]:
         for line in text.splitlines()
         if line.startswith("│")
     ]
+
+
+def test_report_table_shows_totals_failures_and_timings(journal: Path) -> None:
+    """The table report: a totals table, a failures table, and the timings as one JSON line."""
+    out = io.StringIO()
+    reports.report_table(console(out), report_of(journal))
+    text = out.getvalue()
+    assert cells(text) == [
+        *([state, str(count)] for state, count in TOTALS.items()),
+        ["InvalidProject.NotFound", "2", "project 102 not found"],
+        ["Forbidden.Access", "1", "no permission"],
+    ]
+    assert "failures by error code" in text
+    [timings] = [line for line in text.splitlines() if line.startswith("timings: ")]
+    assert json.loads(timings.removeprefix("timings: ")) == TIMINGS
+
+
+def test_report_table_without_failures_has_no_failures_table(tmp_path: Path) -> None:
+    """With nothing failed, the failures table is left out rather than shown empty."""
+    path = write_journal(tmp_path / "j.db", [], PENDING)
+    out = io.StringIO()
+    reports.report_table(console(out), report_of(path))
+    assert "failures" not in out.getvalue()
+    assert "totals" in out.getvalue()
 
 
 MARKUP_LIKE = "value [/Name] is not [bold]valid[/bold]"
@@ -145,6 +229,68 @@ def test_plan_table_shows_names_as_they_are(tmp_path: Path) -> None:
     out = io.StringIO()
     reports.plan_table(console(out), make_plan([spec], {}))
     assert cells(out.getvalue()) == [["cn-shanghai", "1", "backup [/old] [b]x", "create", "new"]]
+
+
+@pytest.mark.parametrize(
+    ("latencies", "expected"),
+    [
+        pytest.param(LATENCIES, {"p50": 105.0, "p95": 190.0, "max": 200.0}, id="20 samples"),
+        pytest.param(
+            [float(i) for i in range(100, 0, -1)],  # written out of order
+            {"p50": 50.5, "p95": 95.0, "max": 100.0},
+            id="100 samples",
+        ),
+        pytest.param([1.0, 2.0], {"p50": 1.5, "p95": 2.0, "max": 2.0}, id="2 samples"),
+        pytest.param([42.0], {"p50": 42.0, "p95": 42.0, "max": 42.0}, id="1 sample"),
+    ],
+)
+def test_latency_percentiles(tmp_path: Path, latencies: list[float], expected: Any) -> None:
+    """p50 is the median, p95 the nearest rank (ceil(0.95 n)-th smallest), max the largest."""
+    ops = [attempt(PENDING, "ok", ms, 1000.0 + i) for i, ms in enumerate(latencies)]
+    report = report_of(write_journal(tmp_path / "j.db", ops, PENDING))
+    assert report.timings["latency_ms"] == expected
+    assert report.timings["requests"] == len(latencies)
+
+
+def test_no_latency_samples_means_no_latency_entry(tmp_path: Path) -> None:
+    """Requests that never got an answer are counted, but give no latency figures at all."""
+    ops = [attempt(PENDING, "timeout", None, 1000.0), attempt(PENDING, "reset", None, 1002.0)]
+    report = report_of(write_journal(tmp_path / "j.db", ops, PENDING))
+    assert report.timings == {
+        "requests": 2,
+        "by_outcome": {"reset": 1, "timeout": 1},
+        "first_request_at": 1000.0,
+        "last_request_at": 1002.0,
+        "span_s": 2.0,
+    }
+
+
+def test_report_of_an_untouched_journal(tmp_path: Path) -> None:
+    """A journal with no requests: zero totals but for pending, no failures, no timing figures;
+    the CSV is still a header and the totals."""
+    path = write_journal(tmp_path / "j.db", [], PENDING)
+    report = report_of(path)
+    assert report.totals == {**dict.fromkeys(TOTALS, 0), "pending": 1, "total": 1}
+    assert report.failures == []
+    assert report.timings == {"requests": 0, "by_outcome": {}}
+    rows = list(csv.reader(io.StringIO(reports.report_csv(report))))
+    assert rows[-2:] == [["timings", "requests", "0", ""], ["timings", "by_outcome", "{}", ""]]
+
+
+def test_failures_without_a_code_are_unknown_and_list_at_most_20_tasks(tmp_path: Path) -> None:
+    """A failure with an empty code is grouped as `unknown`; a group names at most 20 tasks but
+    counts them all; groups of equal size are ordered by code."""
+    many = [TaskKey("cn-shanghai", 200 + i, "t") for i in range(25)]
+    odd = [TaskKey("cn-hangzhou", 1, "x"), TaskKey("cn-hangzhou", 2, "x")]
+    ops: list[Op] = [MarkFailed(k, "Throttling.User", "slow down", None) for k in many]
+    ops += [MarkFailed(odd[0], "", "?", None), MarkFailed(odd[1], "Forbidden", "no", None)]
+    failures = report_of(write_journal(tmp_path / "j.db", ops, *many, *odd)).failures
+    assert [(f["error_code"], f["count"], len(f["tasks"])) for f in failures] == [
+        ("Throttling.User", 25, 20),
+        ("Forbidden", 1, 1),
+        ("unknown", 1, 1),
+    ]
+    assert failures[0]["tasks"][0] == "cn-shanghai/200/t"
 
 
 # --- status -------------------------------------------------------------------------------------
