@@ -4,12 +4,27 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+# Installs come from the locks only, every file checked against its hash; pip itself and the
+# build backend are in them too. `make lock` regenerates them (see README).
+LOCK      := requirements.lock
+DEV_LOCK  := requirements-dev.lock
+LOCK_VENV := .venv-lock
+UV_VERSION := 0.13.9
+UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock'
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+.PHONY: demo test lint typecheck pytest bench lock clean
+
+# A lock change makes a new .venv, so nothing the lock no longer names stays behind. The runtime
+# lock goes first: it brings the locked pip and setuptools, which then build, without fetching
+# anything unlocked, the few dev packages published only as source.
+$(STAMP): pyproject.toml $(LOCK) $(DEV_LOCK)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-build-isolation -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,5 +49,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_memory.py
 	$(BIN)/python bench/rate_limit.py
 
+# Regenerate both locks from pyproject.toml and requirements-install.in, keeping every pin that
+# still fits; `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed versions.
+lock:
+	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	$(UV_COMPILE) $(LOCK_ARGS) pyproject.toml requirements-install.in -o $(LOCK)
+	$(UV_COMPILE) $(LOCK_ARGS) pyproject.toml requirements-install.in --extra dev -c $(LOCK) \
+		-o $(DEV_LOCK)
+
 clean:
-	rm -rf $(VENV) .runner .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .runner .mypy_cache .pytest_cache .ruff_cache

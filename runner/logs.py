@@ -19,10 +19,11 @@ class Redactor:
     """A processor that masks secret-looking fields and any known secret value anywhere."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = [s for s in secrets if s]
+        self._secrets: list[str] = []
+        self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
-        """Mask these values, also percent-encoded once or twice (as V1 strings to sign hold)."""
+        """Mask these values in every form `secret_forms` lists (encoded once or twice, …)."""
         for secret in secrets:
             if secret:
                 forms = secret_forms(secret)

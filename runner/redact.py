@@ -3,9 +3,10 @@ parameters of presigned URLs. Pure text functions, shared by the logs, the clien
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 # Query parameters of presigned URLs (OSS DownloadUrls) that sign or identify: masked anywhere.
@@ -15,16 +16,26 @@ URL_SECRET = re.compile(
 )
 
 
+PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
 def secret_forms(secret: str) -> set[str]:
-    """A secret as it may appear: as is, and percent-encoded once or twice (V1 strings to sign,
-    echoed by the gateway, hold it encoded twice)."""
-    once = quote(secret, safe="")
-    return {secret, once, quote(once, safe="")}
+    """A secret as it may appear: as is; percent-encoded once (strictly, as the signer does; form
+    style with '+' for a space, as the V1 query on the wire; or with '/' left as is, as urllib's and
+    yarl's defaults do) or twice (V1 strings to sign, echoed by the gateway, hold it encoded
+    twice), each with upper- or lowercase hex digits (RFC 3986 makes them equal, so an echo may
+    use either); and JSON-escaped, with or without '\\/' for '/'."""
+    once = {quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
+    once |= {PERCENT_ESCAPE.sub(lambda m: m[0].lower(), form) for form in once}
+    twice = {quote(form, safe="") for form in once}
+    escaped = json.dumps(secret)[1:-1]
+    return {secret, escaped, escaped.replace("/", "\\/"), *once, *twice}
 
 
 def mask(text: str, forms: Iterable[str]) -> str:
-    """`text` with every one of `forms` replaced by the redaction mark."""
-    for form in forms:
+    """`text` with every one of `forms` replaced by the redaction mark, longest first (a form may
+    hold a shorter one: a secret ending in a backslash is the start of its JSON-escaped form)."""
+    for form in sorted(forms, key=len, reverse=True):
         if form and form in text:
             text = text.replace(form, REDACTED)
     return text

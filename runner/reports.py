@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from runner.journal import AttemptRow, TaskRow
 from runner.models import TaskState
@@ -55,13 +56,19 @@ def status_json(rows: Iterable[TaskRow]) -> str:
     return json.dumps([status_record(r) for r in rows], indent=2, ensure_ascii=False)
 
 
+def cell(value: object) -> Text:
+    """A table cell shown as it is: journal text (server messages, names, the redaction mark) is
+    never read as rich markup, which would hide `[redacted]` and fail on a stray `[/x]`."""
+    return Text("" if value is None else str(value))
+
+
 def status_table(console: Console, rows: Sequence[TaskRow]) -> None:
     table = Table(title=f"{len(rows)} tasks")
     for name in STATUS_FIELDS:
         table.add_column(name, overflow="fold")
     for row in rows:
         record = status_record(row)
-        table.add_row(*("" if record[f] is None else str(record[f]) for f in STATUS_FIELDS))
+        table.add_row(*(cell(record[f]) for f in STATUS_FIELDS))
     console.print(table)
 
 
@@ -90,12 +97,11 @@ def plan_table(console: Console, plan: Plan) -> None:
     for name in ("region", "project_id", "name", "action", "reason"):
         table.add_column(name)
     for a in plan.actions:
-        table.add_row(
-            a.spec.key.region, str(a.spec.key.project_id), a.spec.key.name, a.kind.value, a.reason
-        )
+        key = a.spec.key
+        table.add_row(*map(cell, (key.region, key.project_id, key.name, a.kind.value, a.reason)))
     console.print(table)
     totals = ", ".join(f"{k.value} {v}" for k, v in plan.totals().items())
-    console.print(f"totals: {totals}")
+    console.print(f"totals: {totals}", markup=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,13 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"totals": self.totals, "failures": self.failures, "timings": self.timings}
+
+
+def nearest_rank(ordered: Sequence[float], percent: int) -> float:
+    """The `percent`-th percentile of sorted values by the nearest-rank method: the smallest value
+    that at least `percent`% of them do not exceed (the ceil(percent/100 × n)-th, from 1)."""
+    rank = -(-percent * len(ordered) // 100)  # ceil in integers: no float rounding at the edges
+    return ordered[max(rank, 1) - 1]
 
 
 def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Report:
@@ -134,7 +147,7 @@ def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Rep
     if latencies:
         timings["latency_ms"] = {
             "p50": round(statistics.median(latencies), 1),
-            "p95": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))], 1),
+            "p95": round(nearest_rank(latencies, 95), 1),
             "max": round(latencies[-1], 1),
         }
     if attempts:
@@ -170,13 +183,13 @@ def report_table(console: Console, report: Report) -> None:
     totals.add_column("state")
     totals.add_column("tasks", justify="right")
     for state, count in report.totals.items():
-        totals.add_row(state, str(count))
+        totals.add_row(cell(state), cell(count))
     console.print(totals)
     if report.failures:
         failures = Table(title="failures by error code")
         for name in ("error_code", "count", "example_message"):
             failures.add_column(name, overflow="fold")
         for f in report.failures:
-            failures.add_row(f["error_code"], str(f["count"]), f["example_message"] or "")
+            failures.add_row(cell(f["error_code"]), cell(f["count"]), cell(f["example_message"]))
         console.print(failures)
-    console.print(f"timings: {json.dumps(report.timings)}")
+    console.print(f"timings: {json.dumps(report.timings)}", markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -17,28 +18,41 @@ log = get_logger("runner.progress")
 
 
 class RunProgress:
-    """Counts finished tasks; shows a bar when stderr is a terminal, else logs every few seconds."""
+    """Counts finished tasks; shows a bar when stderr is a terminal, else logs every few seconds.
+
+    `console` replaces stderr (the bar is shown when it is a terminal), `clock` the monotonic
+    clock that paces the log lines: both for tests.
+    """
 
     def __init__(
-        self, total: int, *, enabled: bool = True, interval: float = 5.0, label: str = "creating"
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        interval: float = 5.0,
+        label: str = "creating",
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = total
         self.label = label
         self.done = 0
         self.outcomes: Counter[str] = Counter()
         self._interval = interval
-        self._last_log = time.monotonic()
+        self._clock = clock
+        self._last_log = clock()
         self._bar: Progress | None = None
         self._task_id: object = None
         self._enabled = enabled and total > 0
-        if self._enabled and sys.stderr.isatty():
+        on_terminal = sys.stderr.isatty() if console is None else console.is_terminal
+        if self._enabled and on_terminal:
             self._bar = Progress(
                 TextColumn(label),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[detail]}"),
                 TimeRemainingColumn(),
-                console=Console(file=sys.stderr),
+                console=console or Console(file=sys.stderr),
                 transient=True,
             )
 
@@ -64,7 +78,7 @@ class RunProgress:
             detail = " ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
             self._bar.update(self._task_id, advance=1, detail=detail)  # type: ignore[arg-type]
             return
-        now = time.monotonic()
+        now = self._clock()
         if self._enabled and (now - self._last_log >= self._interval or self.done == self.total):
             self._last_log = now
             log.info(
@@ -76,5 +90,7 @@ class RunProgress:
             )
 
 
-def make_progress(total: int, *, enabled: bool = True, label: str = "creating") -> RunProgress:
-    return RunProgress(total, enabled=enabled, label=label)
+def make_progress(
+    total: int, *, enabled: bool = True, label: str = "creating", console: Console | None = None
+) -> RunProgress:
+    return RunProgress(total, enabled=enabled, label=label, console=console)

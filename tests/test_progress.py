@@ -1,0 +1,108 @@
+"""The progress display of long phases: a bar on a terminal, a periodic log line elsewhere,
+nothing when disabled; finished tasks counted per outcome."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+
+from runner.clock import FakeClock
+from runner.commands.progress import RunProgress, make_progress
+from runner.models import TaskKey
+
+KEYS = [TaskKey("cn-shanghai", 100 + i, "t") for i in range(10)]
+
+
+def terminal() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=True, width=120), out
+
+
+def pipe() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=False, width=120), out
+
+
+def log_lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def finish(progress: RunProgress, *outcomes: str) -> None:
+    for key, outcome in zip(KEYS, outcomes, strict=False):
+        progress.task_finished(key, outcome)
+
+
+def test_disabled_progress_is_silent_but_still_counts(quiet_logs: io.StringIO) -> None:
+    """enabled=False (--no-progress): no bar even on a terminal, no log line; counts are kept."""
+    console, out = terminal()
+    with make_progress(3, enabled=False, console=console) as progress:
+        finish(progress, "created", "created", "failed")
+    assert out.getvalue() == ""
+    assert quiet_logs.getvalue() == ""
+    assert (progress.done, dict(progress.outcomes)) == (3, {"created": 2, "failed": 1})
+
+
+def test_nothing_to_do_is_silent(quiet_logs: io.StringIO) -> None:
+    """A phase with no tasks shows no bar and logs nothing, even when enabled."""
+    console, out = terminal()
+    with make_progress(0, console=console):
+        pass
+    assert out.getvalue() == ""
+    assert quiet_logs.getvalue() == ""
+
+
+def test_off_a_terminal_the_last_task_logs_one_line_with_counts(quiet_logs: io.StringIO) -> None:
+    """Not on a terminal, no bar is drawn; the last finished task logs one `progress` line with
+    the phase, done/total and a count per outcome."""
+    console, out = pipe()
+    with make_progress(3, console=console, label="starting") as progress:
+        finish(progress, "started", "not started", "started")
+    assert out.getvalue() == ""
+    [line] = log_lines(quiet_logs)
+    assert {k: v for k, v in line.items() if k != "timestamp"} == {
+        "event": "progress",
+        "level": "info",
+        "phase": "starting",
+        "done": 3,
+        "total": 3,
+        "started": 2,
+        "not started": 1,
+    }
+
+
+def test_off_a_terminal_lines_come_every_interval(quiet_logs: io.StringIO) -> None:
+    """Between the first and the last task, a line is logged once `interval` seconds have passed
+    since the previous one, never more often."""
+    clock = FakeClock(start=0.0)
+    with RunProgress(10, console=pipe()[0], interval=5.0, clock=clock.monotonic) as progress:
+        for now in (0.0, 4.9, 5.0, 6.0, 9.9, 10.0, 10.1, 10.2, 10.3, 10.4):
+            clock.now = now
+            finish(progress, "created")
+    lines = log_lines(quiet_logs)
+    assert [(line["done"], line["created"]) for line in lines] == [(3, 3), (6, 6), (10, 10)]
+
+
+def test_default_console_is_stderr_and_off_a_terminal_it_logs(quiet_logs: io.StringIO) -> None:
+    """Without an injected console the choice follows stderr: under pytest it is no terminal, so
+    progress is a log line, not a bar."""
+    with make_progress(2) as progress:
+        finish(progress, "downloaded", "present")
+    [line] = log_lines(quiet_logs)
+    assert (line["done"], line["downloaded"], line["present"]) == (2, 1, 1)
+
+
+def test_on_a_terminal_a_bar_shows_counts_and_nothing_is_logged(quiet_logs: io.StringIO) -> None:
+    """On a terminal, a bar with the label, done/total and a count per outcome is drawn on the
+    console (and cleared at the end); no log lines are written."""
+    console, out = terminal()
+    with make_progress(3, console=console, label="creating") as progress:
+        finish(progress, "created", "failed", "created")
+    drawn = out.getvalue()
+    assert "creating" in drawn
+    assert "3/3" in drawn
+    assert "created 2 failed 1" in drawn
+    assert quiet_logs.getvalue() == ""
+    assert (progress.done, dict(progress.outcomes)) == (3, {"created": 2, "failed": 1})
