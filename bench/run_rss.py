@@ -71,7 +71,9 @@ def main() -> int:
     print(f"`runner run` as a process, {CONCURRENCY} workers, simulator in another process")
     for p in (small, large):
         rate = p.tasks / p.seconds
-        print(f"{p.tasks:>8,} tasks: peak RSS {p.rss_mb:6.1f} MB, {p.seconds:6.1f} s ({rate:.0f}/s)")
+        print(
+            f"{p.tasks:>8,} tasks: peak RSS {p.rss_mb:6.1f} MB, {p.seconds:6.1f} s ({rate:.0f}/s)"
+        )
     per_task = (large.rss_mb - small.rss_mb) * 1024 * 1024 / (large.tasks - small.tasks)
     print(f"growth per extra task: {per_task:.0f} B (limit {MAX_BYTES_PER_TASK:.0f} B)")
     print(f"limit: {MAX_MB:.0f} MB for {large.tasks:,} tasks")
