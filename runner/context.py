@@ -68,7 +68,7 @@ class Stops:
             self.first = error
 
     def is_stopped(self, account: str, region: str) -> bool:
-        return (account, region) in self._by_scope
+        return self.first is not None and (account, region) in self._by_scope
 
 
 @dataclass(slots=True)

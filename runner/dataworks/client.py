@@ -138,6 +138,7 @@ class DataWorksClient:
         self._now = now
         self._nonce = nonce
         self._places: dict[str, tuple[str, str]] = {}
+        self._stamp: tuple[int, str] = (-1, "")
 
     @property
     def account(self) -> str:
@@ -249,6 +250,14 @@ class DataWorksClient:
     def _error(self, kind: ErrorKind, code: str, message: str) -> ApiError:
         return ApiError(kind, code, clean_message(message, self._secrets()))
 
+    def _timestamp(self) -> str:
+        """The signing timestamp of now; formatted once per second."""
+        now = self._now()
+        second = int(now.timestamp())
+        if second != self._stamp[0]:
+            self._stamp = (second, signing.timestamp_of(now))
+        return self._stamp[1]
+
     def _place(self, region: str) -> tuple[str, str]:
         """A region's base URL and host, worked out once."""
         place = self._places.get(region)
@@ -267,7 +276,7 @@ class DataWorksClient:
             api_version=action.version,
             body_params=params,
             credentials=self._credentials,
-            timestamp=signing.timestamp_of(self._now()),
+            timestamp=self._timestamp(),
             nonce=self._nonce(),
         )
         return HttpRequest(

@@ -108,6 +108,7 @@ class AiohttpTransport(_OneSession):
 
     def __init__(self, *, limit: int = 100) -> None:
         super().__init__(limit=limit)
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
@@ -120,19 +121,22 @@ class AiohttpTransport(_OneSession):
 
     async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         session = self._open_session()
-        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+        client_timeout = self._timeouts.get(timeout)
+        if client_timeout is None:
+            client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+            self._timeouts[timeout] = client_timeout
         try:
             async with session.request(
                 request.method,
                 URL(request.url, encoded=True),
-                headers=dict(request.headers),
+                headers=request.headers,
                 data=request.body or None,
                 timeout=client_timeout,
                 allow_redirects=False,
             ) as resp:
                 body = await resp.read()
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return HttpResponse(resp.status, headers, body)
+                # case-insensitive, so lower-case names find their headers
+                return HttpResponse(resp.status, resp.headers, body)
         except aiohttp.ClientSSLError as exc:
             # the handshake may have failed after bytes were sent: treat as unknown
             raise ExchangeError(f"TLS error: {exc}") from exc
