@@ -195,6 +195,13 @@ def report(journal: Path, fmt: str) -> None:
 @click.option(
     "--missing-project", "missing_projects", type=int, multiple=True, help="Unknown project id."
 )
+@click.option(
+    "--apply-lag",
+    type=float,
+    default=0.0,
+    help="Seconds before an accepted create shows in reads and takes its name.",
+)
+@click.option("--max-page-size", type=int, help="ListMigrations serves at most this many a page.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def sim(**options: Any) -> None:
     """Serve the DataWorks simulator on 127.0.0.1."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runner.attempt import Policy, read
+from runner.attempt import Policy, Unresolved, read
 from runner.context import RunContext
 from runner.dataworks.actions import GET_SUMMARY, LIST
 from runner.models import Migration, MigrationPage, Summary, TaskKey
@@ -19,6 +19,10 @@ SUMMARY_POLICY = Policy("summary", GET_SUMMARY)
 POLL_SUMMARY_POLICY = Policy("summary", GET_SUMMARY, record_success=False)
 
 
+class Incomplete(Unresolved):
+    """A listing that could not be shown to hold every task: nothing is absent on its word."""
+
+
 async def scan_exports(
     ctx: RunContext,
     key: TaskKey,
@@ -27,21 +31,42 @@ async def scan_exports(
     policy: Policy = LIST_POLICY,
 ) -> None:
     """Read the export migrations of `key`'s workspace page by page, until `until(page, seen)`
-    says enough or every one was seen. Stops on what was seen, not on the echoed page size,
-    which a server may cap. Raises Unresolved when a page cannot be read."""
-    seen = 0
+    says enough or every one was seen.
+
+    Returning without `until` saying enough means every task of the workspace was seen: the
+    pages held TotalCount distinct tasks. Anything that leaves that in doubt raises Incomplete:
+    no TotalCount, a TotalCount that shrinks, an id on two pages, a short page before the end,
+    or the page-number limit. A page size the service caps (it echoes a smaller one: the docs
+    allow it) is followed from then on. Raises Unresolved when a page cannot be read.
+    """
     client = ctx.client
+    ids: set[int] = set()
+    size = LIST_PAGE_SIZE
+    total: int | None = None
     for page_number in range(1, LIST_MAX_PAGES + 1):
 
-        async def call(n: int = page_number) -> MigrationPage:
+        async def call(n: int = page_number, size: int = size) -> MigrationPage:
             return await client.list_migrations(
-                key.region, key.project_id, page_number=n, page_size=LIST_PAGE_SIZE
+                key.region, key.project_id, page_number=n, page_size=size
             )
 
         page = await read(ctx, key, policy, call)
-        seen += len(page.migrations)
-        if until(page, seen) or not page.migrations or seen >= page.total_count:
+        if page.total_count is None or (total is not None and page.total_count < total):
+            raise Incomplete(key, "ListMigrations gave no TotalCount, or a smaller one")
+        total = page.total_count
+        if page_number == 1 and page.page_size is not None and 0 < page.page_size < size:
+            size = page.page_size  # capped: page on at the size the service serves
+        before = len(ids)
+        ids.update(m.migration_id for m in page.migrations)
+        if len(ids) != before + len(page.migrations):
+            raise Incomplete(key, "ListMigrations pages overlap")
+        if until(page, len(ids)):
             return
+        if len(ids) >= total:
+            return
+        if len(page.migrations) < size:
+            raise Incomplete(key, f"ListMigrations ended at {len(ids)} of {total} tasks")
+    raise Incomplete(key, f"more than {LIST_MAX_PAGES} pages of export tasks")
 
 
 async def read_summary(

@@ -142,8 +142,8 @@ class Migration:
 class MigrationPage:
     migrations: tuple[Migration, ...]
     page_number: int
-    page_size: int
-    total_count: int
+    page_size: int | None  # as echoed; None when the answer did not say
+    total_count: int | None  # None when the answer did not say
     request_id: str | None = None
 
 

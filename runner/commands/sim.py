@@ -49,6 +49,8 @@ class SimOptions:
     latency: float = 0.0
     hang_seconds: float = 30.0
     missing_projects: tuple[int, ...] = ()
+    apply_lag: float = 0.0
+    max_page_size: int | None = None
 
     def faults(self) -> Faults:
         """The fault settings (ValueError when one is out of range)."""

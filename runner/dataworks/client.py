@@ -361,6 +361,10 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return millis / 1000.0 if millis > 0 else None
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _parse_page(body: Mapping[str, Any]) -> MigrationPage:
     try:
         return _page(body)
@@ -394,7 +398,7 @@ def _page(body: Mapping[str, Any]) -> MigrationPage:
     return MigrationPage(
         migrations=migrations,
         page_number=int(data.get("PageNumber", 1)),
-        page_size=int(data.get("PageSize", len(migrations))),
-        total_count=int(data.get("TotalCount", len(migrations))),
+        page_size=_optional_int(data.get("PageSize")),
+        total_count=_optional_int(data.get("TotalCount")),
         request_id=_request_id(body),
     )

@@ -147,7 +147,7 @@ class WaitPhase:
         def until(page: MigrationPage, seen: int) -> bool:
             found.update((m.migration_id, m) for m in page.migrations if m.migration_id in wanted)
             missing = len(wanted) - len(found)
-            if not missing or not page.migrations:
+            if not missing or not page.migrations or page.total_count is None:
                 return True
             pages_left = -(-(page.total_count - seen) // len(page.migrations))
             return pages_left >= missing

@@ -107,6 +107,8 @@ class _Simulator:
             missing_projects=frozenset(config.faults.missing_projects),
             url_secret=f"runner-sim-{config.seed}".encode(),
             unique_names=config.unique_names,
+            apply_lag=config.faults.apply_lag,
+            max_page_size=config.faults.max_page_size,
         )
         self.throttle = Throttle(config.faults)
         self.rng = random.Random(config.seed)

@@ -36,6 +36,8 @@ class Faults:
     hang_seconds: float = 30.0
     missing_projects: frozenset[int] = field(default_factory=frozenset)
     faults_on_reads: bool = False  # error/timeout/reset also on the read operations
+    apply_lag: float = 0.0  # an accepted create shows in reads (and takes its name) this late
+    max_page_size: int | None = None  # ListMigrations serves, and echoes, at most this page size
 
     def __post_init__(self) -> None:
         rates = ("error_rate", "timeout_rate", "reset_rate", "applied_error_rate")
@@ -49,8 +51,10 @@ class Faults:
             raise ValueError("qps_limit must be at least 1")
         if self.daily_quota is not None and self.daily_quota < 0:
             raise ValueError("daily_quota must not be negative")
-        if min(self.latency, self.latency_jitter, self.hang_seconds) < 0:
-            raise ValueError("latency, latency_jitter and hang_seconds must not be negative")
+        if min(self.latency, self.latency_jitter, self.hang_seconds, self.apply_lag) < 0:
+            raise ValueError("latency, latency_jitter, hang_seconds and apply_lag must be >= 0")
+        if self.max_page_size is not None and self.max_page_size < 1:
+            raise ValueError("max_page_size must be at least 1")
 
 
 class Fault(enum.StrEnum):

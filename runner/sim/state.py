@@ -80,6 +80,7 @@ class MigrationRecord:
     will_fail: bool = False
     updated_at: float = 0.0
     end_status: str | None = None  # a failed end other than the type's error (e.g. REVOKED)
+    visible_at: float = 0.0  # before this, reads do not show it and its name is free (apply lag)
 
     def finished(self, now: float, duration: float) -> bool:
         return self.started_at is not None and now >= self.started_at + duration
@@ -174,6 +175,8 @@ class DataWorksState:
     missing_projects: frozenset[int] = frozenset()
     url_secret: bytes = b"sim-download-secret"
     unique_names: bool = True  # False: a second task with a taken name is made (and counted)
+    apply_lag: float = 0.0  # seconds before an accepted create shows in reads and takes its name
+    max_page_size: int | None = None  # ListMigrations serves at most this many a page
     duplicates: int = 0
     next_id: int = FIRST_MIGRATION_ID
     migrations: dict[int, MigrationRecord] = field(default_factory=dict)
@@ -187,9 +190,9 @@ class DataWorksState:
             raise project_not_found()
         return project_id
 
-    def _record(self, project_id: int, migration_id: int) -> MigrationRecord:
+    def _record(self, project_id: int, migration_id: int, now: float) -> MigrationRecord:
         record = self.migrations.get(migration_id)
-        if record is None or record.project_id != project_id:
+        if record is None or record.project_id != project_id or now < record.visible_at:
             raise SimError(
                 400,
                 "Invalid.Param",
@@ -238,15 +241,16 @@ class DataWorksState:
         access_key_id: str,
     ) -> MigrationRecord:
         key = (project_id, migration_type, name)
-        if key in self.names and not self.unique_names:
-            self.duplicates += 1
-        elif key in self.names:
+        taken = self.names.get(key)
+        if taken is not None and self.unique_names and now >= self.migrations[taken].visible_at:
             kind = "export" if migration_type == EXPORT else "import"
             raise SimError(
                 400,
                 "Invalid.Param",
                 f"The {kind} task name '{name}' already exists in project {project_id}.",
             )
+        if taken is not None:
+            self.duplicates += 1
         record = MigrationRecord(
             migration_id=self.next_id,
             project_id=project_id,
@@ -257,6 +261,7 @@ class DataWorksState:
             created_at=now,
             updated_at=now,
             create_user=user_of(access_key_id),
+            visible_at=now + self.apply_lag,
         )
         self.next_id += 1
         self.migrations[record.migration_id] = record
@@ -269,7 +274,7 @@ class DataWorksState:
         """Start a task: (Data, ErrorMessage). A task that already ran is not started again."""
         project_id = self.project(params)
         migration_id = parse_int(params, "MigrationId", low=2)
-        record = self._record(project_id, migration_id)
+        record = self._record(project_id, migration_id, now)
         if record.started_at is not None:
             status = record.summary_status(now, self.duration)
             return False, f"The migration task {migration_id} is already {status}."
@@ -284,7 +289,7 @@ class DataWorksState:
         self, params: Mapping[str, str], now: float, base_url: str
     ) -> dict[str, Any]:
         project_id = self.project(params)
-        record = self._record(project_id, parse_int(params, "MigrationId", low=1))
+        record = self._record(project_id, parse_int(params, "MigrationId", low=1), now)
         data: dict[str, Any] = {
             "MigrationId": record.migration_id,
             "Name": record.name,
@@ -302,7 +307,7 @@ class DataWorksState:
 
     def get_migration_process(self, params: Mapping[str, str], now: float) -> list[dict[str, str]]:
         project_id = self.project(params)
-        record = self._record(project_id, parse_int(params, "MigrationId", low=1))
+        record = self._record(project_id, parse_int(params, "MigrationId", low=1), now)
         steps = EXPORT_STEPS if record.migration_type == EXPORT else IMPORT_STEPS
         if record.started_at is None:
             statuses = ["INIT"] * len(steps)
@@ -326,6 +331,8 @@ class DataWorksState:
         migration_type = parse_enum(params, "MigrationType", MIGRATION_TYPES)
         page_number = parse_int(params, "PageNumber", low=1, high=100, default=1)
         page_size = parse_int(params, "PageSize", low=10, high=100, default=10)
+        if self.max_page_size is not None:
+            page_size = min(page_size, self.max_page_size)  # served, and echoed, capped
         owner = params.get("Owner") or None
         matching = sorted(
             (
@@ -333,6 +340,7 @@ class DataWorksState:
                 for r in self.migrations.values()
                 if r.project_id == project_id
                 and r.migration_type == migration_type
+                and now >= r.visible_at
                 and (owner is None or r.create_user == owner)
             ),
             key=lambda r: r.migration_id,
