@@ -4,11 +4,16 @@ Each bucket hands out evenly spaced send slots (virtual scheduling, as in GCRA):
 the next free slot and sleeps until it. Waiters are served in arrival order, and a cancelled
 waiter costs nothing but its slot. Throttled answers slow the bucket down (multiplicative
 decrease); successes bring it back towards the configured rate (additive increase).
+
+`cubic_rate` is the CUBIC curve (as in the AWS SDKs' adaptive retry mode) as a pure function of
+the time since a cut, and `RateMeter` measures the send rate over the last couple of seconds.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from collections import deque
 from dataclasses import dataclass
 
 from runner.clock import Clock
@@ -27,6 +32,54 @@ class BucketKey:
 
 
 CUT_COOLDOWN = 1.0  # seconds between two rate cuts
+BETA = 0.7  # the rate is cut to BETA x W_max on news of a throttle
+CUBIC_C = 0.4  # curve steepness, (requests/s) per s^3: about 1.8 s back to W_max = 8/s
+METER_WINDOW = 2.0  # seconds of sends the measured rate is taken over
+_EPSILON = 1e-9
+
+
+def cubic_rate(elapsed: float, w_max: float, *, beta: float = BETA, c: float = CUBIC_C) -> float:
+    """The CUBIC window as a rate: `elapsed` seconds after a cut from `w_max`.
+
+    W(t) = c·(t − K)³ + w_max with K = ∛(w_max·(1 − beta)/c): it starts at beta·w_max, climbs
+    concavely to w_max at t = K, stays near it, then rises convexly above it.
+    """
+    if w_max <= 0:
+        raise ValueError("w_max must be > 0")
+    if not 0 < beta < 1 or c <= 0:
+        raise ValueError("need 0 < beta < 1 and c > 0")
+    k = math.cbrt(w_max * (1 - beta) / c)
+    t = max(0.0, elapsed)
+    return c * (t - k) ** 3 + w_max
+
+
+class RateMeter:
+    """The send rate over the last `window` seconds (and at least the last two sends)."""
+
+    def __init__(self, window: float = METER_WINDOW) -> None:
+        self._window = window
+        self._times: deque[float] = deque()
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float | None:
+        """Sends per second, or None before there are two sends to measure between.
+
+        The spacing between the oldest and the newest send kept gives the rate of paced sends
+        exactly; the time from the oldest until now bounds it once the sends have stopped."""
+        self._trim(now)
+        times = self._times
+        if len(times) < 2:
+            return None
+        spacing = (len(times) - 1) / max(times[-1] - times[0], _EPSILON)
+        return min(spacing, len(times) / max(now - times[0], _EPSILON))
+
+    def _trim(self, now: float) -> None:
+        times = self._times
+        while len(times) > 2 and times[0] < now - self._window:
+            times.popleft()
 
 
 class Bucket:
