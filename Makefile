@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_overhead.py
 	$(BIN)/python bench/run_memory.py
 	$(BIN)/python bench/rate_limit.py
+	$(BIN)/python bench/adaptive_rate.py
 
 clean:
 	rm -rf $(VENV) .runner .mypy_cache .pytest_cache .ruff_cache
