@@ -1,14 +1,35 @@
-"""Rate limiting: one pacing bucket per (account, region, read|write), on an injected clock.
+"""Rate limiting: an adaptive pacing bucket per (account, region, read|write), on an injected clock.
 
-Each bucket hands out evenly spaced send slots (virtual scheduling, as in GCRA): a caller takes
-the next free slot and sleeps until it. Waiters are served in arrival order, and a cancelled
-waiter costs nothing but its slot. Throttled answers slow the bucket down (multiplicative
-decrease); successes bring it back towards the configured rate (additive increase).
+Pacing. A bucket is a token bucket refilled at its current `rate` and holding at most `burst`
+tokens (one by default, so sends are evenly spaced). Callers of `acquire` queue on a fair lock and
+only the head of the queue waits on the clock; when it wakes it looks again, so a rate cut or a
+pause that arrives while it sleeps applies to the very next send, not only to later callers. A
+head that wakes late is given its slot as of when it was due (up to LATE_CREDIT of an interval
+back), so timer lateness does not slow the pace. A cancelled waiter costs nothing. The configured
+rate is a hard ceiling: the bucket never refills faster than it, so no second holds more than
+rate + burst sends.
+
+Adaptation (CUBIC, after the AWS SDKs' adaptive retry mode). Until the first throttled answer the
+bucket paces at the configured rate. A throttled answer is news when it answers a request granted
+after the last cut and MIN_CUT_GAP has passed since that cut, or when CUT_COOLDOWN has passed
+whatever it answers: answers to requests already in flight at a cut repeat what the cut acted on,
+and a burst of refusals (as a limit counted per calendar second gives) must not cut the rate to
+nothing. News records the rate it hit, W_max: the send rate measured over the last METER_WINDOW
+seconds, or the allowed rate if lower; the rate is cut to BETA x W_max. Each success then moves
+the rate along the cubic curve `cubic_rate` from that cut: back up to W_max in K seconds, flat
+near it, then probing above it, slowly at first and faster the longer nothing is throttled.
+Growth never takes the rate above GROWTH_CAP times the measured send rate, so a bucket that is
+not kept busy does not bank an allowed rate it has never tried. An x-acs-retry-after pause
+(clamped to MAX_PAUSE) holds the bucket, besides the cut.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
+
+import anyio
 
 from runner.clock import Clock
 from runner.models import Access
@@ -23,11 +44,63 @@ class BucketKey:
     access: Access
 
 
-CUT_COOLDOWN = 1.0  # seconds between two rate cuts
+BETA = 0.7  # the rate is cut to BETA x W_max on news of a throttle
+CUBIC_C = 0.4  # curve steepness, (requests/s) per s^3: about 1.8 s back to W_max = 8/s
+GROWTH_CAP = 2.0  # the allowed rate grows to at most this many times the measured send rate
+CUT_COOLDOWN = 1.0  # seconds after which a throttled answer is news whatever was in flight
+MIN_CUT_GAP = 0.2  # seconds between two cuts at least, however fresh the news
+LATE_CREDIT = 0.5  # of an interval: how late a woken caller's slot may be dated back
+MAX_PAUSE = 60.0  # longest pause a retry-after may impose, seconds
+METER_WINDOW = 2.0  # seconds of sends the measured rate is taken over
+_EPSILON = 1e-9
+
+
+def cubic_rate(elapsed: float, w_max: float, *, beta: float = BETA, c: float = CUBIC_C) -> float:
+    """The CUBIC window as a rate: `elapsed` seconds after a cut from `w_max`.
+
+    W(t) = c·(t − K)³ + w_max with K = ∛(w_max·(1 − beta)/c): it starts at beta·w_max, climbs
+    concavely to w_max at t = K, stays near it, then rises convexly above it.
+    """
+    if w_max <= 0:
+        raise ValueError("w_max must be > 0")
+    if not 0 < beta < 1 or c <= 0:
+        raise ValueError("need 0 < beta < 1 and c > 0")
+    k = math.cbrt(w_max * (1 - beta) / c)
+    t = max(0.0, elapsed)
+    return c * (t - k) ** 3 + w_max
+
+
+class RateMeter:
+    """The send rate over the last `window` seconds (and at least the last two sends)."""
+
+    def __init__(self, window: float = METER_WINDOW) -> None:
+        self._window = window
+        self._times: deque[float] = deque()
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float | None:
+        """Sends per second, or None before there are two sends to measure between.
+
+        The spacing between the oldest and the newest send kept gives the rate of paced sends
+        exactly; the time from the oldest until now bounds it once the sends have stopped."""
+        self._trim(now)
+        times = self._times
+        if len(times) < 2:
+            return None
+        spacing = (len(times) - 1) / max(times[-1] - times[0], _EPSILON)
+        return min(spacing, len(times) / max(now - times[0], _EPSILON))
+
+    def _trim(self, now: float) -> None:
+        times = self._times
+        while len(times) > 2 and times[0] < now - self._window:
+            times.popleft()
 
 
 class Bucket:
-    """Paces requests to `rate` per second, allowing a burst of `burst` back-to-back sends."""
+    """Paces requests to an adaptive `rate` per second, never above the configured one."""
 
     def __init__(
         self,
@@ -36,51 +109,126 @@ class Bucket:
         *,
         burst: int = 1,
         min_rate: float = 0.2,
-        recovery: float = 0.02,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0")
         self._clock = clock
         self.max_rate = rate
         self.rate = rate
-        self._burst = max(1, burst)
-        self._min_rate = min(min_rate, rate)
-        self._recovery = recovery  # fraction of max_rate regained per success
-        self._next_slot = clock.monotonic()
-        self._last_cut = float("-inf")
         self.throttled = 0
+        self._burst = float(max(1, burst))
+        self._min_rate = min(min_rate, rate)
+        now = clock.monotonic()
+        self._tokens = self._burst
+        self._updated = now
+        self._paused_until = now
+        self._lock = anyio.Lock()
+        self._meter = RateMeter()
+        # CUBIC state: None until the first throttled answer
+        self.w_max: float | None = None
+        self._cut_at = now
+        # throttles answering a request granted before the last cut repeat old news
+        self._grants = 0
+        self._answers = 0
+        self._grants_at_cut = 0
+
+    # -- pacing --------------------------------------------------------------------------------
+
+    def _refill(self, now: float) -> None:
+        start = max(self._updated, self._paused_until)
+        if now > start:
+            self._tokens = min(self._burst, self._tokens + (now - start) * self.rate)
+        self._updated = max(self._updated, now)
+
+    def _wait(self, now: float) -> float:
+        """Seconds until a token is there (refilled up to `now` already)."""
+        shortfall = 1.0 - self._tokens
+        ready = max(now, self._paused_until)
+        if shortfall > _EPSILON:
+            ready += shortfall / self.rate
+        return max(0.0, ready - now)
+
+    def _grant(self, now: float) -> None:
+        self._tokens -= 1.0
+        self._grants += 1
+        self._meter.record(now)
 
     def reserve(self) -> float:
-        """Take the next send slot and return how long the caller must wait for it."""
+        """Take the next send slot and return how long the caller must wait for it.
+
+        The slot is fixed at the rate of the moment; `acquire` is the way to send, as it looks
+        again when it wakes."""
         now = self._clock.monotonic()
-        interval = 1.0 / self.rate
-        earliest = now - (self._burst - 1) * interval
-        slot = max(self._next_slot, earliest)
-        self._next_slot = slot + interval
-        return max(0.0, slot - now)
+        self._refill(now)
+        delay = self._wait(now)
+        self._grant(now + delay)
+        return delay
 
     async def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await self._clock.sleep(delay)
+        """Wait for a send slot. Callers are served in arrival order.
+
+        A caller that slept for its slot and woke late is granted the slot as of when it was
+        due, up to LATE_CREDIT of an interval back, so timer lateness does not slow the pace."""
+        async with self._lock:
+            due: float | None = None
+            while True:
+                now = self._clock.monotonic()
+                if due is not None and due < now:
+                    at = max(due, now - LATE_CREDIT / self.rate)
+                    self._refill(at)
+                    if self._wait(at) <= 0:
+                        self._grant(at)
+                        return
+                self._refill(now)
+                delay = self._wait(now)
+                if delay <= 0:
+                    self._grant(now)
+                    return
+                due = now + delay
+                await self._clock.sleep(delay)
+
+    def _set_rate(self, rate: float, now: float) -> None:
+        self._refill(now)  # tokens earned so far were earned at the old rate
+        self.rate = min(self.max_rate, max(self._min_rate, rate))
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def _answered(self) -> None:
+        self._answers = min(self._answers + 1, self._grants)
 
     def on_throttled(self, retry_after: float | None = None) -> None:
-        """The server said slow down: halve the rate and pause the bucket if told how long.
-
-        Answers to requests that were already in flight say the same thing again, so the rate is
-        cut at most once per second.
-        """
+        """The server said slow down: cut the rate (once per news) and pause if told how long."""
         self.throttled += 1
+        self._answered()
         now = self._clock.monotonic()
-        if now - self._last_cut >= CUT_COOLDOWN:
-            self._last_cut = now
-            self.rate = max(self._min_rate, self.rate / 2)
-        if retry_after:
-            self._next_slot = max(self._next_slot, self._clock.monotonic() + retry_after)
+        if retry_after is not None and retry_after > 0:
+            self._refill(now)  # no token accrues while paused
+            self._paused_until = max(self._paused_until, now + min(retry_after, MAX_PAUSE))
+        if self.w_max is not None and not self._is_news(now):
+            return
+        measured = self._meter.rate(now)
+        hit = self.rate if measured is None else min(self.rate, measured)
+        self.w_max = max(hit, self._min_rate)
+        self._cut_at = now
+        self._grants_at_cut = self._grants
+        self._set_rate(BETA * self.w_max, now)
+
+    def _is_news(self, now: float) -> bool:
+        since = now - self._cut_at
+        fresh = self._answers > self._grants_at_cut  # answers a request granted after the cut
+        return (fresh and since >= MIN_CUT_GAP) or since >= CUT_COOLDOWN
 
     def on_success(self) -> None:
-        if self.rate < self.max_rate:
-            self.rate = min(self.max_rate, self.rate + self.max_rate * self._recovery)
+        """An answer that was not throttled: move the rate along the curve since the last cut."""
+        self._answered()
+        if self.w_max is None:
+            return
+        now = self._clock.monotonic()
+        target = cubic_rate(now - self._cut_at, self.w_max)
+        measured = self._meter.rate(now)
+        if measured is not None:
+            target = min(target, max(self.rate, GROWTH_CAP * measured))
+        self._set_rate(target, now)
 
 
 class RateLimiter:
