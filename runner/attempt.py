@@ -33,6 +33,7 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"  # a permanent refusal
     GAVE_UP = "gave_up"  # out of attempts
     UNRESOLVED = "unresolved"  # a lookup could not be read: the outcome stays unknown
+    LOST = "lost"  # an answer was lost and a lookup did not see it yet: settle it later
     STOPPED = "stopped"  # the account/region is stopped by a fatal answer
 
 
@@ -51,6 +52,9 @@ class Policy:
     label: str  # the history's action name
     action: ApiAction | None
     settle_lost: bool = False  # a lost answer is settled by a lookup before any resend
+    # a lost send may show late: it is resent only once lookups over the visibility window all
+    # said absent; until then the loop returns LOST and the phase comes back after the window
+    visibility: bool = False
     on_refusal: OnRefusal = OnRefusal.FINAL
     record_success: bool = True  # successful attempts enter the history
 
@@ -62,6 +66,7 @@ class Result(Generic[T]):
     error: ApiError | None = None
     maybe_applied: bool = False  # some send may have been applied (lost or 5xx answer)
     sent: bool = False  # at least one request left in this loop
+    lost_at: float | None = None  # LOST: when the lost send left (clock time)
 
 
 class Unresolved(Exception):
@@ -86,16 +91,24 @@ async def attempt(
     intent: Op | None = None,
     done: Callable[[T], Sequence[Op]] | None = None,
     maybe_applied: bool = False,
+    visible_after: float | None = None,
 ) -> Result[T]:
     """Send until answered for good, as `policy` says.
 
     `intent` is committed once the send slot is ours and before each request leaves; `done(value)`
     ops are committed with the successful attempt's history, in one transaction. `settle` looks
     the work up and returns its value when it was applied. `maybe_applied` is true when an earlier
-    run's send may have been applied.
+    run's send may have been applied. With `visible_after` (clock time) the loop first waits until
+    then and looks: a send lost before is only resent once that last lookup says absent.
     """
     retry, clock, client = ctx.retry, ctx.clock, ctx.client
     action = policy.action
+    if visible_after is not None and settle is not None:
+        await clock.sleep(max(0.0, visible_after - clock.monotonic()))
+        found = await _settle(settle)
+        if found is not None:
+            return Result(found.outcome, found.value, maybe_applied=True)
+        maybe_applied = True
     sent = False
     for number in range(retry.max_attempts):
         if action is not None:
@@ -154,6 +167,10 @@ async def attempt(
                 found = await _settle(settle)
                 if found is not None:
                     return found._with(failed, maybe_applied)
+                if policy.visibility:
+                    return Result(
+                        Outcome.LOST, error=failed, maybe_applied=True, sent=True, lost_at=began
+                    )
         if retry.gives_up_after(number):
             return Result(Outcome.GAVE_UP, error=failed, maybe_applied=maybe_applied, sent=True)
         await clock.sleep(delay)

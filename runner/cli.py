@@ -107,6 +107,13 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     show_default=True,
     help="With --wait: seconds between two status reads of a task.",
 )
+@click.option(
+    "--visibility-window",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds a create whose answer was lost may take to show; it is resent only after.",
+)
 def run(**options: Any) -> None:
     """Create every task of the manifests that is not done yet; optionally start, wait, fetch."""
     from runner.commands import run as command

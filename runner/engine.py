@@ -14,7 +14,7 @@ from runner.dataworks.download import Downloader
 from runner.logs import get_logger
 from runner.models import Action, ApiError, TaskState
 from runner.phases import Stage
-from runner.phases.create import CreatePhase, CreateStats
+from runner.phases.create import DEFAULT_VISIBILITY_WINDOW, CreatePhase, CreateStats
 from runner.phases.download import DownloadPhase, DownloadStats
 from runner.phases.start import StartPhase, StartStats
 from runner.phases.tasks import LifecycleTask
@@ -35,6 +35,7 @@ class PhaseOptions:
     wait_timeout: float = 3600.0  # seconds, the whole wait
     poll_interval: float = 10.0  # seconds between two status reads of a task
     download_timeout: float = 60.0  # seconds to connect, and between two reads of a package
+    visibility_window: float = DEFAULT_VISIBILITY_WINDOW  # seconds a lost create may take to show
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,8 @@ async def run_phases(
             concurrency=options.concurrency,
             adopt_existing=options.adopt_existing,
             progress=bar,
+            visibility_window=options.visibility_window,
+            wall=wall,
         )
         await create.run(actions)
     create_requests = ctx.counts.requests

@@ -123,6 +123,7 @@ class Action:
     spec: ExportSpec
     reason: str = ""
     create_sent: bool = False  # the journal shows a create was sent for the task before
+    since: float | None = None  # RECONCILE: when the journal last heard of the create (epoch s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,9 @@ class JournalView(Protocol):
     @property
     def migration_id(self) -> int | None: ...
 
+    @property
+    def updated_at(self) -> float: ...
+
 
 class JournalRow(JournalView, Protocol):
     """A journal row with its key, as a merge in key order needs it."""
@@ -69,7 +72,12 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
             return Action(ActionKind.CREATE, spec, "new")
         return Action(ActionKind.CREATE, spec, "pending", create_sent=row.create_sent)
     if row.state is TaskState.IN_FLIGHT:
-        return Action(ActionKind.RECONCILE, spec, "outcome unknown: look the name up first")
+        return Action(
+            ActionKind.RECONCILE,
+            spec,
+            "outcome unknown: look the name up first",
+            since=row.updated_at,
+        )
     if row.state is TaskState.FAILED:
         if row.migration_id is not None:
             # created, then its start or export failed: the name is taken by a task that cannot
@@ -86,6 +94,7 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
                 ActionKind.RECONCILE,
                 spec,
                 f"failed before ({row.error_code or 'error'}) after a create was sent: look first",
+                since=row.updated_at,
             )
         return Action(ActionKind.RETRY, spec, f"failed before ({row.error_code or 'error'})")
     if row.state in DONE_STATES:

@@ -61,6 +61,9 @@ class FakeService:
         end_status: dict[str, str] | None = None,
         start_scripts: dict[str, list[Step]] | None = None,
         summary_scripts: dict[str, list[Step]] | None = None,
+        apply_lag: float = 0.0,
+        max_page_size: int | None = None,
+        page_filter: Callable[[MigrationPage], MigrationPage] | None = None,
     ) -> None:
         self.account = account
         self.scripts = scripts or {}
@@ -70,8 +73,13 @@ class FakeService:
         self.start_scripts = start_scripts or {}
         self.summary_scripts = summary_scripts or {}
         self.state = DataWorksState(
-            duration=export_duration, download_ttl=url_ttl, unique_names=unique_names
+            duration=export_duration,
+            download_ttl=url_ttl,
+            unique_names=unique_names,
+            apply_lag=apply_lag,
+            max_page_size=max_page_size,
         )
+        self.page_filter = page_filter  # what a misbehaving gateway does to a listing
         self.sim_stats = SimStats()
         service = Service(self.state, self.sim_stats, Faults(), random.Random(0))
         self._wall0 = time.time()
@@ -162,13 +170,14 @@ class FakeService:
         migration_type: str = "EXPORT",
     ) -> MigrationPage:
         self.lists += 1
-        return await self._client.list_migrations(
+        page = await self._client.list_migrations(
             region,
             project_id,
             page_number=page_number,
             page_size=page_size,
             migration_type=migration_type,
         )
+        return page if self.page_filter is None else self.page_filter(page)
 
     async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started:
         name = self.state.migrations[migration_id].name

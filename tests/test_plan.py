@@ -15,6 +15,7 @@ class Row:
     error_code: str | None = None
     create_sent: bool = False
     migration_id: int | None = None
+    updated_at: float = 0.0
 
 
 SPEC = ExportSpec(TaskKey("cn-shanghai", 2, "a"))

@@ -38,6 +38,7 @@ from runner.journal_writer import JournalWriter
 from runner.logs import REDACTOR, get_logger
 from runner.models import Action, ActionKind, Manifest
 from runner.phases import Stage
+from runner.phases.create import DEFAULT_VISIBILITY_WINDOW
 from runner.phases.tasks import LifecycleTask
 from runner.plan import SENDING, plan_in_order
 from runner.pool import PhaseProgress
@@ -69,6 +70,7 @@ class RunRequest:
     download: Path | None = None  # save the packages under this folder (implies wait)
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    visibility_window: float = DEFAULT_VISIBILITY_WINDOW
     seed: int | None = None  # the retry jitter's random source (tests)
 
     @property
@@ -86,6 +88,7 @@ class RunRequest:
             wait_timeout=self.wait_timeout,
             poll_interval=self.poll_interval,
             download_timeout=max(self.timeout, 30.0),
+            visibility_window=self.visibility_window,
         )
 
     def check(self) -> None:
@@ -98,6 +101,8 @@ class RunRequest:
             raise UsageError("--concurrency must be >= 1")
         if self.wait_timeout < 0:
             raise UsageError("--wait-timeout must be >= 0")
+        if self.visibility_window < 0:
+            raise UsageError("--visibility-window must be >= 0")
         if self.poll_interval <= 0:
             raise UsageError("--poll-interval must be > 0")
         download = self.download

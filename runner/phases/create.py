@@ -7,7 +7,8 @@ create may be ours (or with --adopt-existing), and fails otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
@@ -31,8 +32,21 @@ CREATE_POLICY = Policy(
     "create",
     CREATE_EXPORT,
     settle_lost=True,
+    visibility=True,
     on_refusal=OnRefusal.CHECK_IF_MAYBE_APPLIED,
 )
+# How long a create whose answer was lost may take to show in ListMigrations. The service
+# documents no bound; a minute is well past the client's 10 s timeout and any plausible apply
+# delay behind it, and it costs time only when an answer is lost.
+DEFAULT_VISIBILITY_WINDOW = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Later:
+    """A create whose answer was lost: looked up again at `due` (clock time) before any resend."""
+
+    spec: ExportSpec
+    due: float
 
 
 @dataclass(slots=True)
@@ -65,8 +79,13 @@ class CreatePhase:
         concurrency: int = 16,
         adopt_existing: bool = False,
         progress: Progress | None = None,
+        visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._ctx = ctx
+        self._window = visibility_window
+        self._wall = wall  # epoch seconds, to age the journal's in-flight rows
+        self._later: list[_Later] = []
         self._concurrency = concurrency
         self._adopt_existing = adopt_existing
         self._progress = progress or Silent()
@@ -74,38 +93,66 @@ class CreatePhase:
         self.stats = CreateStats()
 
     async def run(self, actions: Iterable[Action]) -> CreateStats:
-        """Carry out every sending action (the others are skipped)."""
+        """Carry out every sending action (the others are skipped). Creates whose answers were
+        lost are looked up again once their visibility window has passed, and only then sent
+        again if still absent."""
 
-        async def handle(action: Action) -> None:
-            outcome = await self._handle(action)
-            self.stats.count(outcome)
-            self._progress.task_finished(action.spec.key, outcome)
+        async def first(action: Action) -> None:
+            self._finish(action.spec.key, await self._handle(action))
 
-        await run_pool(actions, self._concurrency, handle)
+        async def again(later: _Later) -> None:
+            outcome = await self._guarded(
+                self._create(later.spec, maybe_ours=True, visible_after=later.due)
+            )
+            self._finish(later.spec.key, outcome)
+
+        await run_pool(actions, self._concurrency, first)
+        while self._later:
+            due, self._later = sorted(self._later, key=lambda later: later.due), []
+            await run_pool(due, self._concurrency, again)
         return self.stats
 
-    async def _handle(self, action: Action) -> TaskOutcome:
+    def _finish(self, key: TaskKey, outcome: TaskOutcome | None) -> None:
+        if outcome is not None:  # None: deferred, finished by a later pass
+            self.stats.count(outcome)
+            self._progress.task_finished(key, outcome)
+
+    async def _guarded(self, work: Awaitable[TaskOutcome | None]) -> TaskOutcome | None:
+        try:
+            return await work
+        except Unresolved:
+            return TaskOutcome.UNRESOLVED
+
+    async def _handle(self, action: Action) -> TaskOutcome | None:
         spec = action.spec
         if self._ctx.is_stopped(spec.key):
             return TaskOutcome.STOPPED
-        try:
-            if action.kind is ActionKind.RECONCILE:
-                found = await self._index.find(spec.key)
-                if found is not None:
-                    return await self._adopt(spec.key, found.migration_id)
-                return await self._create(spec, maybe_ours=True)
-            if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
-                # the journal shows a create was sent before: "name already exists" may be ours
-                return await self._create(spec, maybe_ours=action.create_sent)
-        except Unresolved:
-            return TaskOutcome.UNRESOLVED
+        if action.kind is ActionKind.RECONCILE:
+            return await self._guarded(self._reconcile(spec, action.since))
+        if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
+            # the journal shows a create was sent before: "name already exists" may be ours
+            return await self._guarded(self._create(spec, maybe_ours=action.create_sent))
         return TaskOutcome.SKIPPED
+
+    async def _reconcile(self, spec: ExportSpec, since: float | None) -> TaskOutcome | None:
+        """A create an earlier run may have made: adopt it if listed; send again only once
+        its visibility window (from when the journal last heard of it) has passed."""
+        found = await self._index.find(spec.key)
+        if found is not None:
+            return await self._adopt(spec.key, found.migration_id)
+        wait = 0.0 if since is None else since + self._window - self._wall()
+        if wait > 0:
+            self._later.append(_Later(spec, self._ctx.clock.monotonic() + wait))
+            return None
+        return await self._create(spec, maybe_ours=True)
 
     async def _settle(self, key: TaskKey) -> Created | None:
         found = await self._index.find(key)
         return None if found is None else Created(found.migration_id, None)
 
-    async def _create(self, spec: ExportSpec, *, maybe_ours: bool) -> TaskOutcome:
+    async def _create(
+        self, spec: ExportSpec, *, maybe_ours: bool, visible_after: float | None = None
+    ) -> TaskOutcome | None:
         key = spec.key
         client = self._ctx.client
         result: Result[Created] = await attempt(
@@ -117,6 +164,7 @@ class CreatePhase:
             intent=MarkInFlight(key, spec.fingerprint()),
             done=lambda created: (MarkCreated(key, created.migration_id, created.request_id),),
             maybe_applied=maybe_ours,
+            visible_after=visible_after,
         )
         match result.outcome:
             case Outcome.DONE:
@@ -126,6 +174,10 @@ class CreatePhase:
                 return await self._adopt(key, result.value.migration_id)
             case Outcome.UNRESOLVED:
                 return TaskOutcome.UNRESOLVED
+            case Outcome.LOST:
+                assert result.lost_at is not None
+                self._later.append(_Later(spec, result.lost_at + self._window))
+                return None
             case Outcome.STOPPED:
                 if result.sent and not result.maybe_applied:
                     # refused before anything was done: the intent just written is void

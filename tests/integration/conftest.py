@@ -177,11 +177,12 @@ class Cli:
         self, manifest: Path, sim_url: str, *extra: str, timeout: float = CLI_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
         args = ["run", str(manifest), "--journal", str(self.journal), "--endpoint", sim_url]
-        return self(*args, *extra, timeout=timeout)
+        return self(*args, *_window(extra), *extra, timeout=timeout)
 
     def start_run(self, manifest: Path, sim_url: str, *extra: str, name: str) -> Background:
         """`runner run` in the background; stdout and stderr go to files (no pipe to fill)."""
         args = ["run", str(manifest), "--journal", str(self.journal), "--endpoint", sim_url]
+        args += _window(extra)
         out, err = self.cwd / f"{name}.out", self.cwd / f"{name}.err"
         with out.open("wb") as o, err.open("wb") as e:
             proc = subprocess.Popen(
@@ -293,3 +294,9 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> Non
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _window(extra: tuple[str, ...]) -> list[str]:
+    """A short visibility window unless the test sets one: `runner sim` shows a create at once
+    unless told to lag, so lookups after a lost answer need not wait a minute."""
+    return [] if "--visibility-window" in extra else ["--visibility-window", "2"]

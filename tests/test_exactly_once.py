@@ -1,0 +1,188 @@
+"""Exactly once without trusting the service: a create that shows late, and a listing that
+cannot prove a name absent (fake clock, the simulator's model in process)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from runner.clock import FakeClock
+from runner.context import RunContext
+from runner.engine import PhaseOptions, RunStats, run_phases
+from runner.journal import Journal, MarkInFlight, Register
+from runner.journal_writer import JournalWriter
+from runner.models import Action, ActionKind, ExportSpec, MigrationPage, TaskKey, TaskState
+from runner.ratelimit import RateLimiter
+from runner.retry import RetryPolicy
+from tests.fakes import FakeService
+
+PROJECT = 12345
+
+
+def spec(name: str) -> ExportSpec:
+    return ExportSpec(TaskKey("cn-shanghai", PROJECT, name))
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal.open(tmp_path / "journal.db") as j:
+        yield j
+
+
+async def run(
+    journal: Journal,
+    service: FakeService,
+    clock: FakeClock,
+    actions: list[Action],
+    *,
+    window: float = 60.0,
+) -> RunStats:
+    journal.apply([Register(a.spec) for a in actions])
+    async with JournalWriter(journal) as writer:
+        ctx = RunContext(
+            service,
+            writer,
+            RateLimiter(clock, write_rate=50),
+            clock,
+            RetryPolicy(max_attempts=5),
+            random.Random(1),
+        )
+        options = PhaseOptions(concurrency=4, visibility_window=window)
+        return await run_phases(ctx, options, actions)
+
+
+def state(journal: Journal, s: ExportSpec) -> TaskState:
+    row = journal.get(s.key)
+    assert row is not None
+    return row.state
+
+
+@pytest.mark.anyio
+async def test_a_create_that_shows_late_is_adopted_not_sent_again(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Lost answer, create visible 20 s later: lookups over the 60 s window find it; no resend."""
+    service = FakeService(
+        clock=clock, unique_names=False, apply_lag=20.0, scripts={"a": ["applied-then-lost"]}
+    )
+    s = spec("a")
+    stats = await run(journal, service, clock, [Action(ActionKind.CREATE, s)])
+    assert len(service.created) == 1
+    assert service.state.duplicates == 0
+    assert (stats.creates_sent, stats.adopted) == (1, 1)
+    assert state(journal, s) is TaskState.CREATED
+
+
+@pytest.mark.anyio
+async def test_without_a_window_the_late_create_would_be_made_twice(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """The same service with a zero window creates the task twice: the window is what holds."""
+    service = FakeService(
+        clock=clock, unique_names=False, apply_lag=20.0, scripts={"a": ["applied-then-lost"]}
+    )
+    await run(journal, service, clock, [Action(ActionKind.CREATE, spec("a"))], window=0.0)
+    assert service.state.duplicates == 1
+
+
+@pytest.mark.anyio
+async def test_many_lost_answers_wait_in_parallel_not_one_window_each(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Forty lost answers cost about one window of time, not forty: deferred, not blocking."""
+    names = [f"t{i:02d}" for i in range(40)]
+    service = FakeService(
+        clock=clock,
+        unique_names=False,
+        apply_lag=20.0,
+        scripts={n: ["applied-then-lost"] for n in names},
+    )
+    began = clock.now
+    stats = await run(journal, service, clock, [Action(ActionKind.CREATE, spec(n)) for n in names])
+    assert service.state.duplicates == 0
+    assert stats.adopted == 40
+    assert clock.now - began < 2 * 60.0
+
+
+@pytest.mark.anyio
+async def test_an_in_flight_row_from_a_moment_ago_waits_out_the_window(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A rerun right after a crash does not resend a create the service has not shown yet."""
+    service = FakeService(clock=clock, unique_names=False, apply_lag=20.0)
+    s = spec("a")
+    service.add_existing(PROJECT, "a")  # accepted just now, visible in 20 s
+    journal.apply([Register(s), MarkInFlight(s.key, s.fingerprint())])
+    row = journal.get(s.key)
+    assert row is not None
+    action = Action(ActionKind.RECONCILE, s, since=row.updated_at)
+    stats = await run(journal, service, clock, [action])
+    assert stats.creates_sent == 0
+    assert service.state.duplicates == 0
+    assert state(journal, s) is TaskState.CREATED
+
+
+@pytest.mark.anyio
+async def test_a_capped_page_size_is_followed_to_the_end(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """The service serves 50 a page though 100 were asked: the name on page 3 is still found."""
+    service = FakeService(clock=clock, max_page_size=50)
+    for i in range(120):
+        service.add_existing(PROJECT, f"other{i:03d}")
+    s = spec("a")
+    service.add_existing(PROJECT, "a")
+    journal.apply([Register(s), MarkInFlight(s.key, s.fingerprint())])
+    stats = await run(journal, service, clock, [Action(ActionKind.RECONCILE, s, since=0.0)])
+    assert (stats.adopted, stats.creates_sent, service.lists) == (1, 0, 3)
+
+
+def no_total(page: MigrationPage) -> MigrationPage:
+    return replace(page, total_count=None)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "damage",
+    [
+        no_total,
+        lambda p: replace(p, total_count=(p.total_count or 0) + 500),  # claims tasks it never shows
+    ],
+)
+async def test_a_listing_that_cannot_prove_absence_leaves_the_task_in_flight(
+    journal: Journal, clock: FakeClock, damage: object
+) -> None:
+    """No TotalCount, or pages that end before TotalCount: unresolved, never absent, no create."""
+    service = FakeService(clock=clock, page_filter=damage)  # type: ignore[arg-type]
+    for i in range(30):
+        service.add_existing(PROJECT, f"other{i:03d}")
+    s = spec("a")
+    journal.apply([Register(s), MarkInFlight(s.key, s.fingerprint())])
+    stats = await run(journal, service, clock, [Action(ActionKind.RECONCILE, s, since=0.0)])
+    assert (stats.unresolved, stats.creates_sent, service.lists) == (1, 0, 1)
+    assert state(journal, s) is TaskState.IN_FLIGHT
+
+
+@pytest.mark.anyio
+async def test_pages_that_repeat_tasks_cannot_prove_absence(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A page that repeats tasks of an earlier one makes the lookup unresolved."""
+    service = FakeService(clock=clock)
+    for i in range(150):
+        service.add_existing(PROJECT, f"other{i:03d}")
+    first: list[MigrationPage] = []
+
+    def repeat(page: MigrationPage) -> MigrationPage:
+        first.append(first[0] if first else page)
+        return first[0]
+
+    service.page_filter = repeat
+    s = spec("a")
+    journal.apply([Register(s), MarkInFlight(s.key, s.fingerprint())])
+    stats = await run(journal, service, clock, [Action(ActionKind.RECONCILE, s, since=0.0)])
+    assert (stats.unresolved, stats.creates_sent) == (1, 0)
