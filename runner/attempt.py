@@ -70,7 +70,13 @@ class Result(Generic[T]):
 
 
 class Unresolved(Exception):
-    """A read could not be answered in this run; what depends on it stays as it is."""
+    """A read could not be answered in this run; what depends on it stays as it is. `error`
+    is the last answer when there was one (a permanent refusal says more than a timeout)."""
+
+    def __init__(self, key: TaskKey, reason: str = "", error: ApiError | None = None) -> None:
+        super().__init__(f"{key}: {reason or error or 'unanswered'}")
+        self.key = key
+        self.error = error
 
 
 def _record(key: TaskKey, label: str, error: ApiError | None, latency: float) -> RecordAttempt:
@@ -205,4 +211,4 @@ async def read(
     result = await attempt(ctx, key, policy, send)
     if result.outcome is Outcome.DONE and result.value is not None:
         return result.value
-    raise Unresolved(key)
+    raise Unresolved(key, result.outcome.value, result.error)

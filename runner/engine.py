@@ -4,7 +4,7 @@ the run's stage asks. Each phase returns its own stats; the run's stats are thei
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,11 +112,14 @@ async def run_phases(
     progress: ProgressFactory = silent,
     total: int = 0,
     wall: Callable[[], float] = time.time,
+    sent_workspaces: Collection[tuple[str, int]] = (),
 ) -> RunStats:
     """Create what the plan sends, then carry every created task as far as `options.stage`.
 
     `lifecycle_tasks` reads the journal's created-or-further tasks once the creates are
-    committed; `total` is how many actions there are (for the progress display).
+    committed; `total` is how many actions there are (for the progress display);
+    `sent_workspaces` are the (region, project id) this journal has sent creates to: any other
+    is listed whole before its first create.
     """
     with progress("creating", total) as bar:
         create = CreatePhase(
@@ -126,6 +129,7 @@ async def run_phases(
             progress=bar,
             visibility_window=options.visibility_window,
             wall=wall,
+            sent_workspaces=sent_workspaces,
         )
         await create.run(actions)
     create_requests = ctx.counts.requests

@@ -21,38 +21,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeAlias, assert_never
 
+from runner.journal_schema import MIGRATIONS
 from runner.models import ExportSpec, TaskKey, TaskState
 
 BUSY_TIMEOUT_MS = 5000
-
-# Numbered schema migrations: step N (1-based) takes the schema from version N-1 to N and is
-# recorded in `PRAGMA user_version`. Steps are frozen once released; changes go in a new step.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE tasks (
-            region TEXT NOT NULL, project_id INTEGER NOT NULL, name TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN
-                ('pending', 'in_flight', 'created', 'started', 'exported', 'failed')),
-            migration_id INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
-            error_code TEXT, error_message TEXT, request_id TEXT, download_url TEXT,
-            fingerprint TEXT, create_sent INTEGER NOT NULL DEFAULT 0 CHECK (create_sent IN (0, 1)),
-            created_at REAL NOT NULL, updated_at REAL NOT NULL,
-            PRIMARY KEY (region, project_id, name))""",
-        """CREATE TABLE attempts (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            region TEXT NOT NULL, project_id INTEGER NOT NULL, name TEXT NOT NULL,
-            at REAL NOT NULL, action TEXT NOT NULL, http_status INTEGER, error_code TEXT,
-            request_id TEXT, latency_ms REAL, outcome TEXT NOT NULL,
-            FOREIGN KEY (region, project_id, name) REFERENCES tasks (region, project_id, name))""",
-        "CREATE INDEX attempts_by_task ON attempts (region, project_id, name, id)",
-        """CREATE TRIGGER attempts_no_update BEFORE UPDATE ON attempts
-           BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
-        """CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts
-           BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
-    ),
-    # 2: where an exported task's package was saved (runner run --download)
-    ("ALTER TABLE tasks ADD COLUMN package_path TEXT",),
-)
 
 
 class JournalError(Exception):
@@ -181,9 +153,18 @@ class RecordAttempt:
     at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MarkExists:
+    """The workspace already holds an export task of this name that this journal never made."""
+
+    key: TaskKey
+    migration_id: int
+    message: str
+
+
 Op: TypeAlias = (
     (Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported)
-    | MarkDownloaded
+    | (MarkDownloaded | MarkExists)
     | RecordAttempt
 )
 
@@ -217,6 +198,9 @@ def _changes(op: Op) -> tuple[str, tuple[Any, ...]]:
         case MarkFailed():
             sets = "state = 'failed', error_code = ?, error_message = ?, request_id = ?"
             return sets, (op.error_code, op.error_message, op.request_id)
+        case MarkExists():
+            sets = "state = 'exists', migration_id = ?, error_code = 'NameExists',"
+            return sets + " error_message = ?", (op.migration_id, op.message)
         case MarkPending():
             sent = ", create_sent = 0" if op.unsent else ""
             return "state = 'pending'" + sent + _CLEAR, ()
@@ -462,6 +446,11 @@ class Journal:
             if not found:
                 return
             yield from (_task_row(r) for r in found)
+
+    def sent_workspaces(self) -> set[tuple[str, int]]:
+        """The (region, project id) of every workspace this journal has sent a create to."""
+        sql = "SELECT DISTINCT region, project_id FROM tasks WHERE create_sent = 1"
+        return {(region, project_id) for region, project_id in self._fetch(sql)}
 
     def states(self, keys: Collection[TaskKey]) -> Counter[str]:
         """How many of the tasks `keys` holds are in each state, in one pass."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import anyio
+
 from runner.attempt import Policy, Unresolved, read
 from runner.context import RunContext
 from runner.dataworks.actions import GET_SUMMARY, LIST
@@ -93,6 +95,30 @@ class NameIndex:
     def __init__(self, ctx: RunContext) -> None:
         self._ctx = ctx
         self._known: dict[tuple[str, int], dict[str, Migration]] = {}
+        self._census: dict[tuple[str, int], anyio.Lock] = {}
+        self._counted: set[tuple[str, int]] = set()
+
+    async def census(self, key: TaskKey) -> None:
+        """List `key`'s whole workspace once for the run (every caller after the first waits for
+        it): afterwards `seen` answers for every name the workspace held. Raises Unresolved when
+        the listing cannot be read or shown complete."""
+        workspace = (key.region, key.project_id)
+        lock = self._census.setdefault(workspace, anyio.Lock())
+        async with lock:
+            if workspace in self._counted:
+                return
+            known = self._known.setdefault(workspace, {})
+
+            def never(page: MigrationPage, seen: int) -> bool:
+                known.update((m.name, m) for m in page.migrations)
+                return False
+
+            await scan_exports(self._ctx, key, never)
+            self._counted.add(workspace)
+
+    def seen(self, key: TaskKey) -> Migration | None:
+        """The task of `key`'s name as a listing of this run showed it, if one did."""
+        return self._known.get((key.region, key.project_id), {}).get(key.name)
 
     async def find(self, key: TaskKey) -> Migration | None:
         known = self._known.setdefault((key.region, key.project_id), {})

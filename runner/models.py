@@ -26,6 +26,7 @@ class TaskState(enum.StrEnum):
     STARTED = "started"
     EXPORTED = "exported"
     FAILED = "failed"
+    EXISTS = "exists"  # the name was taken in the workspace by a task this journal never made
 
 
 DONE_STATES = frozenset({TaskState.CREATED, TaskState.STARTED, TaskState.EXPORTED})
@@ -137,6 +138,7 @@ class Migration:
     status: str
     download_url: str | None = None
     message: str | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

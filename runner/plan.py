@@ -97,6 +97,12 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
                 since=row.updated_at,
             )
         return Action(ActionKind.RETRY, spec, f"failed before ({row.error_code or 'error'})")
+    if row.state is TaskState.EXISTS:
+        return Action(
+            ActionKind.RETRY,
+            spec,
+            "the name is taken by a task this journal never made: --adopt-existing adopts it",
+        )
     if row.state in DONE_STATES:
         if row.fingerprint == ADOPTED_FINGERPRINT:
             return Action(ActionKind.SKIP, spec, f"already {row.state.value} (adopted)")

@@ -29,6 +29,7 @@ class TaskOutcome(enum.StrEnum):
     DOWNLOADED = "downloaded"
     PRESENT = "present"
     NOT_DOWNLOADED = "not downloaded"
+    EXISTS = "exists"
 
 
 class Progress(Protocol):

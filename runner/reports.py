@@ -8,7 +8,8 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -32,7 +33,18 @@ STATUS_FIELDS = (
     "request_id",
     "download_url",
     "package_path",
+    "waiting_since",
 )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def waiting_since(row: TaskRow) -> str | None:
+    """For a task whose create's outcome is still unknown (in flight): since when it waits on a
+    lookup, as the journal last heard of it."""
+    return _iso(row.updated_at) if row.state is TaskState.IN_FLIGHT else None
 
 
 def status_record(row: TaskRow) -> dict[str, Any]:
@@ -49,6 +61,7 @@ def status_record(row: TaskRow) -> dict[str, Any]:
         # the presigned URL's signature is a credential for the package: never printed
         "download_url": scrub_url_secrets(row.download_url) if row.download_url else None,
         "package_path": row.package_path,
+        "waiting_since": waiting_since(row),
     }
 
 
@@ -109,9 +122,16 @@ class Report:
     totals: dict[str, int]
     failures: list[dict[str, Any]]
     timings: dict[str, Any]
+    # tasks whose create's outcome is unknown: they wait on a lookup (the next run looks again)
+    waiting: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"totals": self.totals, "failures": self.failures, "timings": self.timings}
+        return {
+            "totals": self.totals,
+            "failures": self.failures,
+            "timings": self.timings,
+            "waiting": self.waiting,
+        }
 
 
 def nearest_rank(ordered: Sequence[float], percent: int) -> float:
@@ -127,7 +147,7 @@ def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Rep
     totals["total"] = len(rows)
     grouped: dict[str, list[TaskRow]] = defaultdict(list)
     for row in rows:
-        if row.state is TaskState.FAILED:
+        if row.state in (TaskState.FAILED, TaskState.EXISTS):
             grouped[row.error_code or "unknown"].append(row)
     failures = [
         {
@@ -156,7 +176,16 @@ def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Rep
         timings["first_request_at"] = first
         timings["last_request_at"] = last
         timings["span_s"] = round(last - first, 3)
-    return Report(totals, failures, timings)
+    in_flight = sorted((r for r in rows if r.state is TaskState.IN_FLIGHT), key=_updated)
+    waiting: dict[str, Any] = {"count": len(in_flight)}
+    if in_flight:
+        waiting["oldest_since"] = _iso(in_flight[0].updated_at)
+        waiting["tasks"] = [str(r.key) for r in in_flight[:20]]
+    return Report(totals, failures, timings, waiting)
+
+
+def _updated(row: TaskRow) -> float:
+    return row.updated_at
 
 
 def report_json(report: Report) -> str:
@@ -175,6 +204,8 @@ def report_csv(report: Report) -> str:
         )
     for name, value in report.timings.items():
         writer.writerow(["timings", name, json.dumps(value), ""])
+    for name, value in report.waiting.items():
+        writer.writerow(["waiting", name, json.dumps(value), ""])
     return out.getvalue()
 
 
@@ -193,3 +224,9 @@ def report_table(console: Console, report: Report) -> None:
             failures.add_row(cell(f["error_code"]), cell(f["count"]), cell(f["example_message"]))
         console.print(failures)
     console.print(f"timings: {json.dumps(report.timings)}", markup=False)
+    if report.waiting.get("count"):
+        console.print(
+            f"waiting on a lookup (outcome unknown, the next run looks again):"
+            f" {json.dumps(report.waiting)}",
+            markup=False,
+        )

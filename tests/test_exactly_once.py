@@ -186,3 +186,93 @@ async def test_pages_that_repeat_tasks_cannot_prove_absence(
     journal.apply([Register(s), MarkInFlight(s.key, s.fingerprint())])
     stats = await run(journal, service, clock, [Action(ActionKind.RECONCILE, s, since=0.0)])
     assert (stats.unresolved, stats.creates_sent) == (1, 0)
+
+
+async def census_run(
+    journal: Journal,
+    service: FakeService,
+    clock: FakeClock,
+    specs: list[ExportSpec],
+    *,
+    adopt: bool = False,
+    sent: frozenset[tuple[str, int]] = frozenset(),
+) -> RunStats:
+    """A first create into workspaces the journal has (or has not) sent creates to."""
+    journal.apply([Register(s) for s in specs])
+    async with JournalWriter(journal) as writer:
+        ctx = RunContext(service, writer, RateLimiter(clock, write_rate=50), clock)
+        options = PhaseOptions(concurrency=4, adopt_existing=adopt)
+        actions = [Action(ActionKind.CREATE, s) for s in specs]
+        return await run_phases(ctx, options, actions, sent_workspaces=sent)
+
+
+@pytest.mark.anyio
+async def test_a_lost_journal_never_creates_a_listed_name_again(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A workspace this journal never sent to is listed once; names it holds are marked exists,
+    with a hint, and never sent; the others are created."""
+    service = FakeService(clock=clock, unique_names=False)
+    made = {n: service.add_existing(PROJECT, n) for n in ("a", "b")}
+    specs = [spec(n) for n in ("a", "b", "c")]
+    stats = await census_run(journal, service, clock, specs)
+    assert (stats.created, stats.create.exists, stats.creates_sent) == (1, 2, 1)
+    assert service.lists == 1
+    assert service.state.duplicates == 0
+    for name, migration_id in made.items():
+        row = journal.get(spec(name).key)
+        assert row is not None
+        assert (row.state, row.migration_id) == (TaskState.EXISTS, migration_id)
+        assert "--adopt-existing" in (row.error_message or "")
+
+
+@pytest.mark.anyio
+async def test_with_adopt_existing_a_lost_journal_adopts_what_is_listed(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """--adopt-existing adopts every listed name, as adopted (never called drifted later)."""
+    service = FakeService(clock=clock, unique_names=False)
+    made = service.add_existing(PROJECT, "a")
+    stats = await census_run(journal, service, clock, [spec("a")], adopt=True)
+    row = journal.get(spec("a").key)
+    assert row is not None
+    assert (row.state, row.migration_id, row.fingerprint) == (TaskState.CREATED, made, "adopted")
+    assert (stats.adopted, stats.creates_sent) == (1, 0)
+
+
+@pytest.mark.anyio
+async def test_a_listed_task_with_another_description_is_reported_as_drift(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """The listing's description is compared with the manifest's: a mismatch counts as drift."""
+    service = FakeService(clock=clock)
+    service.state.create_export_migration(
+        {"ProjectId": str(PROJECT), "Name": "a", "ExportMode": "FULL", "Description": "old"},
+        service.now(),
+    )
+    s = replace(spec("a"), description="new")
+    stats = await census_run(journal, service, clock, [s, replace(spec("b"), description="x")])
+    assert (stats.create.drifted, stats.create.exists, stats.created) == (1, 1, 1)
+
+
+@pytest.mark.anyio
+async def test_a_workspace_the_journal_sent_to_is_not_listed_again(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Where this journal has sent creates, its own rows are the record: no listing first."""
+    service = FakeService(clock=clock)
+    specs = [spec(f"t{i}") for i in range(5)]
+    stats = await census_run(
+        journal, service, clock, specs, sent=frozenset({("cn-shanghai", PROJECT)})
+    )
+    assert (stats.created, service.lists) == (5, 0)
+
+
+@pytest.mark.anyio
+async def test_one_listing_serves_every_task_of_a_workspace(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Thirty tasks into one new workspace cost one listing, not thirty."""
+    service = FakeService(clock=clock)
+    stats = await census_run(journal, service, clock, [spec(f"t{i:02d}") for i in range(30)])
+    assert (stats.created, service.lists) == (30, 1)

@@ -19,7 +19,6 @@ import pytest
 
 from runner import journal as journal_module
 from runner.journal import (
-    MIGRATIONS,
     Journal,
     JournalBusyError,
     JournalError,
@@ -37,6 +36,7 @@ from runner.journal import (
     RecordAttempt,
     Register,
 )
+from runner.journal_schema import MIGRATIONS
 from runner.journal_writer import JournalWriter
 from runner.models import ExportMode, ExportSpec, TaskKey, TaskState
 

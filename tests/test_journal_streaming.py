@@ -137,3 +137,41 @@ async def test_a_posted_batch_that_fails_fails_every_later_write() -> None:
         with pytest.raises(JournalWriteError, match="disk full"):
             writer.post(MarkCreated(key, 1, None))
     await anyio.lowlevel.checkpoint()
+
+
+def test_a_step_2_journal_is_migrated_with_its_rows_and_history(tmp_path: Path) -> None:
+    """A journal made before step 3 keeps every row and attempt (ids too), stays append-only,
+    and can then hold the `exists` state."""
+    import sqlite3
+
+    from runner.journal import MarkExists
+    from runner.journal_schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statement in (s for step in MIGRATIONS[:2] for s in step):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO tasks (region, project_id, name, state, migration_id, created_at,"
+        " updated_at, package_path) VALUES ('cn-shanghai', 2, 'a', 'created', 7, 1, 2, 'p.zip')"
+    )
+    conn.execute(
+        "INSERT INTO attempts (id, region, project_id, name, at, action, outcome)"
+        " VALUES (41, 'cn-shanghai', 2, 'a', 1.5, 'create', 'ok')"
+    )
+    conn.commit()
+    conn.close()
+    key = TaskKey("cn-shanghai", 2, "a")
+    with Journal.open(path) as journal:
+        assert journal.schema_version == len(MIGRATIONS)
+        row = journal.get(key)
+        assert row is not None
+        assert (row.state.value, row.migration_id, row.package_path) == ("created", 7, "p.zip")
+        assert [(a.action, a.outcome) for a in journal.attempts(key)] == [("create", "ok")]
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            journal._conn.execute("DELETE FROM attempts")
+        journal.apply([MarkExists(key, 8, "taken")])
+        row = journal.get(key)
+        assert row is not None
+        assert (row.state.value, row.error_code) == ("exists", "NameExists")

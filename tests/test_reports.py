@@ -114,8 +114,11 @@ TOTALS = {
     "started": 1,
     "exported": 1,
     "failed": 3,
+    "exists": 0,
     "total": 9,
 }
+# the in-flight task: its create's outcome unknown since the journal last heard of it
+WAITING = {"count": 1, "oldest_since": "1970-01-01T01:23:20Z", "tasks": ["cn-hangzhou/106/a"]}
 FAILURES = [
     {
         "error_code": "InvalidProject.NotFound",
@@ -148,7 +151,12 @@ def test_report_json_has_totals_failures_by_code_and_timings(journal: Path) -> N
     example and the tasks, and the request timings, on stdout."""
     code, out, err = invoke("report", "--journal", str(journal), "--format", "json")
     assert (code, err) == (0, "")
-    assert json.loads(out) == {"totals": TOTALS, "failures": FAILURES, "timings": TIMINGS}
+    assert json.loads(out) == {
+        "totals": TOTALS,
+        "failures": FAILURES,
+        "timings": TIMINGS,
+        "waiting": WAITING,
+    }
 
 
 def test_report_csv_parses_back(journal: Path) -> None:
@@ -165,7 +173,11 @@ def test_report_csv_parses_back(journal: Path) -> None:
         ["Forbidden.Access", "1", "no permission"],
     ]
     assert {r[1]: json.loads(r[2]) for r in rows if r[0] == "timings"} == TIMINGS
-    assert [r[0] for r in rows] == ["totals"] * 7 + ["failures"] * 2 + ["timings"] * 6
+    assert {r[1]: json.loads(r[2]) for r in rows if r[0] == "waiting"} == WAITING
+    sections = [r[0] for r in rows]
+    assert sections == ["totals"] * len(TOTALS) + ["failures"] * 2 + ["timings"] * 6 + [
+        "waiting"
+    ] * len(WAITING)
 
 
 def console(out: io.StringIO, width: int = 120) -> Console:
@@ -274,7 +286,11 @@ def test_report_of_an_untouched_journal(tmp_path: Path) -> None:
     assert report.failures == []
     assert report.timings == {"requests": 0, "by_outcome": {}}
     rows = list(csv.reader(io.StringIO(reports.report_csv(report))))
-    assert rows[-2:] == [["timings", "requests", "0", ""], ["timings", "by_outcome", "{}", ""]]
+    assert rows[-3:] == [
+        ["timings", "requests", "0", ""],
+        ["timings", "by_outcome", "{}", ""],
+        ["waiting", "count", "0", ""],
+    ]
 
 
 def test_failures_without_a_code_are_unknown_and_list_at_most_20_tasks(tmp_path: Path) -> None:
@@ -318,7 +334,9 @@ def test_status_json_rows(journal: Path) -> None:
         "request_id": "req-f1",
         "download_url": None,
         "package_path": None,
+        "waiting_since": None,
     }
+    assert by_key["cn-hangzhou", 106, "a"]["waiting_since"] == "1970-01-01T01:23:20Z"
     created = by_key["cn-shanghai", 101, "a"]
     assert (created["state"], created["migration_id"], created["attempts"]) == ("created", 9101, 20)
 

@@ -56,9 +56,12 @@ async def run(
     )
     retry = RetryPolicy(max_attempts=int(options.get("max_attempts", 5)))  # type: ignore[call-overload]
     sending = [replace(a, create_sent=a.spec.key in sent) for a in actions]
+    # as if the journal had sent creates to every workspace before: no listing before the
+    # first create (tests/test_exactly_once.py covers that listing)
+    sent_workspaces = {(a.spec.key.region, a.spec.key.project_id) for a in actions}
     async with JournalWriter(journal) as writer:
         ctx = RunContext(service, writer, limiter, clock, retry, random.Random(1))
-        return await run_phases(ctx, opts, sending)
+        return await run_phases(ctx, opts, sending, sent_workspaces=sent_workspaces)
 
 
 def creates(specs: list[ExportSpec], kind: ActionKind = ActionKind.CREATE) -> list[Action]:

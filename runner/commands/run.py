@@ -146,6 +146,7 @@ async def run(
     try:
         journal.register(manifest.specs)
         sending, totals = _plan(manifest, journal, only_failed=request.only_failed)
+        sent_workspaces = journal.sent_workspaces()
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
 
         def lifecycle_tasks() -> list[LifecycleTask]:
@@ -186,6 +187,7 @@ async def run(
                     downloader=downloader or fetcher,
                     progress=progress,
                     total=len(sending),
+                    sent_workspaces=sent_workspaces,
                 )
             )
         states = journal.states(frozenset(spec.key for spec in manifest.specs))

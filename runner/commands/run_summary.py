@@ -66,6 +66,12 @@ def summary_line(result: RunResult, journal: Path) -> str:
             f" {stats.still_running} still running, {stats.download_failed} not downloaded;"
             f" {stats.lifecycle_requests} requests"
         )
+    if exists := result.states.get(TaskState.EXISTS.value, 0):
+        lines.append(
+            f"exists: {exists} names are taken in their workspaces by tasks this journal never"
+            " made (a lost journal, or another tool); nothing was sent for them: rerun with"
+            " --adopt-existing to adopt them"
+        )
     if drifted := result.planned.get(ActionKind.DRIFTED.value, 0):
         lines.append(
             f"drifted: {drifted} done tasks differ from the manifest now (runner plan lists"

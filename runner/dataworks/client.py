@@ -391,6 +391,7 @@ def _page(body: Mapping[str, Any]) -> MigrationPage:
             status=str(item.get("Status", "")),
             download_url=item.get("DownloadUrl") or None,
             message=str(item.get("Message") or "") or None,
+            description=str(item["Description"]) if item.get("Description") is not None else None,
         )
         for item in items
         if isinstance(item, dict) and "Id" in item

@@ -8,13 +8,14 @@ create may be ours (or with --adopt-existing), and fails otherwise.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
 from runner.context import RunContext
 from runner.dataworks.actions import CREATE_EXPORT
-from runner.journal import MarkCreated, MarkFailed, MarkInFlight, MarkPending
+from runner.journal import MarkCreated, MarkExists, MarkFailed, MarkInFlight, MarkPending
+from runner.logs import get_logger
 from runner.lookup import NameIndex
 from runner.models import (
     ADOPTED_FINGERPRINT,
@@ -23,10 +24,14 @@ from runner.models import (
     ActionKind,
     ApiError,
     Created,
+    ErrorKind,
     ExportSpec,
+    Migration,
     TaskKey,
 )
 from runner.pool import Progress, Silent, TaskOutcome, run_pool
+
+log = get_logger("runner.create")
 
 CREATE_POLICY = Policy(
     "create",
@@ -56,6 +61,8 @@ class CreateStats:
     failed: int = 0
     unresolved: int = 0
     stopped: int = 0
+    exists: int = 0  # names taken by tasks this journal never made
+    drifted: int = 0  # of those, listed with other values than the manifest's
 
     def count(self, outcome: TaskOutcome) -> None:
         field = {
@@ -64,6 +71,7 @@ class CreateStats:
             TaskOutcome.FAILED: "failed",
             TaskOutcome.UNRESOLVED: "unresolved",
             TaskOutcome.STOPPED: "stopped",
+            TaskOutcome.EXISTS: "exists",
         }.get(outcome)
         if field is not None:
             setattr(self, field, getattr(self, field) + 1)
@@ -81,8 +89,12 @@ class CreatePhase:
         progress: Progress | None = None,
         visibility_window: float = DEFAULT_VISIBILITY_WINDOW,
         wall: Callable[[], float] = time.time,
+        sent_workspaces: Collection[tuple[str, int]] = (),
     ) -> None:
         self._ctx = ctx
+        # workspaces this journal has sent a create to; any other is listed whole before its
+        # first create, so a task made by a lost journal (or anyone) is never made again
+        self._sent_workspaces = set(sent_workspaces)
         self._window = visibility_window
         self._wall = wall  # epoch seconds, to age the journal's in-flight rows
         self._later: list[_Later] = []
@@ -154,6 +166,17 @@ class CreatePhase:
         self, spec: ExportSpec, *, maybe_ours: bool, visible_after: float | None = None
     ) -> TaskOutcome | None:
         key = spec.key
+        if not maybe_ours and visible_after is None:
+            try:
+                found = await self._listed_before(key)
+            except Unresolved as unlisted:
+                error = unlisted.error
+                if error is None or error.kind is not ErrorKind.PERMANENT:
+                    raise  # the task stays as it was: a later run lists again
+                message = f"the workspace's tasks could not be listed, nothing was sent: {error}"
+                return await self._fail(key, error, message)
+            if found is not None:
+                return await self._exists(spec, found)
         client = self._ctx.client
         result: Result[Created] = await attempt(
             self._ctx,
@@ -195,6 +218,38 @@ class CreatePhase:
                 attempts = self._ctx.retry.max_attempts
                 return await self._fail(key, error, f"gave up after {attempts} attempts: {error}")
         raise AssertionError(result.outcome)  # pragma: no cover
+
+    async def _listed_before(self, key: TaskKey) -> Migration | None:
+        """The task of this name in a workspace this journal never sent a create to, as one
+        whole listing of the workspace (per run) shows it; None when there is none."""
+        workspace = (key.region, key.project_id)
+        if workspace in self._sent_workspaces:
+            return None
+        await self._index.census(key)
+        return self._index.seen(key)
+
+    async def _exists(self, spec: ExportSpec, found: Migration) -> TaskOutcome:
+        """A name already taken that this journal never sent: adopted with --adopt-existing,
+        else the task is marked `exists`."""
+        key = spec.key
+        listed, wanted = found.description or "", spec.description or ""
+        if found.description is not None and listed != wanted:
+            self.stats.drifted += 1
+            log.warning(
+                "drifted",
+                task=str(key),
+                reason=f"the existing task's description is {listed!r}, the manifest's {wanted!r}",
+            )
+        if self._adopt_existing:
+            fingerprint = ADOPTED_FINGERPRINT
+            return await self._adopt(key, found.migration_id, fingerprint=fingerprint)
+        message = (
+            f"the workspace already holds an export task of this name ({found.migration_id}) "
+            "that this journal never made (a lost or other journal?); rerun with "
+            "--adopt-existing to adopt it"
+        )
+        await self._ctx.writer.write(MarkExists(key, found.migration_id, message))
+        return TaskOutcome.EXISTS
 
     async def _adopt(
         self, key: TaskKey, migration_id: int, *, fingerprint: str | None = None
