@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeAlias, assert_never
@@ -256,19 +258,39 @@ def _acquire_lock(path: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        holder = _holder(os.pread(fd, 512, 0).decode(errors="replace"))
         os.close(fd)
-        pid = f" (pid {holder})" if holder.isdigit() else ""
         raise JournalBusyError(
-            f"journal {path} is in use by another runner{pid}: lock {lock_path} is held;"
-            " wait for that run to finish or pass another --journal"
+            f"journal {path} is in use by {holder}; wait for that run to end, or stop it (it"
+            " keeps what it did). Two runs on one journal could send the same create twice."
         ) from None
     except BaseException:
         os.close(fd)
         raise
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {started}\n".encode(), 0)
     return fd
+
+
+def _holder(text: str) -> str:
+    """Who holds a lock, from what it wrote there: pid, host, start time, and the command line
+    when the process is on this host."""
+    parts = text.split()
+    if not parts or not parts[0].isdigit():
+        return "another runner"
+    pid = parts[0]
+    where = f" on {parts[1]}" if len(parts) > 1 else ""
+    since = f" since {parts[2]}" if len(parts) > 2 else ""
+    described = f"runner pid {pid}{where}{since}"
+    if len(parts) < 2 or parts[1] == socket.gethostname():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return described
+        command = " ".join(a.decode(errors="replace") for a in argv if a)[:300]
+        described += f" ({command})" if command else ""
+    return described
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -110,6 +110,20 @@ def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = Fal
             return Action(ActionKind.DRIFTED, spec, "done, but the manifest now says otherwise")
         return Action(ActionKind.SKIP, spec, f"already {row.state.value}")
     raise ValueError(f"unknown state {row.state!r}")  # pragma: no cover
+
+
+def listed_first(
+    actions: Iterable[Action], sent_workspaces: Collection[tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """The workspaces a run lists whole before its first create there: those with a task to
+    create that this journal has never sent a create to. Each costs one ListMigrations read per
+    hundred tasks it holds (one, for most)."""
+    listed = {
+        (a.spec.key.region, a.spec.key.project_id)
+        for a in actions
+        if a.kind in (ActionKind.CREATE, ActionKind.RETRY) and not a.create_sent
+    }
+    return sorted(listed - set(sent_workspaces))
 
 
 def _order(spec: ExportSpec) -> tuple[str, int, str]:

@@ -85,10 +85,21 @@ def status_table(console: Console, rows: Sequence[TaskRow]) -> None:
     console.print(table)
 
 
-def plan_json(plan: Plan) -> str:
+LISTING_WHY = (
+    "workspaces this journal never sent a create to are listed whole before their first create,"
+    " so that a task made by a lost journal (or anyone) is never made again"
+)
+
+
+def plan_json(plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> str:
     return json.dumps(
         {
             "totals": {k.value: v for k, v in plan.totals().items()},
+            "listings": {
+                "workspaces": [{"region": r, "project_id": p} for r, p in listed],
+                "reads_at_least": len(listed),
+                "why": LISTING_WHY,
+            },
             "tasks": [
                 {
                     "region": a.spec.key.region,
@@ -105,7 +116,7 @@ def plan_json(plan: Plan) -> str:
     )
 
 
-def plan_table(console: Console, plan: Plan) -> None:
+def plan_table(console: Console, plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> None:
     table = Table(title="plan")
     for name in ("region", "project_id", "name", "action", "reason"):
         table.add_column(name)
@@ -115,6 +126,12 @@ def plan_table(console: Console, plan: Plan) -> None:
     console.print(table)
     totals = ", ".join(f"{k.value} {v}" for k, v in plan.totals().items())
     console.print(f"totals: {totals}", markup=False)
+    if listed:
+        console.print(
+            f"listings first: {len(listed)} workspaces, at least {len(listed)} ListMigrations"
+            f" reads ({LISTING_WHY})",
+            markup=False,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,8 @@ def test_validate_bad_manifest_reports_positions(files: tuple[Path, Path]) -> No
 
 
 def test_plan_without_journal_creates_everything(files: tuple[Path, Path], tmp_path: Path) -> None:
-    """With no journal yet, every task is planned as a create; JSON goes to stdout."""
+    """With no journal yet, every task is planned as a create, and each workspace as one listing
+    at least before it; JSON goes to stdout."""
     code, out, _ = invoke(
         "plan", str(files[0]), "--journal", str(tmp_path / "j.db"), "--format", "json"
     )
@@ -69,6 +70,7 @@ def test_plan_without_journal_creates_everything(files: tuple[Path, Path], tmp_p
     plan = json.loads(out)
     assert plan["totals"]["create"] == 3
     assert {t["name"] for t in plan["tasks"]} == {"backup-101", "a", "b"}
+    assert plan["listings"]["reads_at_least"] == 2  # workspaces 101 and 102
     assert not (tmp_path / "j.db").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -145,8 +146,11 @@ def test_second_open_is_refused_naming_the_file(path: Path) -> None:
     with Journal.open(path):
         with pytest.raises(JournalBusyError) as caught:
             Journal.open(path)
-        assert str(path) in str(caught.value)
-        assert f"pid {os.getpid()}" in str(caught.value)
+        message = str(caught.value)
+        assert str(path) in message
+        assert f"pid {os.getpid()} on {socket.gethostname()}" in message
+        assert "pytest" in message  # the holder's command line
+        assert "--journal" not in message  # no advice to split one estate over two journals
     Journal.open(path).close()  # released on close
 
 

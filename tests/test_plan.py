@@ -72,3 +72,22 @@ def test_failed_export_is_not_recreated_or_hidden() -> None:
     action = make_plan([SPEC], {SPEC.key: row}).actions[0]
     assert action.kind is ActionKind.SKIP
     assert "new name" in action.reason
+
+
+def test_listed_first_names_new_workspaces_with_something_to_create() -> None:
+    """Only workspaces with a create this journal never sent there are listed before it."""
+    from runner.models import Action
+    from runner.plan import listed_first
+
+    def action(kind: ActionKind, project_id: int, *, sent: bool = False) -> Action:
+        return Action(kind, ExportSpec(TaskKey("r", project_id, "t")), create_sent=sent)
+
+    actions = [
+        action(ActionKind.CREATE, 2),
+        action(ActionKind.RETRY, 3),
+        action(ActionKind.CREATE, 4, sent=True),  # a create went there: its row says so
+        action(ActionKind.SKIP, 5),
+        action(ActionKind.RECONCILE, 6),
+        action(ActionKind.CREATE, 7),
+    ]
+    assert listed_first(actions, {("r", 7)}) == [("r", 2), ("r", 3)]

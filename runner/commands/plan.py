@@ -10,7 +10,7 @@ from runner import reports
 from runner.commands.common import ExitCode, load_or_report, stdout
 from runner.journal import Journal, JournalError, TaskRow
 from runner.models import TaskKey
-from runner.plan import make_plan
+from runner.plan import listed_first, make_plan
 
 
 def read_rows(journal: Path) -> dict[TaskKey, TaskRow]:
@@ -33,8 +33,10 @@ def execute(
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
     plan = make_plan(manifest.specs, rows, only_failed=only_failed)
+    sent = {(k.region, k.project_id) for k, row in rows.items() if row.create_sent}
+    listed = listed_first(plan.actions, sent)
     if fmt == "json":
-        print(reports.plan_json(plan))
+        print(reports.plan_json(plan, listed))
     else:
-        reports.plan_table(stdout(), plan)
+        reports.plan_table(stdout(), plan, listed)
     return ExitCode.OK

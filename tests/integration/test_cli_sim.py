@@ -277,6 +277,8 @@ def test_second_run_on_a_busy_journal_is_refused(cli: Cli, sim: Sim, workload: W
         second = cli.run(workload.path, sim.url, *FAST)
         assert second.returncode == 2, second.stderr
         assert str(cli.journal) in second.stderr
+        assert f"runner pid {slow.proc.pid}" in second.stderr
+        assert "--rate 2" in second.stderr  # the other run's command line names it
         assert slow.proc.poll() is None, "the refused run disturbed the first one"
     finally:
         cli.kill_all()
