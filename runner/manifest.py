@@ -14,7 +14,7 @@ from pathlib import Path
 from yaml.events import ScalarEvent
 
 from runner import manifest_events
-from runner.manifest_events import Events, is_list, is_mapping, is_text
+from runner.manifest_events import Events, Trail, is_list, is_mapping, is_text
 from runner.manifest_rules import NO_HINTS, Level, Rules
 from runner.manifest_yaml import Node, Pair, Problem, Sink, gc_paused
 from runner.models import ExportSpec, Manifest, Settings
@@ -22,6 +22,9 @@ from runner.models import ExportSpec, Manifest, Settings
 __all__ = ["ManifestError", "Problem", "expand_paths", "load_manifests"]
 
 SUPPORTED_VERSION = 1
+# A workspace's tasks are held until its own keys are all known, which may be after its tasks
+# list; a longer list is read again instead, by a second parser, once they are (see Trail).
+HELD_TASKS = 500
 _TOP_KEYS = frozenset({"version", "settings", "defaults", "workspaces"})
 _SETTINGS_KEYS = frozenset({"rate", "concurrency"})
 
@@ -142,7 +145,7 @@ class _File:
             return self.top.problems
         return self.top.problems + self.rest.problems + self.rules.sink.problems
 
-    def root(self, events: Events) -> None:
+    def root(self, events: Events, trail: Trail) -> None:
         root = events.take()
         top = self.top
         if not is_mapping(root):
@@ -164,7 +167,7 @@ class _File:
                 first[name] = key
                 if self.version_ok:
                     self.walked_with = self.defaults or Level()
-                    self._workspaces(events, events.take(), self.walked_with)
+                    self._workspaces(events, trail, events.take(), self.walked_with)
                 else:
                     events.node()
             else:
@@ -194,14 +197,14 @@ class _File:
             return
         self._check_defaults_used()
 
-    def workspaces_again(self, events: Events) -> None:
+    def workspaces_again(self, events: Events, trail: Trail) -> None:
         """The second walk, now the defaults are known: the first workspaces key's list only."""
         events.take()
         walked = False
         for key in events.each_key():
             if not walked and is_text(key, "workspaces"):
                 walked = True
-                self._workspaces(events, events.take(), self.defaults or Level())
+                self._workspaces(events, trail, events.take(), self.defaults or Level())
             else:
                 events.node()
         self._check_defaults_used()
@@ -210,14 +213,15 @@ class _File:
         since = None if self.defaults is None else self.defaults.since
         self.rules.check_used(since, "no INCREMENTAL task in this file uses it")
 
-    def _workspaces(self, events: Events, node: Node, defaults: Level) -> None:
+    def _workspaces(self, events: Events, trail: Trail, node: Node, defaults: Level) -> None:
         rules = self.rules
         if not is_list(node):
             events.skip(node)
             rules.sink.wrong(node, "workspaces", "a list")
             return
-        for item in events.each_item():  # one workspace at a time, its tasks held till its end
-            pairs, tasks = events.mapping_with_list(item, "tasks")
+        for item in events.each_item():
+            pairs, held, spilled = events.mapping_with_list(item, "tasks", HELD_TASKS)
+            tasks = held if spilled is None else trail.items(spilled)
             rules.workspace(item, pairs, tasks, defaults)
 
     def _version(self, node: Node) -> bool:

@@ -26,7 +26,7 @@ from yaml.events import (
 from runner import manifest_yaml
 from runner.manifest_yaml import MAP, SEQ, STR, Node, Pair, Sink, tag
 
-__all__ = ["Events", "Item", "is_list", "is_mapping", "is_text", "read"]
+__all__ = ["Events", "Item", "Trail", "is_list", "is_mapping", "is_text", "read"]
 
 _CHUNK = 1 << 16  # characters per read of the decoding check
 Item: TypeAlias = tuple[Node, list[Pair] | None]  # a list item, and its pairs if it is a mapping
@@ -98,15 +98,17 @@ class Events:
         return pairs
 
     def mapping_with_list(
-        self, node: Node, name: str
-    ) -> tuple[list[Pair] | None, list[Item] | None]:
+        self, node: Node, name: str, most: int
+    ) -> tuple[list[Pair] | None, list[Item] | None, Node | None]:
         """Like mapping(), but the value of the first key `name`, when it is a plain list, is read
-        one level deeper: its items, each with its pairs when it is a plain mapping."""
+        one level deeper: its items, each with its pairs when it is a plain mapping. A list of
+        more than `most` items is skipped instead, and its start returned last (see Trail)."""
         if not is_mapping(node):
             self.skip(node)
-            return None, None
+            return None, None, None
         pairs: list[Pair] = []
         items: list[Item] | None = None
+        spilled = None
         seen = False
         for key in self.each_key():
             if seen or not is_text(key, name):
@@ -115,11 +117,30 @@ class Events:
             seen = True
             value = self.take()
             if is_list(value):
-                items = [(item, self.mapping(item)) for item in self.each_item()]
+                items = self._items(most)
+                spilled = value if items is None else None
             else:
                 self.skip(value)
             pairs.append((key, value))
-        return pairs, items
+        return pairs, items, spilled
+
+    def _items(self, most: int) -> list[Item] | None:
+        items: list[Item] = []
+        for item in self.each_item():
+            if len(items) == most:
+                self.skip(item)
+                self._skip()  # the rest of the list
+                return None
+            items.append((item, self.mapping(item)))
+        return items
+
+    def seek(self, node: Node) -> None:
+        """Skip to just after the event that starts node, a node of another reading of the file."""
+        kind, index, get = type(node), _index(node), self._get
+        while (event := get()) is not None:
+            if type(event) is kind and _index(event) == index:
+                return
+        raise ComposerError(None, None, "the file changed while it was read", None)
 
     def each_key(self) -> Iterator[Node]:
         """The keys of the mapping just taken, each whole; after each, the caller reads or skips
@@ -137,7 +158,37 @@ class Events:
             yield item
 
 
-def read(path: Path, sink: Sink, walk: Callable[[Events], None]) -> bool:
+def _index(node: Node) -> int:
+    mark = node.start_mark
+    return -1 if mark is None else mark.index
+
+
+class Trail:
+    """A second reading of a file, behind the first: it goes back for the lists the first one
+    skipped, and only ever moves forward, so it costs at most one more parse of the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stack = contextlib.ExitStack()
+        self._events: Events | None = None
+
+    def __enter__(self) -> Trail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def items(self, node: Node) -> Iterator[Item]:
+        """The items of the list node starts, each with its pairs when it is a plain mapping."""
+        if self._events is None:
+            self._events = Events(self._stack.enter_context(_parse(self._path)).get_event)
+        events = self._events
+        events.seek(node)
+        for item in events.each_item():
+            yield item, events.mapping(item)
+
+
+def read(path: Path, sink: Sink, walk: Callable[[Events, Trail], None]) -> bool:
     """Hand the root of the file's one document to walk, as events. False, after reporting why in
     sink, when the file cannot be read, is not UTF-8, has anchors or aliases, or is not valid
     YAML: whatever walk found then counts for nothing (a YAML error may come after it)."""
@@ -148,11 +199,11 @@ def read(path: Path, sink: Sink, walk: Callable[[Events], None]) -> bool:
         # Anchors and aliases can only occur where these characters do; scan events only then.
         if has_marks and _anchors(path, sink):
             return False
-        with _document(path) as events:
+        with _document(path) as events, Trail(path) as trail:
             if events is None:
                 sink.add(1, 1, "file is empty")
             else:
-                walk(events)
+                walk(events, trail)
     except OSError as exc:
         sink.add(1, 1, f"cannot read the file: {exc.strerror or exc}")
         return False

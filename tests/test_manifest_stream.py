@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from runner import manifest_yaml
-from runner.manifest import ManifestError, load_manifests
+from runner.manifest import HELD_TASKS, ManifestError, load_manifests
 from runner.models import ExportMode, TaskKey
 
 
@@ -89,7 +89,7 @@ def test_a_yaml_error_at_the_end_is_the_only_problem(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("parser")
-@pytest.mark.parametrize("tasks", [3, 40])
+@pytest.mark.parametrize("tasks", [HELD_TASKS, HELD_TASKS + 1, 2 * HELD_TASKS])
 def test_a_long_task_list_before_its_workspace_keys(tmp_path: Path, tasks: int) -> None:
     """However long a tasks list, the workspace keys written after it apply to all its tasks,
     in order, and its problems keep their positions."""
@@ -134,11 +134,11 @@ def _transient_bytes(path: Path) -> int:
     return peak - kept
 
 
-def test_loading_memory_does_not_grow_with_the_document(tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_workspace", [50, 10**9], ids=["50-per-workspace", "one-workspace"])
+def test_loading_memory_does_not_grow_with_the_document(tmp_path: Path, per_workspace: int) -> None:
     """Ten times the tasks raise the loader's peak, over what it returns, by far less than the
     ~1,800 bytes a task's node tree takes: only the index of the tasks seen, under 100 bytes a
-    task, grows. No whole document is held: one workspace at a time."""
-    per_workspace = 50
+    task, grows. No whole document is held, nor a whole long tasks list."""
     small, large = 500, 5_000
     load_manifests([_manifest(tmp_path / "warm.yaml", 100, per_workspace)])  # the memo tables
     grown = _transient_bytes(_manifest(tmp_path / "large.yaml", large, per_workspace))
