@@ -1,9 +1,11 @@
-"""YAML nodes with positions: safe composition and typed readers that report FILE:LINE:COL."""
+"""YAML values with positions: nodes known by the events that start them, tags resolved lazily,
+and typed readers that report FILE:LINE:COL."""
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import gc
 import math
 import re
@@ -11,36 +13,18 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TypeAlias, TypeVar
 
-import yaml
-from yaml.events import AliasEvent, NodeEvent
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.events import CollectionStartEvent, MappingStartEvent, ScalarEvent
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
 
 try:
     from yaml import CSafeLoader as Loader
 except ImportError:  # PyYAML built without libyaml: same results, slower
     from yaml import SafeLoader as Loader  # type: ignore[assignment]
 
-
-class _Loader(Loader):
-    """The safe loader with memoised tag resolution for plain scalars: their tag depends on their
-    text alone, and a manifest repeats the same keys and values thousands of times."""
-
-    _tags: ClassVar[dict[str, str]] = {}
-
-    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is ScalarNode and implicit[0]:
-            tag = self._tags.get(value)
-            if tag is None:
-                tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-                if len(self._tags) < 4096:
-                    self._tags[value] = tag
-            return tag
-        resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        return resolved
-
+__all__ = ["Loader", "Node", "Pair", "Problem", "Sink", "describe", "gc_paused", "tag"]
 
 _T = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = _T + "str", _T + "int", _T + "float", _T + "bool", _T + "null"
@@ -62,7 +46,39 @@ _MS = timedelta(milliseconds=1)
 SINCE_MIN, SINCE_MAX = 946_684_800_000, 4_102_444_800_000
 
 E = TypeVar("E", bound=StrEnum)
-Pair = tuple[Node, Node]
+
+Node: TypeAlias = ScalarEvent | CollectionStartEvent
+"""A node, known by the event that starts it: a scalar's event holds its text; a collection's
+contents are read by the walker, or skipped. No node tree is ever built."""
+Pair: TypeAlias = tuple[Node, Node]
+
+_RESOLVER = Resolver()
+# A plain scalar's tag depends on its text alone, and a manifest repeats the same keys and values
+# thousands of times: remember the tag of the first few thousand texts.
+_PLAIN_TAGS: dict[str, str] = {}
+_PLAIN_TAGS_MAX = 4096
+
+
+def tag(node: Node) -> str:
+    """The node's tag, resolved as PyYAML's composer resolves it."""
+    explicit = node.tag
+    if explicit is not None and explicit != "!":
+        return explicit
+    if type(node) is ScalarEvent:
+        if not node.implicit[0]:
+            return STR  # quoted, or tagged '!': never resolved from the text
+        found = _PLAIN_TAGS.get(node.value)
+        if found is None:
+            found = _RESOLVER.resolve(ScalarNode, node.value, node.implicit)  # type: ignore[no-untyped-call]
+            if len(_PLAIN_TAGS) < _PLAIN_TAGS_MAX:
+                _PLAIN_TAGS[node.value] = found
+        return found
+    return MAP if type(node) is MappingStartEvent else SEQ
+
+
+@functools.cache
+def _members(enum: type[E]) -> dict[str, E]:
+    return {member.value: member for member in enum}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +96,14 @@ class Problem:
 
 def describe(node: Node) -> str:
     """What a node is, in the words of the messages ("a string", "a list", …)."""
-    return _KINDS.get(node.tag) or f"a value tagged {node.tag!r}"
+    found = tag(node)
+    return _KINDS.get(found) or f"a value tagged {found!r}"
 
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic collector: a node tree holds no cycles, and the collector rescanning it
-    while it grows would cost more than the parse itself."""
+    """Pause the cyclic collector: the loader makes no cycles, and the collector rescanning the
+    specs while they pile up would cost more than the parse itself."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -110,113 +127,57 @@ class Sink:
 
     def at(self, node: Node, message: str) -> None:
         mark = node.start_mark
-        self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, message))
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        self.problems.append(Problem(self.file, line, column, message))
 
     def site(self, node: Node) -> str:
-        return f"{self.file}:{node.start_mark.line + 1}"
+        mark = node.start_mark
+        return f"{self.file}:{mark.line + 1 if mark is not None else 1}"
 
     def wrong(self, node: Node, what: str, expected: str) -> None:
-        if node.tag not in _KINDS:
+        if tag(node) not in _KINDS:
             self.at(
-                node, f"tag {node.tag!r} is not allowed: a manifest uses plain YAML values only"
+                node, f"tag {tag(node)!r} is not allowed: a manifest uses plain YAML values only"
             )
         else:
             self.at(node, f"{what} must be {expected}, got {describe(node)}")
 
-    # -- loading -----------------------------------------------------------------------------
-
-    def compose(self, path: Path) -> Node | None:
-        """The file's node tree, or None after reporting why there is none."""
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            self.add(1, 1, f"cannot read the file: {exc.strerror or exc}")
-            return None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            self._at_offset(data[: exc.start].decode("utf-8", "replace"), "the file is not UTF-8")
-            return None
-        try:
-            # Anchors and aliases can only occur where these characters do; scan events only then.
-            if ("&" in text or "*" in text) and self._anchors(text):
-                return None
-            with gc_paused():
-                root = yaml.compose(text, Loader=_Loader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            what = "; ".join(x for x in (exc.context, exc.problem) if x)
-            if mark is None:
-                self.add(1, 1, f"YAML syntax error: {what}")
-            else:
-                self.add(mark.line + 1, mark.column + 1, f"YAML syntax error: {what}")
-            return None
-        except yaml.reader.ReaderError as exc:
-            # libyaml counts the offset in UTF-8 bytes of the text it was given.
-            before = text.encode()[: exc.position].decode("utf-8", "replace")
-            char = chr(exc.character) if isinstance(exc.character, int) else exc.character
-            self._at_offset(before, f"character {char!r} is not allowed: {exc.reason}")
-            return None
-        if root is None:
-            self.add(1, 1, "file is empty")
-        return root
-
-    def _at_offset(self, before: str, message: str) -> None:
-        line = before.count("\n") + 1
-        self.add(line, len(before) - (before.rfind("\n") + 1) + 1, message)
-
-    def _anchors(self, text: str) -> bool:
-        """Report every anchor and alias; True when there was one. Aliases would let one task
-        stand for many and hide what a manifest asks for, so a manifest spells everything out."""
-        found = False
-        for event in yaml.parse(text, Loader=Loader):
-            if isinstance(event, AliasEvent):
-                found = True
-                self._at_mark(event, f"alias '*{event.anchor}' is not allowed: write the value out")
-            elif isinstance(event, NodeEvent) and event.anchor is not None:
-                found = True
-                self._at_mark(event, f"anchor '&{event.anchor}' is not allowed: write values out")
-        return found
-
-    def _at_mark(self, event: NodeEvent, message: str) -> None:
-        mark = event.start_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        self.add(line, column, message)
-
-    # -- readers: each returns the value, or None after reporting a problem -------------------
+    # -- keys ----------------------------------------------------------------------------------
 
     def fields(
         self,
         node: Node,
+        pairs: list[Pair] | None,
         allowed: Collection[str],
         what: str,
         hints: Mapping[str, str],
     ) -> dict[str, Pair] | None:
-        """The known keys of a mapping; unknown, duplicate and non-string keys are problems."""
-        if node.__class__ is not MappingNode or node.tag != MAP:
+        """The known keys of a mapping (pairs is None when node is not one); unknown, duplicate
+        and non-string keys are problems."""
+        if pairs is None:
             self.wrong(node, what, "a mapping")
             return None
         out: dict[str, Pair] = {}
-        for pair in node.value:
-            key_node = pair[0]
-            key = key_node.value
-            if key_node.__class__ is ScalarNode and key_node.tag == STR and key in allowed:
+        for pair in pairs:
+            node = pair[0]
+            if type(node) is ScalarEvent and (key := node.value) in allowed and tag(node) == STR:
                 if key not in out:
                     out[key] = pair
-                    continue
-                first = out[key][0].start_mark
-                where = f"{first.line + 1}:{first.column + 1}"
-                self.at(key_node, f"duplicate key {key!r} in {what} (first at {where})")
+                else:
+                    self.duplicate(node, key, out[key][0], what)
             else:
-                self._bad_key(key_node, allowed, what, hints)
+                self.key(node, allowed, what, hints)
         return out
 
-    def _bad_key(
+    def key(
         self, node: Node, allowed: Collection[str], what: str, hints: Mapping[str, str]
-    ) -> None:
-        if node.tag == MERGE:
+    ) -> str | None:
+        """The key's text when it is one of allowed; otherwise None, after reporting it."""
+        if type(node) is ScalarEvent and node.value in allowed and tag(node) == STR:
+            return node.value
+        if tag(node) == MERGE:
             self.at(node, "merge keys ('<<') are not allowed: write the values out")
-        elif node.__class__ is not ScalarNode or node.tag != STR:
+        elif type(node) is not ScalarEvent or tag(node) != STR:
             self.wrong(node, "a key", "a string")
         elif node.value in hints:
             self.at(node, hints[node.value])
@@ -224,25 +185,25 @@ class Sink:
             close = difflib.get_close_matches(node.value, list(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             self.at(node, f"unknown key {node.value!r} in {what}{hint}")
+        return None
 
-    def items(self, node: Node, what: str) -> list[Node] | None:
-        if node.__class__ is not SequenceNode or node.tag != SEQ:
-            self.wrong(node, what, "a list")
-            return None
-        items: list[Node] = node.value
-        return items
+    def duplicate(self, node: Node, key: str, first: Node, what: str) -> None:
+        mark = first.start_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "1:1"
+        self.at(node, f"duplicate key {key!r} in {what} (first at {where})")
+
+    # -- values: each returns the value, or None after reporting a problem -------------------
 
     def text(self, node: Node, what: str) -> str | None:
-        if node.__class__ is ScalarNode and node.tag == STR:
-            value: str = node.value
-            return value
+        if type(node) is ScalarEvent and tag(node) == STR:
+            return node.value
         self.wrong(node, what, "a string")
         return None
 
     def integer(self, node: Node, what: str) -> int | None:
         """A plain decimal integer: YAML 1.1 octal (012), hex, sexagesimal and booleans are
         refused, since an operator writing 012 does not mean 10."""
-        if node.__class__ is ScalarNode and node.tag == INT:
+        if type(node) is ScalarEvent and tag(node) == INT:
             if _DECIMAL.fullmatch(node.value):
                 return int(node.value)
             self.at(node, f"{what} must be a plain decimal integer, got {node.value!r}")
@@ -251,7 +212,7 @@ class Sink:
         return None
 
     def number(self, node: Node, what: str) -> float | None:
-        if node.__class__ is ScalarNode and node.tag in (INT, FLOAT):
+        if type(node) is ScalarEvent and tag(node) in (INT, FLOAT):
             try:
                 value = float(node.value)
             except ValueError:
@@ -264,24 +225,23 @@ class Sink:
         return None
 
     def choice(self, node: Node, what: str, enum: type[E]) -> E | None:
-        if node.__class__ is ScalarNode and node.tag == STR:
-            try:
-                return enum(node.value)
-            except ValueError:
-                pass
+        if type(node) is ScalarEvent and tag(node) == STR:
+            members: dict[str, E] = _members(enum)
+            if (member := members.get(node.value)) is not None:
+                return member
         allowed = ", ".join(member.value for member in enum)
-        shown = repr(node.value) if node.__class__ is ScalarNode else describe(node)
+        shown = repr(node.value) if type(node) is ScalarEvent else describe(node)
         self.at(node, f"{what} must be one of {allowed}, got {shown}")
         return None
 
     def instant(self, node: Node, what: str) -> int | None:
         """Epoch milliseconds, from an integer or an ISO-8601 instant with a timezone. The text
         is read here, never through YAML's timestamp constructor, which drops the zone."""
-        if node.__class__ is not ScalarNode or node.tag not in (INT, STR, TIMESTAMP):
+        if type(node) is not ScalarEvent or tag(node) not in (INT, STR, TIMESTAMP):
             self.wrong(node, what, "epoch milliseconds or an ISO-8601 instant")
             return None
-        raw: str = node.value
-        if node.tag == INT:
+        raw = node.value
+        if tag(node) == INT:
             value = self.integer(node, what)
             if value is None:
                 return None

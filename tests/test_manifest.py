@@ -344,7 +344,6 @@ def test_star_and_ampersand_in_text_are_fine(tmp_path: Path) -> None:
 def test_pure_python_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without libyaml the pure-Python loader gives the same specs and positions."""
     monkeypatch.setattr(manifest_yaml, "Loader", yaml.SafeLoader)
-    monkeypatch.setattr(manifest_yaml, "_Loader", yaml.SafeLoader)
     assert load_manifests([MANIFESTS]) == _with_c_loader(MANIFESTS)
     path = write(tmp_path, ONE_WS + "    name: t\n    export_mode: x\n    a: &a 1\n")
     assert [(p.line, p.column) for p in problems(path)] == [(7, 8)]
@@ -355,7 +354,6 @@ def test_pure_python_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def _with_c_loader(path: Path) -> object:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(manifest_yaml, "Loader", yaml.CSafeLoader)
-        patch.setattr(manifest_yaml, "_Loader", yaml.CSafeLoader)
         return load_manifests([path])
 
 
