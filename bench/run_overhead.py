@@ -182,8 +182,12 @@ async def runner_no_network(manifest: Path, folder: Path) -> float:
     """`run()` over a transport that answers every create at once: all but the HTTP."""
     ids = itertools.count(100_001)
 
+    empty = {"PageNumber": 1, "PageSize": 100, "TotalCount": 0, "Migrations": []}
+
     async def answer(request: HttpRequest) -> HttpResponse:
-        body = json.dumps({"RequestId": "bench", "Data": next(ids), "Success": True})
+        listing = request.headers.get("x-acs-action") == "ListMigrations"
+        data = empty if listing else next(ids)  # each new workspace is listed before its creates
+        body = json.dumps({"RequestId": "bench", "Data": data, "Success": True})
         return HttpResponse(200, {"content-type": "application/json"}, body.encode())
 
     request = RunRequest(

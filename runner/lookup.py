@@ -103,6 +103,8 @@ class NameIndex:
         it): afterwards `seen` answers for every name the workspace held. Raises Unresolved when
         the listing cannot be read or shown complete."""
         workspace = (key.region, key.project_id)
+        if workspace in self._counted:
+            return
         lock = self._census.setdefault(workspace, anyio.Lock())
         async with lock:
             if workspace in self._counted:

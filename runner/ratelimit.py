@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import anyio
+import anyio.lowlevel
 
 from runner.clock import Clock
 from runner.models import Access
@@ -169,6 +170,13 @@ class Bucket:
 
         A caller that slept for its slot and woke late is granted the slot as of when it was
         due, up to LATE_CREDIT of an interval back, so timer lateness does not slow the pace."""
+        if not self._lock.locked():  # nobody queued: take a free slot without the lock
+            now = self._clock.monotonic()
+            self._refill(now)
+            if self._wait(now) <= 0:
+                self._grant(now)
+                await anyio.lowlevel.checkpoint()
+                return
         async with self._lock:
             due: float | None = None
             while True:
