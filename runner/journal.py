@@ -14,8 +14,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -473,16 +472,6 @@ class Journal:
         """The (region, project id) of every workspace this journal has sent a create to."""
         sql = "SELECT DISTINCT region, project_id FROM tasks WHERE create_sent = 1"
         return {(region, project_id) for region, project_id in self._fetch(sql)}
-
-    def states(self, keys: Collection[TaskKey]) -> Counter[str]:
-        """How many of the tasks `keys` holds are in each state, in one pass."""
-        sql = "SELECT region, project_id, name, state FROM tasks"
-        counts: Counter[str] = Counter()
-        with self._mutex, _sqlite_errors(self.path, "read failed"):
-            for region, project_id, name, state in self._conn.execute(sql):
-                if TaskKey(region, project_id, name) in keys:
-                    counts[state] += 1
-        return counts
 
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._mutex, _sqlite_errors(self.path, "read failed"):

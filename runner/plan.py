@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from runner.models import (
     ADOPTED_FINGERPRINT,
@@ -131,22 +131,33 @@ def _order(spec: ExportSpec) -> tuple[str, int, str]:
     return (key.region, key.project_id, key.name)
 
 
-def plan_in_order(
-    specs: Iterable[ExportSpec],
-    rows: Iterable[JournalRow],
-    *,
-    only_failed: bool = False,
-) -> Iterator[Action]:
-    """The actions for `specs`, in key order, given the journal's rows in key order (as
-    `Journal.iter_rows` reads them): a merge that holds one row at a time, never a map."""
+R = TypeVar("R", bound="JournalRow")
+
+
+def pair_in_order(
+    specs: Iterable[ExportSpec], rows: Iterable[R]
+) -> Iterator[tuple[ExportSpec, R | None]]:
+    """Each spec, in key order, with its journal row (None when the journal has none), given the
+    rows in key order (as `Journal.iter_rows` reads them): a merge that holds one row at a time,
+    never a map of the journal."""
     row_iter = iter(rows)
     row = next(row_iter, None)
     for spec in sorted(specs, key=_order):
         wanted = _order(spec)
         while row is not None and (row.key.region, row.key.project_id, row.key.name) < wanted:
             row = next(row_iter, None)
-        found = row if row is not None and row.key == spec.key else None
-        yield decide(spec, found, only_failed=only_failed)
+        yield spec, (row if row is not None and row.key == spec.key else None)
+
+
+def plan_in_order(
+    specs: Iterable[ExportSpec],
+    rows: Iterable[JournalRow],
+    *,
+    only_failed: bool = False,
+) -> Iterator[Action]:
+    """The actions for `specs`, in key order, given the journal's rows in key order."""
+    for spec, row in pair_in_order(specs, rows):
+        yield decide(spec, row, only_failed=only_failed)
 
 
 def make_plan(

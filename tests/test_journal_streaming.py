@@ -4,6 +4,7 @@ writer's posted (unawaited) outcomes."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import anyio
@@ -64,14 +65,21 @@ def test_iter_rows_reads_every_row_in_key_order_in_chunks(tmp_path: Path) -> Non
     assert keys == sorted(keys)
 
 
-def test_states_counts_only_the_keys_given(tmp_path: Path) -> None:
-    """states() counts the rows of the given tasks by state, ignoring the journal's others."""
-    tasks = specs(20)
+def test_pairing_in_order_finds_each_specs_row_and_only_its_own(tmp_path: Path) -> None:
+    """pair_in_order gives each spec its own row, None for specs the journal lacks, and skips
+    the journal's other tasks."""
+    from runner.plan import pair_in_order
+
+    tasks = specs(40)
     with Journal.open(tmp_path / "j.db") as journal:
-        journal.register(tasks)
+        journal.register(tasks[:30] + specs(25, seed=9))
         journal.apply([MarkInFlight(tasks[0].key, "f"), MarkCreated(tasks[0].key, 7, None)])
-        counts = journal.states(frozenset(s.key for s in tasks[:10]))
-    assert counts == {"created": 1, "pending": 9}
+        pairs = list(pair_in_order(tasks, journal.iter_rows(chunk=4)))
+    assert sorted(s.key for s, _ in pairs) == sorted(s.key for s in tasks)
+    assert all(row is None or row.key == spec.key for spec, row in pairs)
+    assert sum(row is not None for _, row in pairs) == 30
+    states = Counter(row.state.value for _, row in pairs if row is not None)
+    assert states == {"created": 1, "pending": 29}
 
 
 @pytest.mark.parametrize("seed", range(5))

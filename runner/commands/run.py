@@ -6,6 +6,7 @@ import random
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from runner.models import Action, ActionKind, Manifest
 from runner.phases import Stage
 from runner.phases.create import DEFAULT_VISIBILITY_WINDOW
 from runner.phases.tasks import LifecycleTask
-from runner.plan import SENDING, plan_in_order
+from runner.plan import SENDING, pair_in_order, plan_in_order
 from runner.pool import PhaseProgress
 from runner.ratelimit import RateLimiter
 
@@ -190,7 +191,11 @@ async def run(
                     sent_workspaces=sent_workspaces,
                 )
             )
-        states = journal.states(frozenset(spec.key for spec in manifest.specs))
+        states = Counter(
+            row.state.value
+            for _, row in pair_in_order(manifest.specs, journal.iter_rows())
+            if row is not None
+        )
     finally:
         journal.close()
     elapsed = time.monotonic() - started
