@@ -11,6 +11,7 @@ from rich.console import Console
 
 from runner.manifest import ManifestError, load_manifests
 from runner.models import Manifest
+from runner.text import printable
 
 DEFAULT_JOURNAL = Path(".runner") / "journal.db"
 DEFAULT_RATE = 5.0  # the Basic edition's limit: safe everywhere; `rate:` raises it
@@ -51,8 +52,8 @@ def load_or_report(paths: Sequence[str]) -> Manifest | None:
     try:
         return load_manifests(paths)
     except ManifestError as error:
-        for problem in error.problems:
-            print(str(problem), file=sys.stderr)
+        for problem in error.problems:  # a problem may quote the manifest: shown printable
+            print(printable(str(problem)), file=sys.stderr)
         count = len(error.problems)
         print(f"{count} problem{'s' if count != 1 else ''}; nothing was sent", file=sys.stderr)
         return None
