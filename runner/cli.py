@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from runner.commands.common import (
     DEFAULT_WAIT_TIMEOUT,
     ExitCode,
 )
+from runner.text import printable
 
 JOURNAL = click.option(
     "--journal",
@@ -218,7 +221,14 @@ def demo(manifest_path: str) -> None:
     sys.exit(command.execute(manifest_path))
 
 
+def disable_core_dumps() -> None:
+    """No core file, ever: one would hold the credentials and the signing keys in clear."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main() -> None:
+    disable_core_dumps()
     try:
         cli(standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
@@ -229,7 +239,9 @@ def main() -> None:
         sys.exit(ExitCode.USAGE)
     except Exception as error:  # a condition no command expected: stop with a clear line
         leaf = _first_leaf(error)
-        print(f"runner stopped: {type(leaf).__name__}: {leaf}", file=sys.stderr)
+        # the message may quote a URL, a server answer or a credential: masked, made printable
+        message = printable(logs.REDACTOR.redact(str(leaf)))
+        print(f"runner stopped: {type(leaf).__name__}: {message}", file=sys.stderr)
         print("the journal keeps what was done; rerun to go on", file=sys.stderr)
         sys.exit(ExitCode.FATAL)
 

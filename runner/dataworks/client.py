@@ -44,7 +44,7 @@ from runner.models import (
     Started,
     Summary,
 )
-from runner.redact import mask, secret_forms
+from runner.redact import mask, scrub_url_secrets, secret_forms
 
 API_VERSION = DATAWORKS_VERSION
 SignatureVersion = Literal["v3", "v1"]
@@ -100,11 +100,13 @@ MAX_MESSAGE = 500
 
 def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
     """A server message safe to log and journal: no echoed string-to-sign (with V1 it carries
-    the security token), no credential in any encoding, bounded length."""
+    the security token), no credential in any encoding, no URL signature or key id, bounded
+    length."""
     found = STRING_TO_SIGN.search(message)
     if found:
         message = message[: found.start()].rstrip(" :,") + " (string to sign omitted)"
     message = mask(message, (form for s in secrets if s for form in secret_forms(s)))
+    message = scrub_url_secrets(message)
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE] + "…"
     return message

@@ -48,8 +48,22 @@ class Downloader(Protocol):
 
 def url_place(url: str) -> str:
     """host/path of a URL: what a log may say about a presigned URL (never its query)."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or ''}{parts.path}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname or ''}{parts.path}"
+    except ValueError:  # not even a URL (an unclosed IPv6 bracket, …)
+        return "(malformed URL)"
+
+
+def url_host(url: str) -> str:
+    """host[:port] of a URL, without any user info: what an error may say about where it went."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(malformed URL)"
+    return f"{host}:{port}" if port is not None else host
 
 
 def url_expires(url: str) -> float | None:

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote, quote_plus, urlencode
@@ -37,9 +37,10 @@ class SignedRequest:
     """A request ready for the wire: everything the transport needs, already encoded."""
 
     method: str
-    path_and_query: str  # "/" or "/?..." already percent-encoded for the wire
-    headers: dict[str, str]
-    body: bytes
+    # "/" or "/?..." already percent-encoded for the wire; with V1 it holds the signature
+    path_and_query: str = field(repr=False)
+    headers: dict[str, str] = field(repr=False)  # the Authorization header, any STS token
+    body: bytes = b""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import aiohttp
 import anyio.to_thread
 from yarl import URL
 
-from runner.dataworks.download import CHUNK, DownloadError, check_url, url_place
+from runner.dataworks.download import CHUNK, DownloadError, check_url, url_host, url_place
 
 TOTAL_FACTOR = 30  # a package must arrive within this many per-read timeouts ...
 TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
@@ -29,7 +29,8 @@ TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     method: str
-    url: str  # already encoded: sent exactly as given
+    # already encoded: sent exactly as given; with V1 its query holds the key id and signature
+    url: str = field(repr=False)
     headers: Mapping[str, str] = field(repr=False)  # carries the signature and any STS token
     body: bytes = b""
 
@@ -106,8 +107,9 @@ class _OneSession:
 class AiohttpTransport(_OneSession):
     """One shared aiohttp session for the whole run; errors mapped to the two transport kinds."""
 
-    def __init__(self, *, limit: int = 100) -> None:
+    def __init__(self, *, limit: int = 100, connect_timeout: float = 5.0) -> None:
         super().__init__(limit=limit)
+        self._connect_timeout = connect_timeout
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
@@ -120,7 +122,11 @@ class AiohttpTransport(_OneSession):
 
     async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         session = self._open_session()
-        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+        connect = min(timeout, self._connect_timeout)
+        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect)
+        # Errors name their type and the host only: aiohttp's messages may quote the whole URL,
+        # and a V1 URL carries the AccessKeyId and the signature.
+        host = url_host(request.url)
         try:
             async with session.request(
                 request.method,
@@ -135,15 +141,14 @@ class AiohttpTransport(_OneSession):
                 return HttpResponse(resp.status, headers, body)
         except aiohttp.ClientSSLError as exc:
             # the handshake may have failed after bytes were sent: treat as unknown
-            raise ExchangeError(f"TLS error: {exc}") from exc
+            raise ExchangeError(f"TLS error ({type(exc).__name__}) with {host}") from exc
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # refused, unreachable, DNS failure or no connection in time: nothing was sent
-            raise ConnectError(str(exc) or type(exc).__name__) from exc
+            raise ConnectError(f"{type(exc).__name__}: cannot connect to {host}") from exc
         except TimeoutError as exc:
-            raise ExchangeError(f"no answer within {timeout:g}s") from exc
+            raise ExchangeError(f"no answer from {host} within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
-            # the name only: some aiohttp messages quote the URL, whose query may carry a token
-            raise ExchangeError(type(exc).__name__) from exc
+            raise ExchangeError(f"{type(exc).__name__} from {host}") from exc
 
 
 class AiohttpDownloader(_OneSession):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
@@ -33,8 +33,8 @@ class IncomingRequest:
 @dataclass(frozen=True, slots=True)
 class Key:
     access_key_id: str
-    access_key_secret: str
-    security_token: str | None = None
+    access_key_secret: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
