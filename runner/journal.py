@@ -75,6 +75,11 @@ class JournalWriteError(JournalError):
     """A batch of ops could not be committed; the cause is chained."""
 
 
+class JournalDataError(JournalError):
+    """An op holds a value SQLite cannot store (an integer beyond 64 bits, text that is not
+    valid Unicode): that op's fault, not the journal's; nothing of its batch was applied."""
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRow:
     key: TaskKey
@@ -233,6 +238,10 @@ def _changes(op: Op) -> tuple[str, tuple[Any, ...]]:
             raise TypeError("Register inserts; it changes no row")
         case _:
             assert_never(op)
+
+
+def _op_key(op: Op) -> TaskKey:
+    return op.spec.key if isinstance(op, Register) else op.key
 
 
 def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
@@ -434,7 +443,13 @@ class Journal:
         with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
             now = self._clock()
             for op in ops:
-                _apply_op(self._conn, op, now)
+                try:
+                    _apply_op(self._conn, op, now)
+                except (OverflowError, UnicodeEncodeError, sqlite3.InterfaceError) as exc:
+                    raise JournalDataError(
+                        f"journal {self.path}: {type(op).__name__} of {_op_key(op)} holds a value"
+                        f" that cannot be stored ({type(exc).__name__})"
+                    ) from exc
         self.transactions += 1
 
     def register(self, specs: Iterable[ExportSpec]) -> None:

@@ -22,6 +22,7 @@ from yarl import URL
 
 from runner.dataworks.download import CHUNK, DownloadError, check_url, url_host, url_place
 
+MAX_ANSWER = 8 * 1024 * 1024  # bytes of an API answer, after decompression
 TOTAL_FACTOR = 30  # a package must arrive within this many per-read timeouts ...
 TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
 
@@ -52,6 +53,10 @@ class ConnectError(TransportError):
 
 class ExchangeError(TransportError):
     """The request may have reached the server (timeout, reset): the outcome is unknown."""
+
+
+class ResponseTooLarge(ExchangeError):
+    """The answer was bigger than the client accepts (after decompression): it was not read."""
 
 
 class Transport(Protocol):
@@ -107,9 +112,12 @@ class _OneSession:
 class AiohttpTransport(_OneSession):
     """One shared aiohttp session for the whole run; errors mapped to the two transport kinds."""
 
-    def __init__(self, *, limit: int = 100, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, *, limit: int = 100, connect_timeout: float = 5.0, max_answer: int = MAX_ANSWER
+    ) -> None:
         super().__init__(limit=limit)
         self._connect_timeout = connect_timeout
+        self._max_answer = max_answer
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
@@ -136,7 +144,7 @@ class AiohttpTransport(_OneSession):
                 timeout=client_timeout,
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
+                body = await self._read_bounded(resp, host)
                 headers = {k.lower(): v for k, v in resp.headers.items()}
                 return HttpResponse(resp.status, headers, body)
         except aiohttp.ClientSSLError as exc:
@@ -149,6 +157,22 @@ class AiohttpTransport(_OneSession):
             raise ExchangeError(f"no answer from {host} within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise ExchangeError(f"{type(exc).__name__} from {host}") from exc
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, host: str) -> bytes:
+        """The body, decompressed a chunk at a time (aiohttp bounds each inflation), refused as
+        soon as it would pass the limit: a gzip bomb is never inflated, a huge answer never held."""
+        limit = self._max_answer
+        length = resp.content_length  # what travels (compressed or not): known too big at once
+        if length is not None and length > limit:
+            raise ResponseTooLarge(f"{host} announced an answer of {length} bytes (limit {limit})")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(f"the answer from {host} passed {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 class AiohttpDownloader(_OneSession):
