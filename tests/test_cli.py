@@ -117,6 +117,27 @@ def test_run_refuses_plain_http_beyond_loopback(files: tuple[Path, Path], tmp_pa
     assert "plain http" in err
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://u:pa55word@127.0.0.1:1", "http://127.0.0.1:99999", "http://[::1:1"],
+    ids=["user info", "port out of range", "unclosed bracket"],
+)
+def test_run_refuses_an_unusable_endpoint_before_journaling(
+    files: tuple[Path, Path], tmp_path: Path, endpoint: str
+) -> None:
+    """--endpoint with user info or an invalid port exits 2 with one line, before the journal
+    exists (so no task is ever marked in flight), and never shows a password."""
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    journal = tmp_path / "j.db"
+    args = ("run", str(files[0]), "--journal", str(journal), "--endpoint", endpoint)
+    code, out, err = invoke(*args, env=env)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: endpoint")
+    assert "pa55word" not in err + out
+    assert not journal.exists()
+
+
 def test_sim_rejects_a_malformed_key() -> None:
     """runner sim --key must be ID:SECRET[:TOKEN]."""
     code, _, err = invoke("sim", "--key", "just-an-id")
