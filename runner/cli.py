@@ -17,6 +17,7 @@ from runner.commands.common import (
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
     ExitCode,
+    parse_size,
 )
 from runner.text import printable
 
@@ -28,6 +29,20 @@ JOURNAL = click.option(
     help="The journal (SQLite) that records every task and attempt.",
 )
 MANIFESTS = click.argument("manifests", nargs=-1, required=True, type=str)
+
+
+class ByteSize(click.ParamType[int]):
+    """A size in bytes, given as 123, 500M, 4G (binary units)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,6 +124,13 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     default=DEFAULT_POLL_INTERVAL,
     show_default=True,
     help="With --wait: seconds between two status reads of a task.",
+)
+@click.option(
+    "--max-package-size",
+    type=ByteSize(),
+    default="4G",
+    show_default=True,
+    help="With --download: a larger package fails its download (e.g. 500M, 4G).",
 )
 def run(**options: Any) -> None:
     """Create every task of the manifests that is not done yet; optionally start, wait, fetch."""

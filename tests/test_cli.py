@@ -226,6 +226,7 @@ def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -
         "run m.yaml --journal j.db --endpoint http://127.0.0.1:1 --rate 7 --read-rate 9"
         " --concurrency 3 --timeout 4 --signature-version v1 --only-failed --profile p"
         " --adopt-existing --download pk --wait-timeout 5 --poll-interval 6"
+        " --max-package-size 500M"
     )
     result = CliRunner().invoke(cli, args.split(), standalone_mode=False)
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -236,3 +237,23 @@ def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -
     assert (request.only_failed, request.adopt_existing, request.profile) == (True, True, "p")
     assert (request.download, request.wait_timeout, request.poll_interval) == (Path("pk"), 5, 6)
     assert request.stage is Stage.DOWNLOAD
+    assert request.max_package_size == 500 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("123", 123), ("4G", 4 * 1024**3), ("4GiB", 4 * 1024**3), ("512mb", 512 * 1024**2)],
+)
+def test_sizes_are_read_in_binary_units(text: str, size: int) -> None:
+    """--max-package-size takes bytes or a K/M/G/T size."""
+    from runner.commands.common import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "G", "-1", "1.5G", "4X", "9" * 40])
+def test_a_size_that_is_not_one_exits_2(text: str, tmp_path: Path) -> None:
+    """A --max-package-size that is not a size is a usage error (exit 2), not a crash."""
+    code, _, err = invoke("run", "m.yaml", "--max-package-size", text)
+    assert code == 2
+    assert "max-package-size" in err

@@ -31,6 +31,19 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from `123`, `512M`, `4G`, `4GiB` or `4GB` (binary units). ValueError when
+    it is not one."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:].isalpha() else (raw, "")
+    if unit not in SIZE_UNITS or not number.isdigit() or len(number) > 15:
+        raise ValueError(f"{text!r} is not a size (like 500M or 4G)")
+    return int(number) * SIZE_UNITS[unit]
+
+
 class UsageError(Exception):
     """Bad input: nothing was sent. Exit 2."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +21,17 @@ import aiohttp
 import anyio.to_thread
 from yarl import URL
 
-from runner.dataworks.download import CHUNK, DownloadError, check_url, url_host, url_place
+from runner.dataworks.checksums import PackageChecksums
+from runner.dataworks.download import (
+    CHUNK,
+    DEFAULT_MAX_PACKAGE,
+    FREE_SPACE_RESERVE,
+    DownloadError,
+    check_url,
+    url_host,
+    url_place,
+)
+from runner.files import make_private_dirs
 
 MAX_ANSWER = 8 * 1024 * 1024  # bytes of an API answer, after decompression
 TOTAL_FACTOR = 30  # a package must arrive within this many per-read timeouts ...
@@ -176,16 +187,36 @@ class AiohttpTransport(_OneSession):
 
 
 class AiohttpDownloader(_OneSession):
-    """Streams packages with one aiohttp session; errors mapped to DownloadError."""
+    """Streams packages with one aiohttp session; errors mapped to DownloadError.
 
-    def __init__(self, *, limit: int = 16) -> None:
+    A package is bounded (`max_size`, checked against Content-Length before anything is written
+    and enforced while streaming), needs room on the disk before it starts, is verified against
+    the checksums the storage sends, and comes only from a host that is not this machine unless
+    `allow_loopback` (the API endpoint is loopback itself)."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 16,
+        max_size: int = DEFAULT_MAX_PACKAGE,
+        allow_loopback: bool = False,
+        free_space: Callable[[Path], int] = lambda folder: shutil.disk_usage(folder).free,
+    ) -> None:
         super().__init__(limit=limit)
+        self._max_size = max_size
+        self._allow_loopback = allow_loopback
+        self._free_space = free_space
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+        # the bytes as stored: what the checksums are of, and never inflated on the way
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def fetch(self, url: str, dest: Path, timeout: float) -> int:
         """Stream `url` into `dest`; `timeout` bounds the connect and each read, not the whole
         transfer (a package may be large). Nothing is left under `dest` unless it is complete."""
         session = self._open_session()
-        check_url(url)
+        check_url(url, allow_loopback=self._allow_loopback)
         client_timeout = aiohttp.ClientTimeout(
             # a trickling server must not hold a task forever: the whole package gets a bound too
             total=max(TOTAL_FLOOR, timeout * TOTAL_FACTOR),
@@ -193,7 +224,8 @@ class AiohttpDownloader(_OneSession):
             sock_read=timeout,
         )
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(dest.parent)  # 0700: the packages hold a workspace's code
+            self._check_room(dest.parent, 0)
             # a name of its own, so two runs saving into one folder never share a partial file
             handle, name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
         except OSError as exc:
@@ -203,7 +235,7 @@ class AiohttpDownloader(_OneSession):
         part = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
-                written = await self._stream(session, url, out, client_timeout)
+                written = await self._stream(session, url, out, client_timeout, dest.parent)
             if not await anyio.to_thread.run_sync(zipfile.is_zipfile, name):
                 # an error page answered with 200, or a body cut short: never saved as a package
                 raise DownloadError(f"{url_place(url)} did not send a zip package", retryable=True)
@@ -211,9 +243,27 @@ class AiohttpDownloader(_OneSession):
             return written
         except OSError as exc:
             raise DownloadError(f"cannot write {dest}: {exc.strerror}", retryable=False) from exc
-        finally:
+        finally:  # whatever stopped it (an error, a limit, a cancellation): no partial file
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)  # a no-op after the rename; microseconds otherwise
+
+    def _check_room(self, folder: Path, size: int) -> None:
+        """Refuse to start a download the disk has no room for (its size, when announced, plus
+        a reserve)."""
+        free = self._free_space(folder)
+        if free < size + FREE_SPACE_RESERVE:
+            raise DownloadError(
+                f"not enough free disk space in {folder}: {free} bytes free, the package needs"
+                f" {size} and {FREE_SPACE_RESERVE} are kept free",
+                retryable=False,
+            )
+
+    def _too_large(self, place: str, size: int) -> DownloadError:
+        return DownloadError(
+            f"the package from {place} is over {self._max_size} bytes ({size}); raise"
+            " --max-package-size to accept it",
+            retryable=False,
+        )
 
     async def _stream(
         self,
@@ -221,6 +271,7 @@ class AiohttpDownloader(_OneSession):
         url: str,
         out: BinaryIO,
         timeout: aiohttp.ClientTimeout,
+        folder: Path,
     ) -> int:
         place = url_place(url)
         try:
@@ -232,10 +283,20 @@ class AiohttpDownloader(_OneSession):
                     raise DownloadError(
                         f"HTTP {resp.status} from {place}", status=resp.status, retryable=retryable
                     )
+                length = resp.content_length
+                if length is not None and length > self._max_size:
+                    raise self._too_large(place, length)
+                self._check_room(folder, length or 0)
+                checksums = PackageChecksums(resp.headers)
                 written = 0
                 async for chunk in resp.content.iter_chunked(CHUNK):
-                    await anyio.to_thread.run_sync(out.write, chunk)  # disk work off the loop
                     written += len(chunk)
+                    if written > self._max_size:
+                        raise self._too_large(place, written)
+                    # disk work and checksums off the loop
+                    await anyio.to_thread.run_sync(_write, out, checksums, chunk)
+                if (problem := checksums.mismatch()) is not None:
+                    raise DownloadError(f"corrupt package from {place}: {problem}", retryable=True)
                 await anyio.to_thread.run_sync(_flush_and_sync, out)
                 return written
         except aiohttp.ClientSSLError as exc:
@@ -247,10 +308,17 @@ class AiohttpDownloader(_OneSession):
         except aiohttp.ClientError as exc:
             # the name only: aiohttp messages may quote the URL, whose query holds the signature
             raise DownloadError(f"{type(exc).__name__} from {place}", retryable=True) from exc
+        except ValueError as exc:  # a URL aiohttp will not send (checked, but be sure)
+            raise DownloadError(f"malformed package URL for {place}", retryable=False) from exc
         except OSError as exc:
             raise DownloadError(
                 f"cannot write the package: {exc.strerror}", retryable=False
             ) from exc
+
+
+def _write(out: BinaryIO, checksums: PackageChecksums, chunk: bytes) -> None:
+    out.write(chunk)
+    checksums.feed(chunk)
 
 
 def _flush_and_sync(out: BinaryIO) -> None:

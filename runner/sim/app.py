@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from runner.dataworks.actions import ACTIONS, DATAWORKS_VERSION
+from runner.dataworks.checksums import CRC64_HEADER, crc64_update
 from runner.sim import auth
 from runner.sim.auth import AuthFailure, IncomingRequest, Key, NonceCache
 from runner.sim.faults import (
@@ -194,10 +195,15 @@ class _Simulator:
             "ExportObjectStatus": record.export_object_status,
             "IncrementalSince": record.incremental_since,
         }
+        package = _zip_package(manifest)
         return web.Response(
-            body=_zip_package(manifest),
+            body=package,
             content_type="application/zip",
-            headers={"x-oss-request-id": self.request_id()},
+            # as OSS does: the object's CRC-64/ECMA, which the downloader checks
+            headers={
+                "x-oss-request-id": self.request_id(),
+                CRC64_HEADER: str(crc64_update(0, package)),
+            },
         )
 
 
