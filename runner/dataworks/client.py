@@ -195,7 +195,10 @@ class DataWorksClient:
         self, region: str, action: ApiAction, params: Mapping[str, str]
     ) -> dict[str, Any]:
         mutating = action.mutating
-        request = self._build(region, action, params)
+        try:
+            request = self._build(region, action, params)
+        except signing.SigningError as exc:  # nothing was sent: this request can never be
+            raise ApiError(ErrorKind.PERMANENT, "InvalidRequest", str(exc)) from exc
         try:
             response = await self._transport.send(request, self._timeout)
             return parse_answer(response, mutating=mutating)

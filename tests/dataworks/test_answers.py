@@ -232,3 +232,15 @@ def test_deep_nesting_is_not_a_recursion_error() -> None:
     """(The fixture really is deeper than the interpreter can parse recursively.)"""
     with pytest.raises(RecursionError):
         json.loads(DEEP)
+
+
+@pytest.mark.anyio
+async def test_a_request_that_cannot_be_signed_fails_its_task_not_the_run() -> None:
+    """A parameter that is not valid Unicode is a permanent error of that task; nothing is sent."""
+    from runner.models import ExportSpec, TaskKey
+
+    client, transport = make_client(created(1))
+    with pytest.raises(ApiError) as raised:
+        await client.create_export_migration(ExportSpec(TaskKey("cn-shanghai", 2, "a\ud800")))
+    assert (raised.value.kind, raised.value.code) == (ErrorKind.PERMANENT, "InvalidRequest")
+    assert transport.requests == []
