@@ -220,6 +220,14 @@ def report(journal: Path, fmt: str) -> None:
 @click.option(
     "--missing-project", "missing_projects", type=int, multiple=True, help="Unknown project id."
 )
+@click.option(
+    "--hostile-rate",
+    type=float,
+    default=0.0,
+    help="Share of API answers made malformed, oversized or lying (writes applied first in"
+    " about half of them): deep nesting, NaN, bad ids, truncated, empty, arrays, HTML pages, bad"
+    " TotalCount or Migrations, a 60-digit retry-after, over 8 MiB, a gzip bomb.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def sim(**options: Any) -> None:
     """Serve the DataWorks simulator on 127.0.0.1."""

@@ -195,7 +195,7 @@ def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
         "sim --port 0 --key a:b --qps 7 --daily-quota 9 --error-rate 0.1 --timeout-rate 0.2"
         " --reset-rate 0.05 --applied-error-rate 0.15 --hang 3 --retry-after --latency 0.5"
         " --allow-duplicate-names --export-duration 2 --export-failure-rate 0.3"
-        " --download-ttl 60 --missing-project 5 --missing-project 6 --seed 4"
+        " --download-ttl 60 --missing-project 5 --missing-project 6 --seed 4 --hostile-rate 0.15"
     )
     result = CliRunner().invoke(cli, args.split(), standalone_mode=False)
     assert result.exception is None, result.output
@@ -206,6 +206,7 @@ def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (faults.error_rate, faults.timeout_rate, faults.reset_rate) == (0.1, 0.2, 0.05)
     assert (faults.applied_error_rate, faults.hang_seconds, faults.latency) == (0.15, 3.0, 0.5)
     assert (faults.export_failure_rate, faults.missing_projects) == (0.3, frozenset({5, 6}))
+    assert faults.hostile_rate == 0.15
     assert not config.unique_names
     assert (config.export_duration, config.download_ttl) == (2.0, 60.0)
 

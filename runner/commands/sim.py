@@ -49,6 +49,7 @@ class SimOptions:
     latency: float = 0.0
     hang_seconds: float = 30.0
     missing_projects: tuple[int, ...] = ()
+    hostile_rate: float = 0.0
 
     def faults(self) -> Faults:
         """The fault settings (ValueError when one is out of range)."""

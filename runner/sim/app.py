@@ -36,6 +36,7 @@ from runner.sim.faults import (
     draw_fault,
     draw_latency,
 )
+from runner.sim.hostile import HostileDraw, draw_hostile, hostile_answer
 from runner.sim.service import Call, Service, SimStats, access_key_of, error, params_of
 from runner.sim.state import DataWorksState, SimError
 
@@ -149,6 +150,10 @@ class _Simulator:
                 extra["x-acs-retry-after"] = str(rejection.retry_after_ms)
             return _error(request, rid, rejection.status, rejection.code, rejection.message, extra)
 
+        hostile = draw_hostile(faults.hostile_rate, self.rng, ACTIONS[action])
+        if hostile is not None:
+            return self._hostile(request, hostile, action, params, headers, rid)
+
         fault = draw_fault(faults, self.rng, is_write=ACTIONS[action].mutating)
         if fault in FAULT_ERRORS:
             self.stats.faults[fault.value] += 1
@@ -175,6 +180,37 @@ class _Simulator:
             status, code, message = FAULT_ERRORS[Fault.INTERNAL]
             return _error(request, rid, status, code, message)
         return response
+
+    def _hostile(
+        self,
+        request: web.Request,
+        draw: HostileDraw,
+        action: str,
+        params: dict[str, str],
+        headers: Mapping[str, str],
+        rid: str,
+    ) -> web.Response:
+        """A hostile answer (runner.sim.hostile), after applying the operation when drawn so."""
+        row = ACTIONS[action]
+        body = None
+        if draw.apply:
+            call = Call(
+                params,
+                access_key_of(headers, params),
+                self.config.clock(),
+                f"{request.scheme}://{request.host}",
+            )
+            body = self.service.operate(row, call, rid, request.host).body
+            if row.mutating:
+                self.stats.hostile_applied += 1
+        self.stats.faults[f"hostile_{draw.kind.value}"] += 1
+        answer = hostile_answer(draw, row, body, rid)
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            content_type=answer.content_type,
+            headers={"x-acs-request-id": rid, **answer.headers},
+        )
 
     async def handle_download(self, request: web.Request) -> web.StreamResponse:
         migration_id = int(request.match_info["migration_id"])

@@ -36,10 +36,13 @@ class Faults:
     hang_seconds: float = 30.0
     missing_projects: frozenset[int] = field(default_factory=frozenset)
     faults_on_reads: bool = False  # error/timeout/reset also on the read operations
+    # malformed, oversized or lying answers (runner.sim.hostile), on reads and writes alike;
+    # a write is applied first in about half of the cases
+    hostile_rate: float = 0.0
 
     def __post_init__(self) -> None:
         rates = ("error_rate", "timeout_rate", "reset_rate", "applied_error_rate")
-        for name in (*rates, "export_failure_rate"):
+        for name in (*rates, "export_failure_rate", "hostile_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
