@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_overhead.py
 	$(BIN)/python bench/run_memory.py
 	$(BIN)/python bench/rate_limit.py
+	$(BIN)/python bench/hostile.py
 
 # Regenerate both locks from pyproject.toml and requirements-install.in, keeping every pin that
 # still fits; `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed versions.
