@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command 'make lock'
 
-.PHONY: demo test lint typecheck pytest bench lock clean
+.PHONY: demo test lint typecheck pytest fuzz bench lock clean
 
 # A lock change makes a new .venv, so nothing the lock no longer names stays behind. The runtime
 # lock goes first: it brings the locked pip and setuptools, which then build, without fetching
@@ -43,12 +43,18 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+# The property-based fuzz tests with many more examples than `make test` gives them (5,000 per
+# test by default; HYPOTHESIS_PROFILE picks another profile of tests/conftest.py).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-fuzz} $(BIN)/pytest -m fuzz --timeout=0
+
 bench: $(STAMP)
 	$(BIN)/python bench/manifest_load.py
 	$(BIN)/python bench/run_overhead.py
 	$(BIN)/python bench/run_memory.py
 	$(BIN)/python bench/rate_limit.py
 	$(BIN)/python bench/adaptive_rate.py
+	$(BIN)/python bench/hostile.py
 
 # Regenerate both locks from pyproject.toml and requirements-install.in, keeping every pin that
 # still fits; `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed versions.
@@ -60,4 +66,4 @@ lock:
 		-o $(DEV_LOCK)
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) .runner .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .runner .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,9 @@ from runner.commands.common import (
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
     ExitCode,
+    parse_size,
 )
+from runner.text import printable
 
 JOURNAL = click.option(
     "--journal",
@@ -25,6 +29,20 @@ JOURNAL = click.option(
     help="The journal (SQLite) that records every task and attempt.",
 )
 MANIFESTS = click.argument("manifests", nargs=-1, required=True, type=str)
+
+
+class ByteSize(click.ParamType[int]):
+    """A size in bytes, given as 123, 500M, 4G (binary units)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,6 +131,13 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     default=60.0,
     show_default=True,
     help="Seconds a create whose answer was lost may take to show; it is resent only after.",
+)
+@click.option(
+    "--max-package-size",
+    type=ByteSize(),
+    default="4G",
+    show_default=True,
+    help="With --download: a larger package fails its download (e.g. 500M, 4G).",
 )
 def run(**options: Any) -> None:
     """Create every task of the manifests that is not done yet; optionally start, wait, fetch."""
@@ -209,6 +234,14 @@ def report(journal: Path, fmt: str) -> None:
     help="Seconds before an accepted create shows in reads and takes its name.",
 )
 @click.option("--max-page-size", type=int, help="ListMigrations serves at most this many a page.")
+@click.option(
+    "--hostile-rate",
+    type=float,
+    default=0.0,
+    help="Share of API answers made malformed, oversized or lying (writes applied first in"
+    " about half of them): deep nesting, NaN, bad ids, truncated, empty, arrays, HTML pages, bad"
+    " TotalCount or Migrations, a 60-digit retry-after, over 8 MiB, a gzip bomb.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def sim(**options: Any) -> None:
     """Serve the DataWorks simulator on 127.0.0.1."""
@@ -232,7 +265,14 @@ def demo(manifest_path: str) -> None:
     sys.exit(command.execute(manifest_path))
 
 
+def disable_core_dumps() -> None:
+    """No core file, ever: one would hold the credentials and the signing keys in clear."""
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main() -> None:
+    disable_core_dumps()
     try:
         cli(standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
@@ -243,7 +283,9 @@ def main() -> None:
         sys.exit(ExitCode.USAGE)
     except Exception as error:  # a condition no command expected: stop with a clear line
         leaf = _first_leaf(error)
-        print(f"runner stopped: {type(leaf).__name__}: {leaf}", file=sys.stderr)
+        # the message may quote a URL, a server answer or a credential: masked, made printable
+        message = printable(logs.REDACTOR.redact(str(leaf)))
+        print(f"runner stopped: {type(leaf).__name__}: {message}", file=sys.stderr)
         print("the journal keeps what was done; rerun to go on", file=sys.stderr)
         sys.exit(ExitCode.FATAL)
 

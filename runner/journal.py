@@ -22,6 +22,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeAlias, assert_never
 
+from runner.files import (
+    UnsafeFileError,
+    check_not_linked,
+    check_private,
+    make_private_dirs,
+    open_private,
+)
 from runner.journal_schema import MIGRATIONS
 from runner.models import ExportSpec, TaskKey, TaskState
 
@@ -46,6 +53,11 @@ class JournalVersionError(JournalError):
 
 class JournalWriteError(JournalError):
     """A batch of ops could not be committed; the cause is chained."""
+
+
+class JournalDataError(JournalError):
+    """An op holds a value SQLite cannot store (an integer beyond 64 bits, text that is not
+    valid Unicode): that op's fault, not the journal's; nothing of its batch was applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +232,10 @@ def _changes(op: Op) -> tuple[str, tuple[Any, ...]]:
             assert_never(op)
 
 
+def _op_key(op: Op) -> TaskKey:
+    return op.spec.key if isinstance(op, Register) else op.key
+
+
 def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
     if isinstance(op, Register):
         conn.execute(
@@ -253,7 +269,7 @@ def _attempt_row(r: Sequence[Any]) -> AttemptRow:
 def _acquire_lock(path: Path) -> int:
     """Take the exclusive lock on `<path>.lock`, held until the returned fd is closed."""
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _private(lock_path, "journal lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -290,6 +306,26 @@ def _holder(text: str) -> str:
         command = " ".join(a.decode(errors="replace") for a in argv if a)[:300]
         described += f" ({command})" if command else ""
     return described
+
+
+def _private(path: Path, what: str) -> int:
+    """`path` opened for writing (created 0600), never through a link, only if it is ours."""
+    try:
+        return open_private(path, os.O_RDWR | os.O_CREAT, what=what)
+    except UnsafeFileError as exc:
+        raise JournalError(exc.strerror) from None
+
+
+# The files SQLite opens by name next to the journal (WAL mode, and a rollback journal).
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _check_side_files(path: Path) -> None:
+    try:
+        for suffix in SIDE_FILES:
+            check_not_linked(path.with_name(path.name + suffix), what="journal file")
+    except UnsafeFileError as exc:
+        raise JournalError(exc.strerror) from None
 
 
 @contextmanager
@@ -362,16 +398,27 @@ class Journal:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> Self:
-        """Open for writing, creating and migrating as needed; refuses a journal in use."""
+        """Open for writing, creating and migrating as needed; refuses a journal in use, and one
+        (or its lock) that is a symbolic link, another user's, or writable by group or others."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            make_private_dirs(path.parent)  # .runner/ is 0700 when made here
+        except OSError as exc:
+            raise JournalError(f"cannot make the folder {path.parent}: {exc.strerror}") from None
         lock_fd = _acquire_lock(path)
         try:
             # owner-only: the journal holds presigned DownloadUrls (SQLite gives its -wal and
             # -shm files the same mode)
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            with _sqlite_errors(path, "cannot open"):
-                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            fd = _private(path, "journal")
+            try:
+                _check_side_files(path)
+                with _sqlite_errors(path, "cannot open"):
+                    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                if not os.path.samestat(os.fstat(fd), os.lstat(path)):
+                    conn.close()
+                    raise JournalError(f"journal {path} was replaced while it was being opened")
+            finally:
+                os.close(fd)
         except BaseException:
             os.close(lock_fd)
             raise
@@ -385,8 +432,14 @@ class Journal:
     def open_readonly(cls, path: str | os.PathLike[str]) -> Self:
         """Open for queries only; takes no lock, so it works while a run is writing."""
         path = Path(path)
-        if not path.is_file():
+        if not path.is_symlink() and not path.is_file():
             raise JournalMissingError(f"no journal at {path}: nothing has been run with it yet")
+        try:
+            check_not_linked(path, what="journal")
+            check_private(os.lstat(path), path, what="journal")
+        except UnsafeFileError as exc:
+            raise JournalError(exc.strerror) from None
+        _check_side_files(path)
         uri = path.resolve().as_uri() + "?mode=ro"
         with _sqlite_errors(path, "cannot open"):
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
@@ -439,7 +492,13 @@ class Journal:
         with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
             now = self._clock()
             for op in ops:
-                _apply_op(self._conn, op, now)
+                try:
+                    _apply_op(self._conn, op, now)
+                except (OverflowError, UnicodeEncodeError, sqlite3.InterfaceError) as exc:
+                    raise JournalDataError(
+                        f"journal {self.path}: {type(op).__name__} of {_op_key(op)} holds a value"
+                        f" that cannot be stored ({type(exc).__name__})"
+                    ) from exc
         self.transactions += 1
 
     def register(self, specs: Iterable[ExportSpec]) -> None:

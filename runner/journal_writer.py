@@ -18,11 +18,33 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
-from runner.journal import JournalError, JournalWriteError, Op
+from runner.journal import JournalDataError, JournalError, JournalWriteError, Op
+from runner.logs import get_logger
+
+log = get_logger("runner.journal")
 
 
 class SupportsApply(Protocol):
     def apply(self, ops: Sequence[Op]) -> None: ...
+
+
+def _apply_isolated(journal: SupportsApply, batch: Sequence[_Waiter]) -> dict[int, BaseException]:
+    """Apply a batch in one transaction; when one waiter's ops hold a value that cannot be
+    stored, apply each waiter's ops on their own instead, so a bad value fails only its own
+    waiter, never the other tasks' records in the batch. Returns the errors by waiter index."""
+    try:
+        journal.apply([op for waiter in batch for op in waiter.ops])
+        return {}
+    except JournalDataError:
+        if len(batch) == 1:
+            raise
+    errors: dict[int, BaseException] = {}
+    for index, waiter in enumerate(batch):
+        try:
+            journal.apply(waiter.ops)
+        except JournalDataError as exc:
+            errors[index] = exc
+    return errors
 
 
 @dataclass(slots=True, eq=False)
@@ -141,20 +163,27 @@ class JournalWriter:
                 self._queue.popleft().finish(stopped)
 
     async def _commit(self, batch: list[_Waiter]) -> None:
-        ops = [op for waiter in batch for op in waiter.ops]
         error: BaseException | None = None
+        rejected: dict[int, BaseException] = {}
         try:
             # In a worker thread, so the event loop never waits on fsync. Shielded: a batch taken
             # off the queue is always applied, so its waiters learn the true outcome.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._journal.apply, ops)
+                rejected = await anyio.to_thread.run_sync(_apply_isolated, self._journal, batch)
+        except JournalDataError as exc:  # the batch's one waiter held a value that cannot be stored
+            rejected = {0: exc}
         except Exception as exc:
             error = exc
             if any(waiter.posted for waiter in batch):
                 self._failed = exc
         finally:
-            for waiter in batch:
-                waiter.finish(error)
+            for index, waiter in enumerate(batch):
+                own = rejected.get(index)
+                if own is not None and waiter.posted:
+                    # an outcome a crash could have lost as well: the row stays as its intent
+                    # left it (in flight: the next run looks it up); the run goes on
+                    log.error("journal record dropped", reason=str(own))
+                waiter.finish(own or error)
 
     async def __aenter__(self) -> Self:
         task_group = anyio.create_task_group()

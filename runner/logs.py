@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import structlog
 
 from runner.redact import REDACTED, mask, scrub_url_secrets, secret_forms
+from runner.text import printable
 
 SECRET_KEY = re.compile(r"secret|token|signature|authorization|password", re.IGNORECASE)
 
@@ -29,9 +30,13 @@ class Redactor:
                 forms = secret_forms(secret)
                 self._secrets.extend(f for f in forms if f not in self._secrets)
 
+    def redact(self, text: str) -> str:
+        """`text` with every known secret and every URL signature masked."""
+        return scrub_url_secrets(mask(text, self._secrets))
+
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
-            return scrub_url_secrets(mask(value, self._secrets))
+            return self.redact(value)
         if isinstance(value, dict):
             return {k: self._field(str(k), v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -54,6 +59,30 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
+def printable_values(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A processor: every text value without escape sequences or control characters (a task
+    name or a server message must not recolour or rewrite the operator's terminal)."""
+    for name in list(event_dict):
+        value = event_dict[name]
+        if name == "exception" and isinstance(value, str):  # a traceback keeps its lines
+            event_dict[name] = "\n".join(printable(line) for line in value.split("\n"))
+        else:
+            event_dict[name] = _printable(value)
+    return event_dict
+
+
 def configure(
     *, verbose: bool = False, stream: TextIO | None = None, json: bool | None = None
 ) -> None:
@@ -63,14 +92,19 @@ def configure(
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # plain tracebacks: the rich one shows every frame's local variables, credentials included
+        else structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # a traceback as plain text, never with locals
             REDACTOR,
+            printable_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
-# Query parameters of presigned URLs (OSS DownloadUrls) that sign or identify: masked anywhere.
+# Query parameters of presigned URLs (OSS DownloadUrls) and of V1-signed API URLs that sign or
+# identify: masked anywhere.
 URL_SECRET = re.compile(
-    r"(?i)\b(Signature|OSSAccessKeyId|x-oss-signature|x-oss-credential|security-token"
-    r"|x-oss-security-token|SecurityToken)=[^&\s\"'<>]*"
+    r"(?i)\b(Signature|OSSAccessKeyId|AccessKeyId|x-oss-signature|x-oss-credential"
+    r"|security-token|x-oss-security-token|SecurityToken)=[^&\s\"'<>]*"
 )
 
 

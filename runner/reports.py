@@ -20,6 +20,7 @@ from runner.journal import AttemptRow, TaskRow
 from runner.models import TaskState
 from runner.plan import Plan
 from runner.redact import scrub_url_secrets
+from runner.text import printable
 
 STATUS_FIELDS = (
     "project_id",
@@ -71,8 +72,9 @@ def status_json(rows: Iterable[TaskRow]) -> str:
 
 def cell(value: object) -> Text:
     """A table cell shown as it is: journal text (server messages, names, the redaction mark) is
-    never read as rich markup, which would hide `[redacted]` and fail on a stray `[/x]`."""
-    return Text("" if value is None else str(value))
+    never read as rich markup, which would hide `[redacted]` and fail on a stray `[/x]`, and
+    carries no escape sequence or control character to the terminal."""
+    return Text("" if value is None else printable(str(value)))
 
 
 def status_table(console: Console, rows: Sequence[TaskRow]) -> None:
@@ -210,15 +212,15 @@ def report_json(report: Report) -> str:
 
 
 def report_csv(report: Report) -> str:
+    """The report as CSV; the text that came from the service is made printable (no escapes)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["section", "key", "value", "detail"])
     for state, count in report.totals.items():
         writer.writerow(["totals", state, count, ""])
     for failure in report.failures:
-        writer.writerow(
-            ["failures", failure["error_code"], failure["count"], failure["example_message"] or ""]
-        )
+        code, message = failure["error_code"], failure["example_message"] or ""
+        writer.writerow(["failures", printable(code), failure["count"], printable(message)])
     for name, value in report.timings.items():
         writer.writerow(["timings", name, json.dumps(value), ""])
     for name, value in report.waiting.items():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+
+# The longest a server's retry-after is honoured, s: a longer (or absurd) one must not stall a run.
+MAX_RETRY_AFTER = 60.0
 
 
 def full_jitter(attempt: int, *, base: float, cap: float, rand: float) -> float:
@@ -26,10 +30,11 @@ class RetryPolicy:
     cap: float = 20.0
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        """Delay after failed attempt `attempt`; the server's retry-after wins when it is longer."""
+        """Delay after failed attempt `attempt`; the server's retry-after wins when it is longer,
+        up to MAX_RETRY_AFTER (a value that is not a finite positive number is ignored)."""
         jitter = full_jitter(attempt, base=self.base, cap=self.cap, rand=rng.random())
-        if retry_after is not None and retry_after > jitter:
-            return min(retry_after, self.cap * 3)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > jitter:
+            return min(retry_after, MAX_RETRY_AFTER)
         return jitter
 
     def gives_up_after(self, attempt: int) -> bool:

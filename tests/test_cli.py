@@ -119,6 +119,27 @@ def test_run_refuses_plain_http_beyond_loopback(files: tuple[Path, Path], tmp_pa
     assert "plain http" in err
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://u:pa55word@127.0.0.1:1", "http://127.0.0.1:99999", "http://[::1:1"],
+    ids=["user info", "port out of range", "unclosed bracket"],
+)
+def test_run_refuses_an_unusable_endpoint_before_journaling(
+    files: tuple[Path, Path], tmp_path: Path, endpoint: str
+) -> None:
+    """--endpoint with user info or an invalid port exits 2 with one line, before the journal
+    exists (so no task is ever marked in flight), and never shows a password."""
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    journal = tmp_path / "j.db"
+    args = ("run", str(files[0]), "--journal", str(journal), "--endpoint", endpoint)
+    code, out, err = invoke(*args, env=env)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: endpoint")
+    assert "pa55word" not in err + out
+    assert not journal.exists()
+
+
 def test_sim_rejects_a_malformed_key() -> None:
     """runner sim --key must be ID:SECRET[:TOKEN]."""
     code, _, err = invoke("sim", "--key", "just-an-id")
@@ -176,7 +197,7 @@ def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
         "sim --port 0 --key a:b --qps 7 --daily-quota 9 --error-rate 0.1 --timeout-rate 0.2"
         " --reset-rate 0.05 --applied-error-rate 0.15 --hang 3 --retry-after --latency 0.5"
         " --allow-duplicate-names --export-duration 2 --export-failure-rate 0.3"
-        " --download-ttl 60 --missing-project 5 --missing-project 6 --seed 4"
+        " --download-ttl 60 --missing-project 5 --missing-project 6 --seed 4 --hostile-rate 0.15"
     )
     result = CliRunner().invoke(cli, args.split(), standalone_mode=False)
     assert result.exception is None, result.output
@@ -187,6 +208,7 @@ def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (faults.error_rate, faults.timeout_rate, faults.reset_rate) == (0.1, 0.2, 0.05)
     assert (faults.applied_error_rate, faults.hang_seconds, faults.latency) == (0.15, 3.0, 0.5)
     assert (faults.export_failure_rate, faults.missing_projects) == (0.3, frozenset({5, 6}))
+    assert faults.hostile_rate == 0.15
     assert not config.unique_names
     assert (config.export_duration, config.download_ttl) == (2.0, 60.0)
 
@@ -207,6 +229,7 @@ def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -
         "run m.yaml --journal j.db --endpoint http://127.0.0.1:1 --rate 7 --read-rate 9"
         " --concurrency 3 --timeout 4 --signature-version v1 --only-failed --profile p"
         " --adopt-existing --download pk --wait-timeout 5 --poll-interval 6"
+        " --max-package-size 500M"
     )
     result = CliRunner().invoke(cli, args.split(), standalone_mode=False)
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -217,3 +240,23 @@ def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -
     assert (request.only_failed, request.adopt_existing, request.profile) == (True, True, "p")
     assert (request.download, request.wait_timeout, request.poll_interval) == (Path("pk"), 5, 6)
     assert request.stage is Stage.DOWNLOAD
+    assert request.max_package_size == 500 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("123", 123), ("4G", 4 * 1024**3), ("4GiB", 4 * 1024**3), ("512mb", 512 * 1024**2)],
+)
+def test_sizes_are_read_in_binary_units(text: str, size: int) -> None:
+    """--max-package-size takes bytes or a K/M/G/T size."""
+    from runner.commands.common import parse_size
+
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "G", "-1", "1.5G", "4X", "9" * 40])
+def test_a_size_that_is_not_one_exits_2(text: str, tmp_path: Path) -> None:
+    """A --max-package-size that is not a size is a usage error (exit 2), not a crash."""
+    code, _, err = invoke("run", "m.yaml", "--max-package-size", text)
+    assert code == 2
+    assert "max-package-size" in err

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from runner.manifest import ManifestError, load_manifests
 from runner.models import Manifest
+from runner.text import printable
 
 DEFAULT_JOURNAL = Path(".runner") / "journal.db"
 DEFAULT_RATE = 5.0  # the Basic edition's limit: safe everywhere; `rate:` raises it
@@ -28,6 +29,19 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     FATAL = 3
     INTERRUPTED = 130
+
+
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from `123`, `512M`, `4G`, `4GiB` or `4GB` (binary units). ValueError when
+    it is not one."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:].isalpha() else (raw, "")
+    if unit not in SIZE_UNITS or not number.isdigit() or len(number) > 15:
+        raise ValueError(f"{text!r} is not a size (like 500M or 4G)")
+    return int(number) * SIZE_UNITS[unit]
 
 
 class UsageError(Exception):
@@ -51,8 +65,8 @@ def load_or_report(paths: Sequence[str]) -> Manifest | None:
     try:
         return load_manifests(paths)
     except ManifestError as error:
-        for problem in error.problems:
-            print(str(problem), file=sys.stderr)
+        for problem in error.problems:  # a problem may quote the manifest: shown printable
+            print(printable(str(problem)), file=sys.stderr)
         count = len(error.problems)
         print(f"{count} problem{'s' if count != 1 else ''}; nothing was sent", file=sys.stderr)
         return None

@@ -30,7 +30,7 @@ from runner.commands.run_summary import RunResult, exit_code, summary_line
 from runner.context import RunContext
 from runner.dataworks.client import DataWorksClient, SignatureVersion
 from runner.dataworks.credentials import Credentials, CredentialsError, resolve
-from runner.dataworks.download import Downloader
+from runner.dataworks.download import DEFAULT_MAX_PACKAGE, Downloader
 from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.engine import PhaseOptions, RunStats, run_phases
@@ -72,6 +72,7 @@ class RunRequest:
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
     visibility_window: float = DEFAULT_VISIBILITY_WINDOW
+    max_package_size: int = DEFAULT_MAX_PACKAGE  # bytes; a larger package fails its download
     seed: int | None = None  # the retry jitter's random source (tests)
 
     @property
@@ -106,6 +107,8 @@ class RunRequest:
             raise UsageError("--visibility-window must be >= 0")
         if self.poll_interval <= 0:
             raise UsageError("--poll-interval must be > 0")
+        if self.max_package_size <= 0:
+            raise UsageError("--max-package-size must be > 0")
         download = self.download
         if download is not None and download.exists() and not download.is_dir():
             raise UsageError(f"--download {download}: not a folder")
@@ -157,7 +160,12 @@ async def run(
 
         async with (
             AiohttpTransport(limit=concurrency) as real,
-            AiohttpDownloader(limit=concurrency) as fetcher,
+            AiohttpDownloader(
+                limit=concurrency,
+                max_size=request.max_package_size,
+                # packages from this machine only when the API is on it too (the simulator)
+                allow_loopback=endpoints.loopback,
+            ) as fetcher,
             JournalWriter(journal) as writer,
         ):
             client = DataWorksClient(

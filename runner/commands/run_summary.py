@@ -10,6 +10,7 @@ from runner.commands.common import ExitCode
 from runner.engine import RunStats
 from runner.models import ActionKind, TaskState
 from runner.phases import Stage
+from runner.text import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,8 @@ def summary_line(result: RunResult, journal: Path) -> str:
             " them); an export task cannot be changed: give it a new name to export it again"
         )
     if stats.fatal is not None:
-        lines.append(f"stopped: {stats.fatal.code}: {stats.fatal.message}")
+        fatal = stats.fatal
+        lines.append(f"stopped: {printable(fatal.code)}: {printable(fatal.message)}")
     if result.exit_code is not ExitCode.OK:
         lines.append(f"details: runner report --journal {journal}; rerun to retry what is left")
     return "\n".join(lines)

@@ -51,6 +51,7 @@ class SimOptions:
     missing_projects: tuple[int, ...] = ()
     apply_lag: float = 0.0
     max_page_size: int | None = None
+    hostile_rate: float = 0.0
 
     def faults(self) -> Faults:
         """The fault settings (ValueError when one is out of range)."""

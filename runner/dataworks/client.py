@@ -7,7 +7,6 @@ attempt loop (`runner.attempt`), so that every attempt passes through the rate l
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -24,75 +23,43 @@ from runner.dataworks.actions import (
     START,
     ApiAction,
 )
+from runner.dataworks.answers import (
+    STATUS,
+    classify,
+    code_of,
+    is_id,
+    malformed,
+    page_of,
+    parse_answer,
+    request_id_of,
+    text_of,
+    url_of,
+)
 from runner.dataworks.credentials import Credentials
 from runner.dataworks.endpoints import Endpoints
 from runner.dataworks.transport import (
     ConnectError,
     ExchangeError,
     HttpRequest,
-    HttpResponse,
+    ResponseTooLarge,
     Transport,
 )
 from runner.models import (
-    DUPLICATE_NAME_CODE,
     ApiError,
     Created,
     ErrorKind,
     ExportSpec,
-    Migration,
     MigrationPage,
     Started,
     Summary,
 )
-from runner.redact import mask, secret_forms
+from runner.redact import mask, scrub_url_secrets, secret_forms
+from runner.text import printable
+
+__all__ = ["API_VERSION", "DataWorksClient", "SignatureVersion", "classify", "clean_message"]
 
 API_VERSION = DATAWORKS_VERSION
 SignatureVersion = Literal["v3", "v1"]
-
-FATAL_CODES = frozenset(
-    {
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "InvalidAccessKeyId.NotFound",
-        "InvalidAccessKeyId.Inactive",
-        "InvalidAccessKeyId",
-        "InvalidAccessKeySecret",
-        "InvalidTimeStamp.Expired",
-        "InvalidTimeStamp.Format",
-        "InvalidSecurityToken.Expired",
-        "InvalidSecurityToken.Mismatch",
-        "InvalidSecurityToken.MismatchWithAccessKey",
-        "InvalidSecurityToken.Malformed",
-        "Throttling.Api.Risk",  # the daily quota is spent
-        "Throttling.Resource",  # the edition's call quota is spent
-        "Forbidden.Not.Server",  # the OpenAPI is not offered in this region
-        "InvalidApi.NotFound",
-        "InvalidProduct.NotFound",
-    }
-)
-# 5xx codes that describe the request, not the service's health: retrying cannot help.
-PERMANENT_CODES = frozenset({"Invalid.Wkbench.Parameter"})
-# Refused before any processing: safe to send again as it is (re-signed).
-REFUSED_CODES = frozenset({"SignatureNonceUsed"})
-
-
-def classify(status: int, code: str, *, mutating: bool = False) -> ErrorKind:
-    """The kind of an error answer, from its HTTP status and code.
-
-    A server error on a call that changes state may come after the change was made (a gateway
-    5xx, an error after the commit), so for those the outcome is unknown: the attempt loop looks the
-    task up before it sends anything again.
-    """
-    if code in FATAL_CODES or code.startswith("InvalidAccessKeyId"):
-        return ErrorKind.FATAL
-    if code.startswith("Throttling") or status == 429 or code in REFUSED_CODES:
-        return ErrorKind.RETRYABLE
-    if code in PERMANENT_CODES:
-        return ErrorKind.PERMANENT
-    if status >= 500 or code == "ServiceUnavailable" or code.startswith("InternalError"):
-        return ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
-    return ErrorKind.PERMANENT
-
 
 STRING_TO_SIGN = re.compile(r"(server )?string to sign", re.IGNORECASE)
 MAX_MESSAGE = 500
@@ -100,11 +67,14 @@ MAX_MESSAGE = 500
 
 def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
     """A server message safe to log and journal: no echoed string-to-sign (with V1 it carries
-    the security token), no credential in any encoding, bounded length."""
+    the security token), no credential in any encoding, no URL signature or key id, nothing a
+    terminal would act on and nothing SQLite could refuse (printable), bounded length."""
+    message = printable(message)
     found = STRING_TO_SIGN.search(message)
     if found:
         message = message[: found.start()].rstrip(" :,") + " (string to sign omitted)"
     message = mask(message, (form for s in secrets if s for form in secret_forms(s)))
+    message = scrub_url_secrets(message)
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE] + "…"
     return message
@@ -152,15 +122,12 @@ class DataWorksClient:
     async def create_export_migration(self, spec: ExportSpec) -> Created:
         """Send CreateExportMigration once. An unknown outcome raises UNKNOWN_OUTCOME."""
         body = await self._call(spec.key.region, CREATE_EXPORT, spec.request_params())
-        data = body.get("Data")
-        if not isinstance(data, int) or isinstance(data, bool):
-            raise ApiError(
-                ErrorKind.UNKNOWN_OUTCOME,
-                "MalformedResponse",
-                "create answered without a migration id",
-                request_id=_request_id(body),
+        data, rid = body.get("Data"), _request_id(body)
+        if not is_id(data):
+            raise malformed(
+                "create answered without a valid migration id", mutating=True, request_id=rid
             )
-        return Created(migration_id=data, request_id=_request_id(body))
+        return Created(migration_id=data, request_id=rid)
 
     async def list_migrations(
         self,
@@ -178,7 +145,7 @@ class DataWorksClient:
             "PageSize": str(page_size),
         }
         body = await self._call(region, LIST, params)
-        return _parse_page(body)
+        return page_of(body)
 
     async def start_migration(self, region: str, project_id: int, migration_id: int) -> Started:
         """Send StartMigration once. `Data: false` (already running or finished, or refused) is
@@ -188,19 +155,14 @@ class DataWorksClient:
         body = await self._call(region, START, params)
         data = body.get("Data")
         if not isinstance(data, bool):
-            raise ApiError(
-                ErrorKind.UNKNOWN_OUTCOME,
-                "MalformedResponse",
-                "StartMigration answered without a boolean Data",
-                request_id=_request_id(body),
-            )
-        code = body.get("ErrorCode") or None
-        message = body.get("ErrorMessage") or None
+            raise malformed("StartMigration answered without a boolean Data", mutating=True)
+        code = code_of(body.get("ErrorCode"))
+        message = text_of(body.get("ErrorMessage"))
         return Started(
             started=data,
             request_id=_request_id(body),
-            error_code=None if data or code is None else str(code),
-            error_message=None if data or message is None else clean_message(str(message)),
+            error_code=None if data else code,
+            error_message=None if data or not message else clean_message(message),
         )
 
     async def get_migration_summary(
@@ -209,32 +171,43 @@ class DataWorksClient:
         """Read a task's status and, once exported, its (time-limited) DownloadUrl."""
         params = {"ProjectId": str(project_id), "MigrationId": str(migration_id)}
         body = await self._call(region, GET_SUMMARY, params)
-        data = body.get("Data")
-        if not isinstance(data, dict) or not isinstance(data.get("Status"), str):
-            raise ApiError(
-                ErrorKind.RETRYABLE,
-                "MalformedResponse",
-                "GetMigrationSummary answered without Data.Status",
-                request_id=_request_id(body),
+        data, rid = body.get("Data"), _request_id(body)
+        status = data.get("Status") if isinstance(data, dict) else None
+        if not (isinstance(data, dict) and isinstance(status, str) and STATUS.fullmatch(status)):
+            raise malformed(
+                "GetMigrationSummary answered without Data.Status", mutating=False, request_id=rid
             )
-        url = data.get("DownloadUrl")
+        try:
+            url = url_of(data.get("DownloadUrl"))
+        except ValueError:
+            raise malformed(
+                "GetMigrationSummary answered a malformed DownloadUrl",
+                mutating=False,
+                request_id=rid,
+            ) from None
         return Summary(
-            status=data["Status"],
-            download_url=url if isinstance(url, str) and url else None,
-            name=str(data.get("Name") or ""),
-            request_id=_request_id(body),
+            status=status,
+            download_url=url,
+            name=text_of(data.get("Name")),
+            request_id=rid,
         )
 
     async def _call(
         self, region: str, action: ApiAction, params: Mapping[str, str]
     ) -> dict[str, Any]:
         mutating = action.mutating
-        request = self._build(region, action, params)
+        try:
+            request = self._build(region, action, params)
+        except signing.SigningError as exc:  # nothing was sent: this request can never be
+            raise ApiError(ErrorKind.PERMANENT, "InvalidRequest", str(exc)) from exc
         try:
             response = await self._transport.send(request, self._timeout)
-            return _parse(response, mutating=mutating)
+            return parse_answer(response, mutating=mutating)
         except ConnectError as exc:
             raise self._error(ErrorKind.RETRYABLE, "ConnectError", str(exc)) from exc
+        except ResponseTooLarge as exc:
+            kind = ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
+            raise self._error(kind, "ResponseTooLarge", str(exc)) from exc
         except ExchangeError as exc:
             kind = ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
             raise self._error(kind, "ExchangeError", str(exc)) from exc
@@ -288,118 +261,4 @@ class DataWorksClient:
 
 
 def _request_id(body: Mapping[str, Any]) -> str | None:
-    rid = body.get("RequestId") or body.get("requestId")
-    return str(rid) if rid else None
-
-
-def _parse(response: HttpResponse, *, mutating: bool) -> dict[str, Any]:
-    header_rid = response.headers.get("x-acs-request-id")
-    try:
-        body = json.loads(response.body) if response.body else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        if response.status >= 400:
-            kind = classify(response.status, "", mutating=mutating)
-            raise ApiError(
-                kind,
-                f"HTTP{response.status}",
-                f"HTTP {response.status} with a body that is not JSON",
-                http_status=response.status,
-                request_id=header_rid,
-            )
-        raise ApiError(
-            ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE,
-            "MalformedResponse",
-            f"HTTP {response.status} with a body that is not a JSON object",
-            http_status=response.status,
-            request_id=header_rid,
-        )
-    request_id = _request_id(body) or header_rid
-    if response.status >= 300:
-        code = str(body.get("Code") or body.get("code") or f"HTTP{response.status}")
-        message = str(body.get("Message") or body.get("message") or "")
-        retry_after = _retry_after(response.headers)
-        error = ApiError(
-            classify(response.status, code, mutating=mutating),
-            code,
-            message,
-            http_status=response.status,
-            request_id=request_id,
-            retry_after=retry_after,
-        )
-        if error.is_duplicate_name:
-            error = ApiError(
-                ErrorKind.PERMANENT,
-                DUPLICATE_NAME_CODE,
-                message,
-                http_status=response.status,
-                request_id=request_id,
-            )
-        raise error
-    if body.get("Success") is False:
-        code = str(body.get("ErrorCode") or body.get("Code") or "Unsuccessful")
-        message = str(body.get("ErrorMessage") or body.get("Message") or "Success is false")
-        raise ApiError(
-            classify(response.status, code, mutating=mutating),
-            code,
-            message,
-            http_status=response.status,
-            request_id=request_id,
-        )
-    return body
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("x-acs-retry-after")
-    if raw is None:
-        return None
-    try:
-        millis = int(raw)
-    except ValueError:
-        return None
-    return millis / 1000.0 if millis > 0 else None
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _parse_page(body: Mapping[str, Any]) -> MigrationPage:
-    try:
-        return _page(body)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ApiError(
-            ErrorKind.RETRYABLE,
-            "MalformedResponse",
-            f"ListMigrations answer not understood ({type(exc).__name__})",
-            request_id=_request_id(body),
-        ) from exc
-
-
-def _page(body: Mapping[str, Any]) -> MigrationPage:
-    data = body.get("Data")
-    if not isinstance(data, dict):
-        raise ApiError(ErrorKind.RETRYABLE, "MalformedResponse", "ListMigrations without Data")
-    items = data.get("Migrations") or []
-    migrations = tuple(
-        Migration(
-            migration_id=int(item["Id"]),
-            name=str(item.get("Name", "")),
-            project_id=int(item.get("ProjectId", 0)),
-            migration_type=str(item.get("MigrationType", "")),
-            status=str(item.get("Status", "")),
-            download_url=item.get("DownloadUrl") or None,
-            message=str(item.get("Message") or "") or None,
-            description=str(item["Description"]) if item.get("Description") is not None else None,
-        )
-        for item in items
-        if isinstance(item, dict) and "Id" in item
-    )
-    return MigrationPage(
-        migrations=migrations,
-        page_number=int(data.get("PageNumber", 1)),
-        page_size=_optional_int(data.get("PageSize")),
-        total_count=_optional_int(data.get("TotalCount")),
-        request_id=_request_id(body),
-    )
+    return request_id_of(body.get("RequestId") or body.get("requestId"))

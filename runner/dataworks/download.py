@@ -9,7 +9,9 @@ query: only its host and path are ever logged or raised.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
+import socket
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -17,6 +19,8 @@ from urllib.parse import parse_qsl, urlsplit
 from runner.dataworks.endpoints import is_loopback_host
 
 CHUNK = 256 * 1024
+DEFAULT_MAX_PACKAGE = 4 * 1024**3  # bytes: --max-package-size
+FREE_SPACE_RESERVE = 64 * 1024**2  # bytes left free on the disk after a package is saved
 EXPIRY_MARGIN = 60.0  # seconds: a URL this close to its Expires is treated as expired
 MAX_NAME = 120  # characters of a task name kept in its file name
 
@@ -48,13 +52,32 @@ class Downloader(Protocol):
 
 def url_place(url: str) -> str:
     """host/path of a URL: what a log may say about a presigned URL (never its query)."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or ''}{parts.path}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname or ''}{parts.path}"
+    except ValueError:  # not even a URL (an unclosed IPv6 bracket, …)
+        return "(malformed URL)"
+
+
+def url_host(url: str) -> str:
+    """host[:port] of a URL, without any user info: what an error may say about where it went."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(malformed URL)"
+    return f"{host}:{port}" if port is not None else host
 
 
 def url_expires(url: str) -> float | None:
-    """The epoch second a presigned URL stops working (its `Expires`), or None if it has none."""
-    for name, value in parse_qsl(urlsplit(url).query):
+    """The epoch second a presigned URL stops working (its `Expires`), or None if it has none
+    (or is not a URL at all: the download then fails on it, not this)."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return None
+    for name, value in parse_qsl(query):
         if name == "Expires":
             try:
                 return float(value)
@@ -69,15 +92,47 @@ def is_expired(url: str, now: float, margin: float = EXPIRY_MARGIN) -> bool:
     return expires is not None and expires - margin <= now
 
 
-def check_url(url: str) -> None:
-    """https anywhere; plain http only to a loopback host (the simulator)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+def is_local_host(host: str) -> bool:
+    """Whether `host` names this machine in any spelling: localhost (any case, trailing dot,
+    any subdomain), a loopback or unspecified address, IPv4-mapped too, or an IPv4 address in
+    a legacy form the resolver accepts (127.1, 0x7f.1, 2130706433)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except (OSError, ValueError):
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def check_url(url: str, *, allow_loopback: bool = False) -> None:
+    """A package URL the downloader may fetch: https, to a host that is not this machine. With
+    `allow_loopback` (the API endpoint is loopback itself: the simulator), a loopback host is
+    fine too, over plain http as well. Malformed URLs (a port out of range, user info, an
+    unclosed bracket) are refused. Raises DownloadError (not retryable)."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError as exc:
+        raise DownloadError(f"malformed package URL ({exc})", retryable=False) from None
+    if parts.scheme not in ("http", "https") or not host:
         raise DownloadError(f"not an http(s) URL: {url_place(url)!r}", retryable=False)
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.username is not None or parts.password is not None:
+        raise DownloadError(f"package URL with user info: {host}", retryable=False)
+    local = is_local_host(host)
+    if local and not allow_loopback:
         raise DownloadError(
-            f"refusing plain http to a non-loopback host: {parts.hostname}", retryable=False
+            f"refusing a package URL on this machine ({host}): the API endpoint is not loopback",
+            retryable=False,
         )
+    if parts.scheme == "http" and not (allow_loopback and is_loopback_host(host)):
+        raise DownloadError(f"refusing plain http for a package: {host}", retryable=False)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

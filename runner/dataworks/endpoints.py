@@ -32,14 +32,25 @@ def is_loopback_host(host: str) -> bool:
 
 
 def check_endpoint(url: str) -> str:
-    """Validate an --endpoint URL: https anywhere, plain http only to a loopback address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EndpointError(f"endpoint {url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise EndpointError(f"endpoint {url!r} uses plain http to a non-loopback host; use https")
+    """Validate an --endpoint URL: https anywhere, plain http only to a loopback address; no
+    user info (it would be sent nowhere and shown everywhere), a port in 1..65535. The messages
+    never repeat what came before the host (it may be a password)."""
+    try:
+        parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:  # an unclosed IPv6 bracket, a port out of range or not a number
+        raise EndpointError(f"endpoint is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise EndpointError("endpoint is not an http(s) URL with a host")
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise EndpointError(f"endpoint {shown} must not carry user info (user:password@)")
+    if port == 0:
+        raise EndpointError(f"endpoint {shown} has port 0")
+    if parts.scheme == "http" and not is_loopback_host(hostname):
+        raise EndpointError(f"endpoint {shown} uses plain http to a non-loopback host; use https")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise EndpointError(f"endpoint {url!r} must not carry a path, query or fragment")
+        raise EndpointError(f"endpoint {shown} must not carry a path, query or fragment")
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -49,6 +60,13 @@ class Endpoints:
     def __init__(self, override: str | None = None, *, vpc: bool = False) -> None:
         self._override = check_endpoint(override) if override else None
         self._vpc = vpc
+
+    @property
+    def loopback(self) -> bool:
+        """Whether every request goes to a loopback address (the simulator, a local gateway)."""
+        return self._override is not None and is_loopback_host(
+            urlsplit(self._override).hostname or ""
+        )
 
     def base_url(self, region: str) -> str:
         return self._override or region_endpoint(region, vpc=self._vpc)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote, quote_plus, urlencode
@@ -30,6 +30,12 @@ USER_AGENT = f"runner/{__version__}"
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 SignatureVersion = Literal["v3", "v1"]
+_HEADER_BREAK = re.compile(r"[\r\n\x00]")
+
+
+class SigningError(ValueError):
+    """The request cannot be signed as given: a value is not valid Unicode (a lone surrogate
+    cannot be encoded as UTF-8) or would break a header line. Nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +43,10 @@ class SignedRequest:
     """A request ready for the wire: everything the transport needs, already encoded."""
 
     method: str
-    path_and_query: str  # "/" or "/?..." already percent-encoded for the wire
-    headers: dict[str, str]
-    body: bytes
+    # "/" or "/?..." already percent-encoded for the wire; with V1 it holds the signature
+    path_and_query: str = field(repr=False)
+    headers: dict[str, str] = field(repr=False)  # the Authorization header, any STS token
+    body: bytes = b""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +214,39 @@ def build_request(
     user_agent: str = USER_AGENT,
 ) -> SignedRequest:
     """Sign one RPC request the way the official tea SDK does: body params in a sorted form body,
-    query params sorted in the URL, path `/`."""
+    query params sorted in the URL, path `/`. Raises SigningError for input that cannot be sent."""
+    try:
+        return _build(
+            signature_version=signature_version,
+            method=method,
+            host=host,
+            action=action,
+            api_version=api_version,
+            body_params=body_params,
+            credentials=credentials,
+            timestamp=timestamp,
+            nonce=nonce,
+            query_params=query_params,
+            user_agent=user_agent,
+        )
+    except UnicodeEncodeError as exc:
+        raise SigningError(f"a request value is not valid Unicode ({exc.reason})") from None
+
+
+def _build(
+    *,
+    signature_version: SignatureVersion,
+    method: str,
+    host: str,
+    action: str,
+    api_version: str,
+    body_params: Mapping[str, str],
+    credentials: Credentials,
+    timestamp: str,
+    nonce: str,
+    query_params: Mapping[str, str] | None,
+    user_agent: str,
+) -> SignedRequest:
     parts = _Parts(
         method=method.upper(),
         host=host,
@@ -222,10 +261,14 @@ def build_request(
         user_agent=user_agent,
     )
     if signature_version == "v3":
-        return _build_v3(parts)
-    if signature_version == "v1":
-        return _build_v1(parts)
-    raise ValueError(f"unknown signature version {signature_version!r}")
+        signed = _build_v3(parts)
+    elif signature_version == "v1":
+        signed = _build_v1(parts)
+    else:
+        raise ValueError(f"unknown signature version {signature_version!r}")
+    if any(_HEADER_BREAK.search(value) for value in signed.headers.values()):
+        raise SigningError("a header value holds a line break or a NUL")
+    return signed
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,8 +21,19 @@ import aiohttp
 import anyio.to_thread
 from yarl import URL
 
-from runner.dataworks.download import CHUNK, DownloadError, check_url, url_place
+from runner.dataworks.checksums import PackageChecksums
+from runner.dataworks.download import (
+    CHUNK,
+    DEFAULT_MAX_PACKAGE,
+    FREE_SPACE_RESERVE,
+    DownloadError,
+    check_url,
+    url_host,
+    url_place,
+)
+from runner.files import make_private_dirs
 
+MAX_ANSWER = 8 * 1024 * 1024  # bytes of an API answer, after decompression
 TOTAL_FACTOR = 30  # a package must arrive within this many per-read timeouts ...
 TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
 
@@ -29,7 +41,8 @@ TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     method: str
-    url: str  # already encoded: sent exactly as given
+    # already encoded: sent exactly as given; with V1 its query holds the key id and signature
+    url: str = field(repr=False)
     headers: Mapping[str, str] = field(repr=False)  # carries the signature and any STS token
     body: bytes = b""
 
@@ -51,6 +64,10 @@ class ConnectError(TransportError):
 
 class ExchangeError(TransportError):
     """The request may have reached the server (timeout, reset): the outcome is unknown."""
+
+
+class ResponseTooLarge(ExchangeError):
+    """The answer was bigger than the client accepts (after decompression): it was not read."""
 
 
 class Transport(Protocol):
@@ -106,9 +123,12 @@ class _OneSession:
 class AiohttpTransport(_OneSession):
     """One shared aiohttp session for the whole run; errors mapped to the two transport kinds."""
 
-    def __init__(self, *, limit: int = 100) -> None:
+    def __init__(
+        self, *, limit: int = 100, connect_timeout: float = 5.0, max_answer: int = MAX_ANSWER
+    ) -> None:
         super().__init__(limit=limit)
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._connect_timeout = connect_timeout
+        self._max_answer = max_answer
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
@@ -121,10 +141,11 @@ class AiohttpTransport(_OneSession):
 
     async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         session = self._open_session()
-        client_timeout = self._timeouts.get(timeout)
-        if client_timeout is None:
-            client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
-            self._timeouts[timeout] = client_timeout
+        connect = min(timeout, self._connect_timeout)
+        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect)
+        # Errors name their type and the host only: aiohttp's messages may quote the whole URL,
+        # and a V1 URL carries the AccessKeyId and the signature.
+        host = url_host(request.url)
         try:
             async with session.request(
                 request.method,
@@ -134,33 +155,68 @@ class AiohttpTransport(_OneSession):
                 timeout=client_timeout,
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
-                # case-insensitive, so lower-case names find their headers
-                return HttpResponse(resp.status, resp.headers, body)
+                body = await self._read_bounded(resp, host)
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+                return HttpResponse(resp.status, headers, body)
         except aiohttp.ClientSSLError as exc:
             # the handshake may have failed after bytes were sent: treat as unknown
-            raise ExchangeError(f"TLS error: {exc}") from exc
+            raise ExchangeError(f"TLS error ({type(exc).__name__}) with {host}") from exc
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # refused, unreachable, DNS failure or no connection in time: nothing was sent
-            raise ConnectError(str(exc) or type(exc).__name__) from exc
+            raise ConnectError(f"{type(exc).__name__}: cannot connect to {host}") from exc
         except TimeoutError as exc:
-            raise ExchangeError(f"no answer within {timeout:g}s") from exc
+            raise ExchangeError(f"no answer from {host} within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
-            # the name only: some aiohttp messages quote the URL, whose query may carry a token
-            raise ExchangeError(type(exc).__name__) from exc
+            raise ExchangeError(f"{type(exc).__name__} from {host}") from exc
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, host: str) -> bytes:
+        """The body, decompressed a chunk at a time (aiohttp bounds each inflation), refused as
+        soon as it would pass the limit: a gzip bomb is never inflated, a huge answer never held."""
+        limit = self._max_answer
+        length = resp.content_length  # what travels (compressed or not): known too big at once
+        if length is not None and length > limit:
+            raise ResponseTooLarge(f"{host} announced an answer of {length} bytes (limit {limit})")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(f"the answer from {host} passed {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 class AiohttpDownloader(_OneSession):
-    """Streams packages with one aiohttp session; errors mapped to DownloadError."""
+    """Streams packages with one aiohttp session; errors mapped to DownloadError.
 
-    def __init__(self, *, limit: int = 16) -> None:
+    A package is bounded (`max_size`, checked against Content-Length before anything is written
+    and enforced while streaming), needs room on the disk before it starts, is verified against
+    the checksums the storage sends, and comes only from a host that is not this machine unless
+    `allow_loopback` (the API endpoint is loopback itself)."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 16,
+        max_size: int = DEFAULT_MAX_PACKAGE,
+        allow_loopback: bool = False,
+        free_space: Callable[[Path], int] = lambda folder: shutil.disk_usage(folder).free,
+    ) -> None:
         super().__init__(limit=limit)
+        self._max_size = max_size
+        self._allow_loopback = allow_loopback
+        self._free_space = free_space
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+        # the bytes as stored: what the checksums are of, and never inflated on the way
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def fetch(self, url: str, dest: Path, timeout: float) -> int:
         """Stream `url` into `dest`; `timeout` bounds the connect and each read, not the whole
         transfer (a package may be large). Nothing is left under `dest` unless it is complete."""
         session = self._open_session()
-        check_url(url)
+        check_url(url, allow_loopback=self._allow_loopback)
         client_timeout = aiohttp.ClientTimeout(
             # a trickling server must not hold a task forever: the whole package gets a bound too
             total=max(TOTAL_FLOOR, timeout * TOTAL_FACTOR),
@@ -168,7 +224,8 @@ class AiohttpDownloader(_OneSession):
             sock_read=timeout,
         )
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(dest.parent)  # 0700: the packages hold a workspace's code
+            self._check_room(dest.parent, 0)
             # a name of its own, so two runs saving into one folder never share a partial file
             handle, name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
         except OSError as exc:
@@ -178,7 +235,7 @@ class AiohttpDownloader(_OneSession):
         part = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
-                written = await self._stream(session, url, out, client_timeout)
+                written = await self._stream(session, url, out, client_timeout, dest.parent)
             if not await anyio.to_thread.run_sync(zipfile.is_zipfile, name):
                 # an error page answered with 200, or a body cut short: never saved as a package
                 raise DownloadError(f"{url_place(url)} did not send a zip package", retryable=True)
@@ -186,9 +243,27 @@ class AiohttpDownloader(_OneSession):
             return written
         except OSError as exc:
             raise DownloadError(f"cannot write {dest}: {exc.strerror}", retryable=False) from exc
-        finally:
+        finally:  # whatever stopped it (an error, a limit, a cancellation): no partial file
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)  # a no-op after the rename; microseconds otherwise
+
+    def _check_room(self, folder: Path, size: int) -> None:
+        """Refuse to start a download the disk has no room for (its size, when announced, plus
+        a reserve)."""
+        free = self._free_space(folder)
+        if free < size + FREE_SPACE_RESERVE:
+            raise DownloadError(
+                f"not enough free disk space in {folder}: {free} bytes free, the package needs"
+                f" {size} and {FREE_SPACE_RESERVE} are kept free",
+                retryable=False,
+            )
+
+    def _too_large(self, place: str, size: int) -> DownloadError:
+        return DownloadError(
+            f"the package from {place} is over {self._max_size} bytes ({size}); raise"
+            " --max-package-size to accept it",
+            retryable=False,
+        )
 
     async def _stream(
         self,
@@ -196,6 +271,7 @@ class AiohttpDownloader(_OneSession):
         url: str,
         out: BinaryIO,
         timeout: aiohttp.ClientTimeout,
+        folder: Path,
     ) -> int:
         place = url_place(url)
         try:
@@ -207,10 +283,20 @@ class AiohttpDownloader(_OneSession):
                     raise DownloadError(
                         f"HTTP {resp.status} from {place}", status=resp.status, retryable=retryable
                     )
+                length = resp.content_length
+                if length is not None and length > self._max_size:
+                    raise self._too_large(place, length)
+                self._check_room(folder, length or 0)
+                checksums = PackageChecksums(resp.headers)
                 written = 0
                 async for chunk in resp.content.iter_chunked(CHUNK):
-                    await anyio.to_thread.run_sync(out.write, chunk)  # disk work off the loop
                     written += len(chunk)
+                    if written > self._max_size:
+                        raise self._too_large(place, written)
+                    # disk work and checksums off the loop
+                    await anyio.to_thread.run_sync(_write, out, checksums, chunk)
+                if (problem := checksums.mismatch()) is not None:
+                    raise DownloadError(f"corrupt package from {place}: {problem}", retryable=True)
                 await anyio.to_thread.run_sync(_flush_and_sync, out)
                 return written
         except aiohttp.ClientSSLError as exc:
@@ -222,10 +308,17 @@ class AiohttpDownloader(_OneSession):
         except aiohttp.ClientError as exc:
             # the name only: aiohttp messages may quote the URL, whose query holds the signature
             raise DownloadError(f"{type(exc).__name__} from {place}", retryable=True) from exc
+        except ValueError as exc:  # a URL aiohttp will not send (checked, but be sure)
+            raise DownloadError(f"malformed package URL for {place}", retryable=False) from exc
         except OSError as exc:
             raise DownloadError(
                 f"cannot write the package: {exc.strerror}", retryable=False
             ) from exc
+
+
+def _write(out: BinaryIO, checksums: PackageChecksums, chunk: bytes) -> None:
+    out.write(chunk)
+    checksums.feed(chunk)
 
 
 def _flush_and_sync(out: BinaryIO) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from runner.dataworks.actions import ACTIONS, DATAWORKS_VERSION
+from runner.dataworks.checksums import CRC64_HEADER, crc64_update
 from runner.sim import auth
 from runner.sim.auth import AuthFailure, IncomingRequest, Key, NonceCache
 from runner.sim.faults import (
@@ -35,6 +36,7 @@ from runner.sim.faults import (
     draw_fault,
     draw_latency,
 )
+from runner.sim.hostile import HostileDraw, draw_hostile, hostile_answer
 from runner.sim.service import Call, Service, SimStats, access_key_of, error, params_of
 from runner.sim.state import DataWorksState, SimError
 
@@ -150,6 +152,10 @@ class _Simulator:
                 extra["x-acs-retry-after"] = str(rejection.retry_after_ms)
             return _error(request, rid, rejection.status, rejection.code, rejection.message, extra)
 
+        hostile = draw_hostile(faults.hostile_rate, self.rng, ACTIONS[action])
+        if hostile is not None:
+            return self._hostile(request, hostile, action, params, headers, rid)
+
         fault = draw_fault(faults, self.rng, is_write=ACTIONS[action].mutating)
         if fault in FAULT_ERRORS:
             self.stats.faults[fault.value] += 1
@@ -177,6 +183,37 @@ class _Simulator:
             return _error(request, rid, status, code, message)
         return response
 
+    def _hostile(
+        self,
+        request: web.Request,
+        draw: HostileDraw,
+        action: str,
+        params: dict[str, str],
+        headers: Mapping[str, str],
+        rid: str,
+    ) -> web.Response:
+        """A hostile answer (runner.sim.hostile), after applying the operation when drawn so."""
+        row = ACTIONS[action]
+        body = None
+        if draw.apply:
+            call = Call(
+                params,
+                access_key_of(headers, params),
+                self.config.clock(),
+                f"{request.scheme}://{request.host}",
+            )
+            body = self.service.operate(row, call, rid, request.host).body
+            if row.mutating:
+                self.stats.hostile_applied += 1
+        self.stats.faults[f"hostile_{draw.kind.value}"] += 1
+        answer = hostile_answer(draw, row, body, rid)
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            content_type=answer.content_type,
+            headers={"x-acs-request-id": rid, **answer.headers},
+        )
+
     async def handle_download(self, request: web.Request) -> web.StreamResponse:
         migration_id = int(request.match_info["migration_id"])
         expires = request.query.get("Expires", "")
@@ -196,10 +233,15 @@ class _Simulator:
             "ExportObjectStatus": record.export_object_status,
             "IncrementalSince": record.incremental_since,
         }
+        package = _zip_package(manifest)
         return web.Response(
-            body=_zip_package(manifest),
+            body=package,
             content_type="application/zip",
-            headers={"x-oss-request-id": self.request_id()},
+            # as OSS does: the object's CRC-64/ECMA, which the downloader checks
+            headers={
+                "x-oss-request-id": self.request_id(),
+                CRC64_HEADER: str(crc64_update(0, package)),
+            },
         )
 
 

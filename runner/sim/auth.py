@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
@@ -33,8 +33,8 @@ class IncomingRequest:
 @dataclass(frozen=True, slots=True)
 class Key:
     access_key_id: str
-    access_key_secret: str
-    security_token: str | None = None
+    access_key_secret: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,19 @@ def _same(received: str, expected: str) -> bool:
     return hmac.compare_digest(received.encode("utf-8"), expected.encode("utf-8"))
 
 
+def _well_formed(request: IncomingRequest) -> bool:
+    """Whether every header and query text is valid Unicode: the server decodes bytes with
+    surrogateescape, and a lone surrogate can be neither hashed nor compared."""
+    texts = (*request.headers.items(), *request.query.items())
+    try:
+        for name, value in texts:
+            name.encode("utf-8")
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _aware(now: datetime) -> datetime:
     return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
@@ -104,6 +117,8 @@ def verify(
     nonces: NonceCache | None = None,
 ) -> AuthFailure | None:
     """None when the request is correctly signed by a known key; otherwise the failure to answer."""
+    if not _well_formed(request):
+        return _incomplete("the request's headers or query are not valid UTF-8")
     headers = {name.lower(): value for name, value in request.headers.items()}
     authorization = headers.get("authorization", "")
     if authorization.startswith(signing.V3_ALGORITHM + " "):

@@ -38,10 +38,13 @@ class Faults:
     faults_on_reads: bool = False  # error/timeout/reset also on the read operations
     apply_lag: float = 0.0  # an accepted create shows in reads (and takes its name) this late
     max_page_size: int | None = None  # ListMigrations serves, and echoes, at most this page size
+    # malformed, oversized or lying answers (runner.sim.hostile), on reads and writes alike;
+    # a write is applied first in about half of the cases
+    hostile_rate: float = 0.0
 
     def __post_init__(self) -> None:
         rates = ("error_rate", "timeout_rate", "reset_rate", "applied_error_rate")
-        for name in (*rates, "export_failure_rate"):
+        for name in (*rates, "export_failure_rate", "hostile_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")

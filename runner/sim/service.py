@@ -44,6 +44,7 @@ class SimStats:
     faults: Counter[str] = field(default_factory=Counter)  # by Fault value
     downloads: int = 0
     duplicates_created: int = 0  # tasks made under a name already taken (unique_names off)
+    hostile_applied: int = 0  # writes applied, then answered with a hostile answer
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class SimStats:
             "faults": dict(self.faults),
             "downloads": self.downloads,
             "duplicates_created": self.duplicates_created,
+            "hostile_applied": self.hostile_applied,
         }
 
 

@@ -83,7 +83,7 @@ async def base_url() -> AsyncIterator[str]:
 async def test_package_is_streamed_into_place(base_url: str, tmp_path: Path) -> None:
     """The whole body lands under the final name; no .part file is left behind."""
     dest = tmp_path / "r" / "1" / "t.zip"
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         written = await downloader.fetch(f"{base_url}/ok.zip?{SECRET_QUERY}", dest, 5.0)
     assert written == len(BODY)
     assert dest.read_bytes() == BODY
@@ -94,7 +94,7 @@ async def test_package_is_streamed_into_place(base_url: str, tmp_path: Path) -> 
 async def test_broken_transfer_leaves_no_file(base_url: str, tmp_path: Path) -> None:
     """A connection lost mid-body leaves neither the final file nor a .part; it is retryable."""
     dest = tmp_path / "t.zip"
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         with pytest.raises(DownloadError) as caught:
             await downloader.fetch(f"{base_url}/broken.zip?{SECRET_QUERY}", dest, 5.0)
     assert caught.value.retryable
@@ -107,7 +107,7 @@ async def test_existing_file_survives_a_failed_fetch(base_url: str, tmp_path: Pa
     """A failed fetch never touches a file already saved under the final name."""
     dest = tmp_path / "t.zip"
     dest.write_bytes(b"whole")
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         with pytest.raises(DownloadError):
             await downloader.fetch(f"{base_url}/broken.zip", dest, 5.0)
     assert dest.read_bytes() == b"whole"
@@ -116,7 +116,7 @@ async def test_existing_file_survives_a_failed_fetch(base_url: str, tmp_path: Pa
 @pytest.mark.anyio
 async def test_forbidden_is_refused_and_says_no_secret(base_url: str, tmp_path: Path) -> None:
     """A 403 is `refused` (a fresh URL is needed); the error names host and path, not the query."""
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         with pytest.raises(DownloadError) as caught:
             await downloader.fetch(f"{base_url}/forbidden.zip?{SECRET_QUERY}", tmp_path / "t", 5.0)
     error = caught.value
@@ -131,7 +131,7 @@ async def test_forbidden_is_refused_and_says_no_secret(base_url: str, tmp_path: 
 @pytest.mark.anyio
 async def test_server_error_is_retryable(base_url: str, tmp_path: Path) -> None:
     """A 5xx from the storage may pass on a later try."""
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         with pytest.raises(DownloadError) as caught:
             await downloader.fetch(f"{base_url}/busy.zip", tmp_path / "t.zip", 5.0)
     assert caught.value.retryable
@@ -141,7 +141,7 @@ async def test_server_error_is_retryable(base_url: str, tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_unreachable_host_is_retryable_and_keeps_the_query_out(tmp_path: Path) -> None:
     """A refused connection is retryable; its message carries no signature."""
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         with pytest.raises(DownloadError) as caught:
             await downloader.fetch(f"http://127.0.0.1:1/x.zip?{SECRET_QUERY}", tmp_path / "t", 2.0)
     assert caught.value.retryable
@@ -161,9 +161,10 @@ def test_plain_http_to_a_remote_host_is_refused(url: str) -> None:
 
 
 def test_https_and_loopback_http_are_accepted() -> None:
-    """https anywhere and http to 127.0.0.1/localhost/::1 pass the check."""
-    for url in ("https://b.oss.aliyuncs.com/x.zip", "http://127.0.0.1:8/x", "http://[::1]:8/x"):
-        check_url(url)
+    """https anywhere; http to 127.0.0.1/localhost/::1 when the API endpoint is loopback too."""
+    check_url("https://b.oss.aliyuncs.com/x.zip")
+    for url in ("http://127.0.0.1:8/x", "http://localhost:8/x", "http://[::1]:8/x"):
+        check_url(url, allow_loopback=True)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +260,7 @@ async def test_a_folder_that_cannot_be_made_is_a_download_error(
     """A file standing where the package folder should be fails the download, not the run."""
     (tmp_path / "cn-shanghai").write_text("in the way")
     dest = tmp_path / "cn-shanghai" / "12345" / "a-100001.zip"
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         with pytest.raises(DownloadError, match="cannot write"):
             await downloader.fetch(base_url + "/ok.zip", dest, timeout=5)
 
@@ -268,7 +269,7 @@ async def test_a_folder_that_cannot_be_made_is_a_download_error(
 async def test_a_body_that_is_not_a_zip_is_never_saved(base_url: str, tmp_path: Path) -> None:
     """An error page answered with 200 fails the download and leaves no file behind."""
     dest = tmp_path / "a-1.zip"
-    async with AiohttpDownloader() as downloader:
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
         with pytest.raises(DownloadError, match="did not send a zip"):
             await downloader.fetch(base_url + "/page.zip", dest, timeout=5)
     assert os.listdir(tmp_path) == []
