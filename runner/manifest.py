@@ -80,11 +80,29 @@ def _expand(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
             problems.append(Problem(str(path), 1, 1, "no such file or folder"))
             continue
         for file in found:
-            if (real := file.resolve()) not in seen:
-                seen.add(real)
-                files.append(file)
+            if (real := file.resolve()) in seen:
+                continue
+            seen.add(real)
+            size = file.stat().st_size
+            if size > MAX_MANIFEST_BYTES:
+                limit = MAX_MANIFEST_BYTES // 2**20
+                problems.append(
+                    Problem(
+                        str(file),
+                        1,
+                        1,
+                        f"the file is {size / 2**20:.0f} MiB; a manifest may be at most {limit} MiB"
+                        " (split it: several files and folders may be given)",
+                    )
+                )
+                continue
+            files.append(file)
     return files
 
+
+# A guard, not a format limit: 64 MiB holds about a million tasks; a bigger file is a mistake
+# (a log, a dump) more often than a manifest, and would be read whole before any problem shows.
+MAX_MANIFEST_BYTES = 64 * 2**20
 
 _Setting = tuple[float | int, str, str]  # the value, as written, where
 

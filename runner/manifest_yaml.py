@@ -9,6 +9,7 @@ import functools
 import gc
 import math
 import re
+import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 # incremental_since must fall in [2000-01-01, 2100-01-01): anything else is a typo or a unit mix-up.
 SINCE_MIN, SINCE_MAX = 946_684_800_000, 4_102_444_800_000
+MAX_DIGITS = 19  # 2**63 - 1, the largest id, has 19
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -116,11 +118,12 @@ def gc_paused() -> Iterator[None]:
 class Sink:
     """Problems of one file, with the typed readers that report into it."""
 
-    __slots__ = ("file", "problems")
+    __slots__ = ("file", "now_ms", "problems")
 
     def __init__(self, file: str, problems: list[Problem]) -> None:
         self.file = file
         self.problems = problems
+        self.now_ms = int(time.time() * 1000)  # instants after this are in the future
 
     def add(self, line: int, column: int, message: str) -> None:
         self.problems.append(Problem(self.file, line, column, message))
@@ -204,6 +207,10 @@ class Sink:
         """A plain decimal integer: YAML 1.1 octal (012), hex, sexagesimal and booleans are
         refused, since an operator writing 012 does not mean 10."""
         if type(node) is ScalarEvent and tag(node) == INT:
+            digits = len(node.value.lstrip("+-"))
+            if digits > MAX_DIGITS:  # checked before int(), which refuses ~4,300 digits and up
+                self.at(node, f"{what} has {digits} digits: at most {MAX_DIGITS} fit an id")
+                return None
             if _DECIMAL.fullmatch(node.value):
                 return int(node.value)
             self.at(node, f"{what} must be a plain decimal integer, got {node.value!r}")
@@ -262,7 +269,10 @@ class Sink:
                 self.at(node, f"{what} {raw!r} needs a timezone, such as Z or +08:00")
                 return None
             value = (when - _EPOCH) // _MS
-        if SINCE_MIN <= value < SINCE_MAX:
-            return value
-        self.at(node, f"{what} {raw!r} is out of range: it must fall in 2000-2099")
-        return None
+        if not SINCE_MIN <= value < SINCE_MAX:
+            self.at(node, f"{what} {raw!r} is out of range: it must fall in 2000-2099")
+            return None
+        if value > self.now_ms:
+            self.at(node, f"{what} {raw!r} is in the future: an export has nothing to take yet")
+            return None
+        return value

@@ -95,10 +95,6 @@ def test_any_yaml_of_manifest_words_loads_or_fails_with_positions(document: Any)
     check(load(text.encode()))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="digit lengths are checked by the manifest loader being rewritten (issue 6, item 8)",
-)
 @given(
     field=st.sampled_from(["project_id", "incremental_since", "rate", "concurrency"]),
     digits=st.integers(4301, 20_000),

@@ -642,3 +642,37 @@ def test_control_characters_in_a_description_are_refused(tmp_path: Path) -> None
     with pytest.raises(ManifestError) as raised:
         load_manifests([path])
     assert str(raised.value.problems[0]) == f"{path}:7:18: description has control characters"
+
+
+def test_a_project_id_of_thousands_of_digits_is_a_problem_at_its_place(tmp_path: Path) -> None:
+    """Digits are counted before any int() (which refuses ~4,300 digits and up): a position."""
+    text = f"version: 1\ndefaults: {{region: cn-shanghai, name: t}}\nworkspaces:\n  - project_id: {'9' * 5000}\n"
+    assert_problem(write(tmp_path, text), 4, 17, "5000 digits")
+
+
+def test_a_manifest_over_the_size_cap_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than the cap is one problem at 1:1 saying the size and the limit."""
+    from runner import manifest as manifest_module
+
+    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", 100)
+    path = write(tmp_path, "version: 1\n" + "# padding\n" * 20)
+    assert_problem(path, 1, 1, "a manifest may be at most")
+
+
+def test_an_incremental_since_in_the_future_is_a_problem(tmp_path: Path) -> None:
+    """An instant after now has nothing to export yet: a problem, with its position."""
+    text = textwrap.dedent(
+        """\
+        version: 1
+        defaults: {region: cn-shanghai}
+        workspaces:
+          - project_id: 101
+            tasks:
+              - name: a
+                export_mode: INCREMENTAL
+                incremental_since: 2098-01-01T00:00:00Z
+        """
+    )
+    assert_problem(write(tmp_path, text), 8, 28, "is in the future")
