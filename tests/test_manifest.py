@@ -646,7 +646,8 @@ def test_control_characters_in_a_description_are_refused(tmp_path: Path) -> None
 
 def test_a_project_id_of_thousands_of_digits_is_a_problem_at_its_place(tmp_path: Path) -> None:
     """Digits are counted before any int() (which refuses ~4,300 digits and up): a position."""
-    text = f"version: 1\ndefaults: {{region: cn-shanghai, name: t}}\nworkspaces:\n  - project_id: {'9' * 5000}\n"
+    head = "version: 1\ndefaults: {region: cn-shanghai, name: t}\nworkspaces:\n"
+    text = f"{head}  - project_id: {'9' * 5000}\n"
     assert_problem(write(tmp_path, text), 4, 17, "5000 digits")
 
 
