@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/manifest_load.py
 	$(BIN)/python bench/run_overhead.py
 	$(BIN)/python bench/run_memory.py
+	$(BIN)/python bench/run_rss.py
 	$(BIN)/python bench/rate_limit.py
 	$(BIN)/python bench/adaptive_rate.py
 	$(BIN)/python bench/hostile.py
