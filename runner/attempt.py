@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from runner.context import RunContext
+from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import ApiAction
 from runner.journal import Op, RecordAttempt
 from runner.models import ApiError, ErrorKind, TaskKey
@@ -98,6 +98,7 @@ async def attempt(
     done: Callable[[T], Sequence[Op]] | None = None,
     maybe_applied: bool = False,
     visible_after: float | None = None,
+    client: ApiClient | None = None,
 ) -> Result[T]:
     """Send until answered for good, as `policy` says.
 
@@ -107,7 +108,8 @@ async def attempt(
     run's send may have been applied. With `visible_after` (clock time) the loop first waits until
     then and looks: a send lost before is only resent once that last lookup says absent.
     """
-    retry, clock, client = ctx.retry, ctx.clock, ctx.client
+    retry, clock = ctx.retry, ctx.clock
+    client = client or ctx.client  # the task's account: its bucket, its stops
     action = policy.action
     if visible_after is not None and settle is not None:
         await clock.sleep(max(0.0, visible_after - clock.monotonic()))
@@ -121,10 +123,10 @@ async def attempt(
             bucket = ctx.limiter.bucket(
                 client.account, client.limit_scope(key.region), action.access
             )
-            if ctx.is_stopped(key):
+            if ctx.is_stopped(key, client):
                 return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
             await bucket.acquire()
-            if ctx.is_stopped(key):  # stopped while this one waited for its slot
+            if ctx.is_stopped(key, client):  # stopped while this one waited for its slot
                 return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
             ctx.counts.by_action[action.name] += 1
         if intent is not None:
@@ -206,9 +208,11 @@ async def read(
     key: TaskKey,
     policy: Policy,
     send: Callable[[], Awaitable[T]],
+    *,
+    client: ApiClient | None = None,
 ) -> T:
     """A read retried until answered; Unresolved when it cannot be (stopped, refused, given up)."""
-    result = await attempt(ctx, key, policy, send)
+    result = await attempt(ctx, key, policy, send, client=client)
     if result.outcome is Outcome.DONE and result.value is not None:
         return result.value
     raise Unresolved(key, result.outcome.value, result.error)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -87,7 +88,7 @@ class RequestCounts:
 class RunContext:
     """Built once per run and handed to every phase."""
 
-    client: ApiClient
+    client: ApiClient  # the run's default profile's
     writer: Writer
     limiter: RateLimiter
     clock: Clock
@@ -95,6 +96,18 @@ class RunContext:
     rng: random.Random = field(default_factory=random.Random)
     stops: Stops = field(default_factory=Stops)
     counts: RequestCounts = field(default_factory=RequestCounts)
+    # the clients of the profiles a manifest names (one account each), by profile name
+    clients: Mapping[str, ApiClient] = field(default_factory=dict)
 
-    def is_stopped(self, key: TaskKey) -> bool:
-        return self.stops.is_stopped(self.client.account, key.region)
+    def client_for(self, profile: str | None) -> ApiClient:
+        """The client a task's workspace is reached with: its profile's, else the default."""
+        if profile is None:
+            return self.client
+        found = self.clients.get(profile)
+        if found is None:
+            raise KeyError(f"no client for profile {profile!r}")  # run.py makes one for each
+        return found
+
+    def is_stopped(self, key: TaskKey, client: ApiClient | None = None) -> bool:
+        """Whether the task's account and region were stopped by a fatal answer."""
+        return self.stops.is_stopped((client or self.client).account, key.region)

@@ -74,6 +74,7 @@ class TaskRow:
     create_sent: bool
     updated_at: float
     package_path: str | None = None  # the downloaded export package, once saved
+    profile: str | None = None  # the credentials profile its workspace is reached with
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,7 @@ Op: TypeAlias = (
 
 _TASK_COLUMNS = (
     "region, project_id, name, state, migration_id, attempts, error_code, error_message,"
-    " request_id, download_url, fingerprint, create_sent, updated_at, package_path"
+    " request_id, download_url, fingerprint, create_sent, updated_at, package_path, profile"
 )
 _ATTEMPT_COLUMNS = (
     "region, project_id, name, at, action, http_status, error_code, request_id, latency_ms, outcome"
@@ -240,8 +241,8 @@ def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
     if isinstance(op, Register):
         conn.execute(
             "INSERT INTO tasks (region, project_id, name, state, fingerprint, created_at,"
-            " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING",
-            (*_key_args(op.spec.key), op.spec.fingerprint(), now, now),
+            " updated_at, profile) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (*_key_args(op.spec.key), op.spec.fingerprint(), now, now, op.spec.profile),
         )
         return
     sets, args = _changes(op)
@@ -259,7 +260,9 @@ def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
 
 def _task_row(r: Sequence[Any]) -> TaskRow:
     key, state = TaskKey(r[0], r[1], r[2]), TaskState(r[3])
-    return TaskRow(key, state, r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]), r[12], r[13])
+    return TaskRow(
+        key, state, r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]), r[12], r[13], r[14]
+    )
 
 
 def _attempt_row(r: Sequence[Any]) -> AttemptRow:
@@ -501,17 +504,24 @@ class Journal:
                     ) from exc
         self.transactions += 1
 
-    def register(self, specs: Iterable[ExportSpec]) -> None:
-        """Register every task (as `Register` does) in one transaction, streamed."""
+    def register(self, specs: Iterable[ExportSpec], default_profile: str | None = None) -> None:
+        """Register every task (as `Register` does) in one transaction, streamed, with the
+        profile it is reached with (its own, else `default_profile`). A task no create was ever
+        sent for takes the manifest's profile; one sent for keeps the profile that sent it."""
         if self.readonly:
             raise JournalError(f"journal {self.path} is open read-only")
         sql = (
             "INSERT INTO tasks (region, project_id, name, state, fingerprint, created_at,"
-            " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING"
+            " updated_at, profile) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET profile = excluded.profile"
+            " WHERE create_sent = 0 AND profile IS NOT excluded.profile"
         )
         with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
             now = self._clock()
-            rows = ((*_key_args(s.key), s.fingerprint(), now, now) for s in specs)
+            rows = (
+                (*_key_args(s.key), s.fingerprint(), now, now, s.profile or default_profile)
+                for s in specs
+            )
             self._conn.executemany(sql, rows)
         self.transactions += 1
 

@@ -58,4 +58,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE tasks_v2",
         *ATTEMPTS_GUARDS,
     ),
+    # 4: the credentials profile a task's workspace is reached with (manifests that span accounts)
+    ("ALTER TABLE tasks ADD COLUMN profile TEXT",),
 )

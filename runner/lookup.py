@@ -8,7 +8,7 @@ from collections.abc import Callable
 import anyio
 
 from runner.attempt import Policy, Unresolved, read
-from runner.context import RunContext
+from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import GET_SUMMARY, LIST
 from runner.models import Migration, MigrationPage, Summary, TaskKey
 
@@ -31,6 +31,7 @@ async def scan_exports(
     until: Callable[[MigrationPage, int], bool],
     *,
     policy: Policy = LIST_POLICY,
+    client: ApiClient | None = None,
 ) -> None:
     """Read the export migrations of `key`'s workspace page by page, until `until(page, seen)`
     says enough or every one was seen.
@@ -41,7 +42,7 @@ async def scan_exports(
     or the page-number limit. A page size the service caps (it echoes a smaller one: the docs
     allow it) is followed from then on. Raises Unresolved when a page cannot be read.
     """
-    client = ctx.client
+    client = client or ctx.client
     ids: set[int] = set()
     size = LIST_PAGE_SIZE
     total: int | None = None
@@ -52,7 +53,7 @@ async def scan_exports(
                 key.region, key.project_id, page_number=n, page_size=size
             )
 
-        page = await read(ctx, key, policy, call)
+        page = await read(ctx, key, policy, call, client=client)
         if page.total_count is None or (total is not None and page.total_count < total):
             raise Incomplete(key, "ListMigrations gave no TotalCount, or a smaller one")
         total = page.total_count
@@ -72,15 +73,21 @@ async def scan_exports(
 
 
 async def read_summary(
-    ctx: RunContext, key: TaskKey, migration_id: int, *, policy: Policy = SUMMARY_POLICY
+    ctx: RunContext,
+    key: TaskKey,
+    migration_id: int,
+    *,
+    policy: Policy = SUMMARY_POLICY,
+    client: ApiClient | None = None,
 ) -> Summary:
     """GetMigrationSummary for one task, retried through the read bucket."""
-    client = ctx.client
+    reader = client or ctx.client
     return await read(
         ctx,
         key,
         policy,
-        lambda: client.get_migration_summary(key.region, key.project_id, migration_id),
+        lambda: reader.get_migration_summary(key.region, key.project_id, migration_id),
+        client=reader,
     )
 
 
@@ -98,7 +105,7 @@ class NameIndex:
         self._census: dict[tuple[str, int], anyio.Lock] = {}
         self._counted: set[tuple[str, int]] = set()
 
-    async def census(self, key: TaskKey) -> None:
+    async def census(self, key: TaskKey, client: ApiClient | None = None) -> None:
         """List `key`'s whole workspace once for the run (every caller after the first waits for
         it): afterwards `seen` answers for every name the workspace held. Raises Unresolved when
         the listing cannot be read or shown complete."""
@@ -115,14 +122,14 @@ class NameIndex:
                 known.update((m.name, m) for m in page.migrations)
                 return False
 
-            await scan_exports(self._ctx, key, never)
+            await scan_exports(self._ctx, key, never, client=client)
             self._counted.add(workspace)
 
     def seen(self, key: TaskKey) -> Migration | None:
         """The task of `key`'s name as a listing of this run showed it, if one did."""
         return self._known.get((key.region, key.project_id), {}).get(key.name)
 
-    async def find(self, key: TaskKey) -> Migration | None:
+    async def find(self, key: TaskKey, client: ApiClient | None = None) -> Migration | None:
         known = self._known.setdefault((key.region, key.project_id), {})
         if key.name not in known:
 
@@ -130,5 +137,5 @@ class NameIndex:
                 known.update((m.name, m) for m in page.migrations)
                 return key.name in known
 
-            await scan_exports(self._ctx, key, until)
+            await scan_exports(self._ctx, key, until, client=client)
         return known.get(key.name)

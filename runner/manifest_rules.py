@@ -33,15 +33,18 @@ _COMMON = (
     "description",
     "name",
     "incremental_since",
+    "profile",
 )
 DEFAULT_KEYS = frozenset(_COMMON)
 _WORKSPACE_KEYS = frozenset({"project_id", "label", "tasks", *_COMMON})
-_TASK_KEYS = DEFAULT_KEYS - {"region"}
+_TASK_KEYS = DEFAULT_KEYS - {"region", "profile"}
 NO_HINTS: dict[str, str] = {}
 _TASK_HINTS = {
     key: f"{key!r} belongs to the workspace, not to one of its tasks"
-    for key in ("region", "project_id", "label", "tasks")
+    for key in ("region", "project_id", "label", "tasks", "profile")
 }
+# A credentials profile's name (aliyun-cli or credentials.ini): printable, no blanks.
+_PROFILE = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
 DEFAULT_HINTS = {
     key: f"{key!r} belongs to a workspace, not to defaults" for key in ("project_id", "label")
 }
@@ -82,6 +85,7 @@ class Level(NamedTuple):
     since: Since | None = None
     bad_region: bool = False  # reported already: say nothing more about it
     bad_mode: bool = False  # reported already: no verdict on incremental_since either
+    profile: str | None = None  # the credentials profile the workspace's requests are signed with
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,13 @@ class Rules:
         sink = self.sink
         region, mode, status = base.region, base.export_mode, base.status
         description, name, since = base.description, base.name, base.since
-        bad_region, bad_mode = base.bad_region, base.bad_mode
+        bad_region, bad_mode, profile = base.bad_region, base.bad_mode, base.profile
+        if (pair := fields.get("profile")) is not None:
+            text = sink.text(pair[1], "profile")
+            if text is not None and not _PROFILE.fullmatch(text):
+                sink.at(pair[1], f"profile {text!r} is not a profile name (letters, digits, ._@+-)")
+                text = None
+            profile = profile if text is None else sys.intern(text)
         if (pair := fields.get("region")) is not None:
             region = sink.text(pair[1], "region")
             if region is not None and not _REGION.fullmatch(region):
@@ -142,7 +152,7 @@ class Rules:
             name = _Template("", None) if text is None else self._template(pair[1], text)
         if (pair := fields.get("incremental_since")) is not None:
             since = Since(pair[0], sink.instant(pair[1], "incremental_since"))
-        return Level(region, mode, status, description, name, since, bad_region, bad_mode)
+        return Level(region, mode, status, description, name, since, bad_region, bad_mode, profile)
 
     def _template(self, node: Node, text: str) -> _Template:
         if (known := _TEMPLATES.get(text)) is not None:
@@ -260,7 +270,9 @@ class Rules:
         self.seen[seen_key] = source = sink.site(site)
         key = TaskKey(ws.region, ws.project_id, name)
         self.specs.append(
-            ExportSpec(key, mode, level.status, level.description, since, ws.label, source)
+            ExportSpec(
+                key, mode, level.status, level.description, since, ws.label, source, level.profile
+            )
         )
 
     def _name(

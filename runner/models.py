@@ -83,6 +83,7 @@ class ExportSpec:
     incremental_since: int | None = None  # epoch milliseconds
     label: str | None = None
     source: str = ""  # "FILE:LINE" where the task was defined
+    profile: str | None = None  # credentials profile of its workspace; None: the run's default
 
     def request_params(self) -> dict[str, str]:
         """The CreateExportMigration body parameters this spec asks for."""

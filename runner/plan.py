@@ -39,6 +39,9 @@ class JournalView(Protocol):
     @property
     def updated_at(self) -> float: ...
 
+    @property
+    def profile(self) -> str | None: ...
+
 
 class JournalRow(JournalView, Protocol):
     """A journal row with its key, as a merge in key order needs it."""
@@ -63,8 +66,25 @@ class Plan:
 SENDING = frozenset({ActionKind.CREATE, ActionKind.RECONCILE, ActionKind.RETRY})
 
 
-def decide(spec: ExportSpec, row: JournalView | None, *, only_failed: bool = False) -> Action:
-    """The action for one task, given its journal row (None when the journal never saw it)."""
+def decide(
+    spec: ExportSpec,
+    row: JournalView | None,
+    *,
+    only_failed: bool = False,
+    default_profile: str | None = None,
+) -> Action:
+    """The action for one task, given its journal row (None when the journal never saw it).
+    `default_profile` is the run's profile, for tasks whose workspace names none."""
+    if row is not None and row.create_sent:
+        profile = spec.profile or default_profile
+        if row.profile != profile:
+            # another account may not see, or may remake, what the first one made: not mixed
+            return Action(
+                ActionKind.DRIFTED,
+                spec,
+                f"its create was sent with profile {row.profile or '(default)'}, the manifest now"
+                f" says {profile or '(default)'}: restore it, or give the task a new name",
+            )
     if row is None or row.state is TaskState.PENDING:
         if only_failed:
             return Action(ActionKind.SKIP, spec, "not failed (--only-failed)")
@@ -154,10 +174,11 @@ def plan_in_order(
     rows: Iterable[JournalRow],
     *,
     only_failed: bool = False,
+    default_profile: str | None = None,
 ) -> Iterator[Action]:
     """The actions for `specs`, in key order, given the journal's rows in key order."""
     for spec, row in pair_in_order(specs, rows):
-        yield decide(spec, row, only_failed=only_failed)
+        yield decide(spec, row, only_failed=only_failed, default_profile=default_profile)
 
 
 def make_plan(
@@ -165,5 +186,11 @@ def make_plan(
     rows: Mapping[TaskKey, JournalView],
     *,
     only_failed: bool = False,
+    default_profile: str | None = None,
 ) -> Plan:
-    return Plan(tuple(decide(s, rows.get(s.key), only_failed=only_failed) for s in specs))
+    return Plan(
+        tuple(
+            decide(s, rows.get(s.key), only_failed=only_failed, default_profile=default_profile)
+            for s in specs
+        )
+    )

@@ -35,6 +35,7 @@ STATUS_FIELDS = (
     "download_url",
     "package_path",
     "waiting_since",
+    "profile",
 )
 
 
@@ -63,6 +64,7 @@ def status_record(row: TaskRow) -> dict[str, Any]:
         "download_url": scrub_url_secrets(row.download_url) if row.download_url else None,
         "package_path": row.package_path,
         "waiting_since": waiting_since(row),
+        "profile": row.profile,
     }
 
 
@@ -78,12 +80,19 @@ def cell(value: object) -> Text:
 
 
 def status_table(console: Console, rows: Sequence[TaskRow]) -> None:
+    records = [status_record(row) for row in rows]
+    # the columns that only some runs fill are shown when a row has a value there
+    optional = ("waiting_since", "profile")
+    shown = [
+        f
+        for f in STATUS_FIELDS
+        if f not in optional or any(record[f] is not None for record in records)
+    ]
     table = Table(title=f"{len(rows)} tasks")
-    for name in STATUS_FIELDS:
+    for name in shown:
         table.add_column(name, overflow="fold")
-    for row in rows:
-        record = status_record(row)
-        table.add_row(*(cell(record[f]) for f in STATUS_FIELDS))
+    for record in records:
+        table.add_row(*(cell(record[f]) for f in shown))
     console.print(table)
 
 
@@ -109,6 +118,7 @@ def plan_json(plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> str:
                     "name": a.spec.key.name,
                     "action": a.kind.value,
                     "reason": a.reason,
+                    "profile": a.spec.profile,
                 }
                 for a in plan.actions
             ],
@@ -120,11 +130,21 @@ def plan_json(plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> str:
 
 def plan_table(console: Console, plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> None:
     table = Table(title="plan")
-    for name in ("region", "project_id", "name", "action", "reason"):
+    profiles = any(a.spec.profile for a in plan.actions)  # a column only when a workspace names one
+    names = (
+        "region",
+        "project_id",
+        "name",
+        *(("profile",) if profiles else ()),
+        "action",
+        "reason",
+    )
+    for name in names:
         table.add_column(name)
     for a in plan.actions:
         key = a.spec.key
-        table.add_row(*map(cell, (key.region, key.project_id, key.name, a.kind.value, a.reason)))
+        values = (key.region, key.project_id, key.name, a.spec.profile, a.kind.value, a.reason)
+        table.add_row(*map(cell, values if profiles else values[:3] + values[4:]))
     console.print(table)
     totals = ", ".join(f"{k.value} {v}" for k, v in plan.totals().items())
     console.print(f"totals: {totals}", markup=False)

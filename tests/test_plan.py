@@ -16,6 +16,7 @@ class Row:
     create_sent: bool = False
     migration_id: int | None = None
     updated_at: float = 0.0
+    profile: str | None = None
 
 
 SPEC = ExportSpec(TaskKey("cn-shanghai", 2, "a"))

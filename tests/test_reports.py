@@ -335,6 +335,7 @@ def test_status_json_rows(journal: Path) -> None:
         "download_url": None,
         "package_path": None,
         "waiting_since": None,
+        "profile": None,
     }
     assert by_key["cn-hangzhou", 106, "a"]["waiting_since"] == "1970-01-01T01:23:20Z"
     created = by_key["cn-shanghai", 101, "a"]

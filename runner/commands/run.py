@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,8 +115,12 @@ class RunRequest:
 
 
 def _prepare(
-    request: RunRequest, credentials: Credentials | None
-) -> tuple[Manifest, Endpoints, Credentials]:
+    request: RunRequest,
+    credentials: Credentials | None,
+    profiles: Mapping[str, Credentials],
+) -> tuple[Manifest, Endpoints, Credentials, dict[str, Credentials]]:
+    """The manifest, the endpoints, the default credentials and those of every profile the
+    manifest names (`credentials` and `profiles` stand in for resolving them, in tests)."""
     request.check()
     manifest = load_or_report(request.manifests)
     if manifest is None:
@@ -124,9 +128,15 @@ def _prepare(
     try:
         endpoints = Endpoints(request.endpoint)
         creds = credentials or resolve(request.profile)
+        named: dict[str, Credentials] = {}
+        for name in sorted({spec.profile for spec in manifest.specs if spec.profile}):
+            try:
+                named[name] = profiles.get(name) or resolve(name)
+            except CredentialsError as error:
+                raise CredentialsError(f"profile {name!r} of the manifest: {error}") from None
     except (EndpointError, CredentialsError) as error:
         raise UsageError(str(error)) from error
-    return manifest, endpoints, creds
+    return manifest, endpoints, creds, named
 
 
 async def run(
@@ -136,10 +146,12 @@ async def run(
     transport: Transport | None = None,
     clock: Clock | None = None,
     downloader: Downloader | None = None,
+    profiles: Mapping[str, Credentials] | None = None,
 ) -> RunResult:
     """One run, start to end. Raises UsageError before anything is sent."""
-    manifest, endpoints, creds = _prepare(request, credentials)
-    REDACTOR.add(creds.access_key_secret, creds.security_token)
+    manifest, endpoints, creds, named = _prepare(request, credentials, profiles or {})
+    for identity in (creds, *named.values()):
+        REDACTOR.add(identity.access_key_secret, identity.security_token)
     rate = request.rate or manifest.settings.rate or DEFAULT_RATE
     concurrency = request.concurrency or manifest.settings.concurrency or DEFAULT_CONCURRENCY
     try:
@@ -148,15 +160,23 @@ async def run(
         raise UsageError(str(error)) from error
     started = time.monotonic()
     try:
-        journal.register(manifest.specs)
-        sending, totals = _plan(manifest, journal, only_failed=request.only_failed)
+        journal.register(manifest.specs, default_profile=request.profile)
+        sending, totals = _plan(
+            manifest, journal, only_failed=request.only_failed, default_profile=request.profile
+        )
         sent_workspaces = journal.sent_workspaces()
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
+
+        reachable = {request.profile, *named}  # profiles this run has a client for
 
         def lifecycle_tasks() -> list[LifecycleTask]:
             rows = journal.row_map()  # every create of this run is committed by now
             keys = (spec.key for spec in manifest.specs)
-            return [t for k in keys if (r := rows.get(k)) and (t := LifecycleTask.from_row(r))]
+            tasks = [t for k in keys if (r := rows.get(k)) and (t := LifecycleTask.from_row(r))]
+            for task in tasks:
+                if task.profile not in reachable:  # made with a profile the manifest dropped
+                    log.warning("not followed", task=str(task.key), profile=task.profile)
+            return [t for t in tasks if t.profile in reachable]
 
         async with (
             AiohttpTransport(limit=concurrency) as real,
@@ -168,20 +188,29 @@ async def run(
             ) as fetcher,
             JournalWriter(journal) as writer,
         ):
-            client = DataWorksClient(
-                transport or real,
-                creds,
-                endpoints,
-                signature_version=request.signature_version,
-                timeout=request.timeout,
-            )
+
+            def client_of(identity: Credentials) -> DataWorksClient:
+                return DataWorksClient(
+                    transport or real,
+                    identity,
+                    endpoints,
+                    signature_version=request.signature_version,
+                    timeout=request.timeout,
+                )
+
             clock = clock or SystemClock()
+            default = client_of(creds)
             ctx = RunContext(
-                client,
+                default,
                 writer,
+                # buckets are per account: two profiles run side by side, each at its own rate
                 RateLimiter(clock, write_rate=rate, read_rate=request.read_rate),
                 clock,
                 rng=random.Random(request.seed),
+                clients={
+                    **({request.profile: default} if request.profile else {}),
+                    **{name: client_of(identity) for name, identity in named.items()},
+                },
             )
 
             def progress(phase: str, total: int) -> PhaseProgress:
@@ -226,13 +255,17 @@ async def run(
 
 
 def _plan(
-    manifest: Manifest, journal: Journal, *, only_failed: bool
+    manifest: Manifest, journal: Journal, *, only_failed: bool, default_profile: str | None
 ) -> tuple[list[Action], dict[str, int]]:
     """The actions that send, and the totals of every kind; drifted tasks are logged. Rows are
     merged with the specs in key order, so no map of the journal is ever held."""
     sending: list[Action] = []
     totals = dict.fromkeys((kind.value for kind in ActionKind), 0)
-    for action in plan_in_order(manifest.specs, journal.iter_rows(), only_failed=only_failed):
+    rows = journal.iter_rows()
+    planned = plan_in_order(
+        manifest.specs, rows, only_failed=only_failed, default_profile=default_profile
+    )
+    for action in planned:
         totals[action.kind.value] += 1
         if action.kind in SENDING:
             sending.append(action)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
-from runner.context import RunContext
+from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import CREATE_EXPORT
 from runner.journal import MarkCreated, MarkExists, MarkFailed, MarkInFlight, MarkPending
 from runner.logs import get_logger
@@ -137,7 +137,7 @@ class CreatePhase:
 
     async def _handle(self, action: Action) -> TaskOutcome | None:
         spec = action.spec
-        if self._ctx.is_stopped(spec.key):
+        if self._ctx.is_stopped(spec.key, self._ctx.client_for(spec.profile)):
             return TaskOutcome.STOPPED
         if action.kind is ActionKind.RECONCILE:
             return await self._guarded(self._reconcile(spec, action.since))
@@ -149,7 +149,7 @@ class CreatePhase:
     async def _reconcile(self, spec: ExportSpec, since: float | None) -> TaskOutcome | None:
         """A create an earlier run may have made: adopt it if listed; send again only once
         its visibility window (from when the journal last heard of it) has passed."""
-        found = await self._index.find(spec.key)
+        found = await self._index.find(spec.key, self._ctx.client_for(spec.profile))
         if found is not None:
             return await self._adopt(spec.key, found.migration_id)
         wait = 0.0 if since is None else since + self._window - self._wall()
@@ -158,17 +158,18 @@ class CreatePhase:
             return None
         return await self._create(spec, maybe_ours=True)
 
-    async def _settle(self, key: TaskKey) -> Created | None:
-        found = await self._index.find(key)
+    async def _settle(self, spec: ExportSpec) -> Created | None:
+        found = await self._index.find(spec.key, self._ctx.client_for(spec.profile))
         return None if found is None else Created(found.migration_id, None)
 
     async def _create(
         self, spec: ExportSpec, *, maybe_ours: bool, visible_after: float | None = None
     ) -> TaskOutcome | None:
         key = spec.key
+        client = self._ctx.client_for(spec.profile)
         if not maybe_ours and visible_after is None:
             try:
-                found = await self._listed_before(key)
+                found = await self._listed_before(key, client)
             except Unresolved as unlisted:
                 error = unlisted.error
                 if error is None or error.kind is not ErrorKind.PERMANENT:
@@ -177,17 +178,17 @@ class CreatePhase:
                 return await self._fail(key, error, message)
             if found is not None:
                 return await self._exists(spec, found)
-        client = self._ctx.client
         result: Result[Created] = await attempt(
             self._ctx,
             key,
             CREATE_POLICY,
             lambda: client.create_export_migration(spec),
-            settle=lambda: self._settle(key),
+            settle=lambda: self._settle(spec),
             intent=MarkInFlight(key, spec.fingerprint()),
             done=lambda created: (MarkCreated(key, created.migration_id, created.request_id),),
             maybe_applied=maybe_ours,
             visible_after=visible_after,
+            client=client,
         )
         match result.outcome:
             case Outcome.DONE:
@@ -210,7 +211,7 @@ class CreatePhase:
             case Outcome.REFUSED:
                 assert result.error is not None
                 if result.error.code == DUPLICATE_NAME_CODE:
-                    return await self._on_duplicate(key, result.error, result.maybe_applied)
+                    return await self._on_duplicate(spec, result.error, result.maybe_applied)
                 return await self._fail(key, result.error)
             case Outcome.GAVE_UP:
                 error = result.error
@@ -219,13 +220,13 @@ class CreatePhase:
                 return await self._fail(key, error, f"gave up after {attempts} attempts: {error}")
         raise AssertionError(result.outcome)  # pragma: no cover
 
-    async def _listed_before(self, key: TaskKey) -> Migration | None:
+    async def _listed_before(self, key: TaskKey, client: ApiClient) -> Migration | None:
         """The task of this name in a workspace this journal never sent a create to, as one
         whole listing of the workspace (per run) shows it; None when there is none."""
         workspace = (key.region, key.project_id)
         if workspace in self._sent_workspaces:
             return None
-        await self._index.census(key)
+        await self._index.census(key, client)
         return self._index.seen(key)
 
     async def _exists(self, spec: ExportSpec, found: Migration) -> TaskOutcome:
@@ -263,9 +264,10 @@ class CreatePhase:
         )
         return TaskOutcome.FAILED
 
-    async def _on_duplicate(self, key: TaskKey, error: ApiError, ours: bool) -> TaskOutcome:
+    async def _on_duplicate(self, spec: ExportSpec, error: ApiError, ours: bool) -> TaskOutcome:
+        key = spec.key
         if ours or self._adopt_existing:
-            found = await self._index.find(key)
+            found = await self._index.find(key, self._ctx.client_for(spec.profile))
             if found is not None:
                 foreign = None if ours else ADOPTED_FINGERPRINT
                 return await self._adopt(key, found.migration_id, fingerprint=foreign)

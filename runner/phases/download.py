@@ -125,7 +125,8 @@ class DownloadPhase:
     async def _fresh_url(self, task: LifecycleTask) -> str:
         """A new DownloadUrl from GetMigrationSummary (they expire), recorded in the journal."""
         try:
-            summary = await read_summary(self._ctx, task.key, task.migration_id)
+            client = self._ctx.client_for(task.profile)
+            summary = await read_summary(self._ctx, task.key, task.migration_id, client=client)
         except Unresolved:
             raise ApiError(ErrorKind.PERMANENT, NO_URL, "no fresh DownloadUrl") from None
         if summary.status != SummaryStatus.EXPORT_SUCCESS.value or not summary.download_url:

@@ -59,11 +59,12 @@ class StartPhase:
 
     async def _running(self, task: LifecycleTask) -> Started | None:
         """A Started value when the service shows the task started (running or finished)."""
-        summary = await read_summary(self._ctx, task.key, task.migration_id)
+        client = self._ctx.client_for(task.profile)
+        summary = await read_summary(self._ctx, task.key, task.migration_id, client=client)
         return None if summary.status in NOT_STARTED_STATUSES else Started(True, None)
 
     async def _start(self, task: LifecycleTask) -> TaskOutcome:
-        key, client = task.key, self._ctx.client
+        key, client = task.key, self._ctx.client_for(task.profile)
 
         async def send() -> Started:
             answer = await client.start_migration(key.region, key.project_id, task.migration_id)
@@ -84,6 +85,7 @@ class StartPhase:
             send,
             settle=lambda: self._running(task),
             done=lambda answer: (MarkStarted(key, answer.request_id),),
+            client=client,
         )
         match result.outcome:
             case Outcome.DONE:

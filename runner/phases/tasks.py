@@ -19,10 +19,13 @@ class LifecycleTask:
     state: TaskState
     download_url: str | None = None
     package_path: str | None = None
+    profile: str | None = None  # the credentials profile its workspace is reached with
 
     @classmethod
     def from_row(cls, row: TaskRow) -> LifecycleTask | None:
         """The task if its row has a migration and is created, started or exported."""
         if row.migration_id is None or row.state not in LIFECYCLE_STATES:
             return None
-        return cls(row.key, row.migration_id, row.state, row.download_url, row.package_path)
+        return cls(
+            row.key, row.migration_id, row.state, row.download_url, row.package_path, row.profile
+        )

@@ -114,7 +114,7 @@ class WaitPhase:
 
     def _stopped(self, tasks: list[LifecycleTask]) -> bool:
         """Whether the tasks' region is stopped: they stay started, polled no more."""
-        if self._ctx.is_stopped(tasks[0].key):
+        if self._ctx.is_stopped(tasks[0].key, self._ctx.client_for(tasks[0].profile)):
             self.stats.still_running += len(tasks)
             return True
         return False
@@ -152,7 +152,8 @@ class WaitPhase:
             pages_left = -(-(page.total_count - seen) // len(page.migrations))
             return pages_left >= missing
 
-        await scan_exports(self._ctx, group[0].key, until, policy=POLL_LIST_POLICY)
+        client = self._ctx.client_for(group[0].profile)
+        await scan_exports(self._ctx, group[0].key, until, policy=POLL_LIST_POLICY, client=client)
         return found
 
     async def _exported(self, task: LifecycleTask, url: str | None, rid: str | None) -> None:
@@ -175,7 +176,11 @@ class WaitPhase:
         key = task.key
         try:
             summary = await read_summary(
-                self._ctx, key, task.migration_id, policy=POLL_SUMMARY_POLICY
+                self._ctx,
+                key,
+                task.migration_id,
+                policy=POLL_SUMMARY_POLICY,
+                client=self._ctx.client_for(task.profile),
             )
         except Unresolved:
             # stopped: it stays started; else the status could not be read: next round

@@ -39,6 +39,7 @@ STATUS_FIELDS = {
     "download_url",
     "package_path",
     "waiting_since",
+    "profile",
 }
 FAST = ("--rate", "200")
 PROJECT_MISSING = "Invalid.Tenant.ProjectNotExists"
