@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -144,6 +144,25 @@ def listed_first(
         if a.kind in (ActionKind.CREATE, ActionKind.RETRY) and not a.create_sent
     }
     return sorted(listed - set(sent_workspaces))
+
+
+def interleaved(actions: Sequence[Action]) -> Iterator[Action]:
+    """The actions taken in turn from each (profile, region), each group in its own order.
+
+    Each account and region has buckets of its own: handed out one group after another, the
+    workers would all queue on the first group's bucket while the others stood idle."""
+    groups: dict[tuple[str | None, str], list[Action]] = {}
+    for action in actions:
+        groups.setdefault((action.spec.profile, action.spec.key.region), []).append(action)
+    queues = [iter(group) for group in groups.values()]
+    while queues:
+        still: list[Iterator[Action]] = []
+        for queue in queues:
+            taken = next(queue, None)
+            if taken is not None:
+                yield taken
+                still.append(queue)
+        queues = still
 
 
 def _order(spec: ExportSpec) -> tuple[str, int, str]:

@@ -92,3 +92,20 @@ def test_listed_first_names_new_workspaces_with_something_to_create() -> None:
         action(ActionKind.CREATE, 7),
     ]
     assert listed_first(actions, {("r", 7)}) == [("r", 2), ("r", 3)]
+
+
+def test_interleaved_takes_each_account_and_region_in_turn() -> None:
+    """Actions of several (profile, region) groups come out in turn, each group in its order."""
+    from dataclasses import replace
+
+    from runner.models import Action
+    from runner.plan import interleaved
+
+    def act(region: str, name: str, profile: str | None = None) -> Action:
+        spec = replace(ExportSpec(TaskKey(region, 2, name)), profile=profile)
+        return Action(ActionKind.CREATE, spec)
+
+    actions = [act("r1", "a1"), act("r1", "a2"), act("r1", "a3"), act("r2", "b1")]
+    actions += [act("r1", "c1", "p"), act("r1", "c2", "p")]
+    names = [a.spec.key.name for a in interleaved(actions)]
+    assert names == ["a1", "b1", "c1", "a2", "c2", "a3"]

@@ -41,7 +41,7 @@ from runner.models import Action, ActionKind, Manifest
 from runner.phases import Stage
 from runner.phases.create import DEFAULT_VISIBILITY_WINDOW
 from runner.phases.tasks import LifecycleTask
-from runner.plan import SENDING, pair_in_order, plan_in_order
+from runner.plan import SENDING, interleaved, pair_in_order, plan_in_order
 from runner.pool import PhaseProgress
 from runner.ratelimit import RateLimiter
 
@@ -220,7 +220,7 @@ async def run(
                 lambda: run_phases(
                     ctx,
                     request.phase_options(concurrency),
-                    sending,
+                    interleaved(sending),
                     lifecycle_tasks=lifecycle_tasks,
                     downloader=downloader or fetcher,
                     progress=progress,
