@@ -55,11 +55,24 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @MANIFESTS
-def validate(manifests: tuple[str, ...]) -> None:
-    """Check manifests; exit 0, or 2 with every problem as FILE:LINE:COL: message."""
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also check, with reads only, every profile's credentials and every workspace.",
+)
+@click.option("--endpoint", help="With --online: replace every region's endpoint.")
+@click.option("--profile", help="With --online: the credentials profile of unnamed workspaces.")
+@click.option("--rate", type=float, default=5.0, show_default=True, help="With --online: reads/s.")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True)
+@click.option(
+    "--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True
+)
+def validate(manifests: tuple[str, ...], online: bool, **probe: Any) -> None:
+    """Check manifests; exit 0, or 2 with every problem as FILE:LINE:COL: message. With
+    --online, exit 2 when a profile's credentials or a workspace would fail a run."""
     from runner.commands import validate as command
 
-    sys.exit(command.execute(manifests))
+    sys.exit(command.execute(manifests, online=online, **probe))
 
 
 @cli.command()

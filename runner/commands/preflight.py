@@ -1,0 +1,147 @@
+"""runner validate --online: a preflight that sends no write. For every profile the manifest
+uses: its credentials resolve (and from where); for every workspace: a signed read answers.
+Every problem is reported at once; a run of thousands of tasks starts only on a clean bill."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import anyio
+
+from runner.attempt import Policy, Unresolved, read
+from runner.clock import Clock, SystemClock
+from runner.context import RunContext
+from runner.dataworks.actions import LIST
+from runner.dataworks.client import DataWorksClient, SignatureVersion
+from runner.dataworks.credentials import Credentials, CredentialsError, resolve
+from runner.dataworks.endpoints import Endpoints
+from runner.dataworks.transport import AiohttpTransport, Transport
+from runner.journal import Op
+from runner.logs import REDACTOR
+from runner.models import Manifest, MigrationPage, TaskKey
+from runner.pool import run_pool
+from runner.ratelimit import RateLimiter
+from runner.retry import RetryPolicy
+
+PROBE = Policy("preflight", LIST)
+PROBE_RETRY = RetryPolicy(max_attempts=3)
+
+
+class NoJournal:
+    """A writer that keeps nothing: a preflight leaves no trace in any journal."""
+
+    async def write(self, *ops: Op) -> None:
+        return None
+
+    def post(self, *ops: Op) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One line of the preflight: where, and what was found (`ok` False: it would fail)."""
+
+    where: str
+    message: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    endpoint: str | None = None
+    profile: str | None = None  # the default profile (--profile)
+    rate: float = 5.0
+    timeout: float = 10.0
+    signature_version: SignatureVersion = "v3"
+    concurrency: int = 8
+
+
+def _identities(
+    manifest: Manifest, default: str | None, given: Mapping[str | None, Credentials]
+) -> tuple[dict[str | None, Credentials], list[Finding]]:
+    """Credentials for every profile the manifest uses, and a finding for each."""
+    found: dict[str | None, Credentials] = {}
+    findings: list[Finding] = []
+    for name in sorted({spec.profile or default for spec in manifest.specs}, key=str):
+        label = f"profile {name}" if name else "default credentials"
+        try:
+            creds = given.get(name) or resolve(name)
+        except CredentialsError as error:
+            findings.append(Finding(label, str(error), ok=False))
+            continue
+        found[name] = creds
+        REDACTOR.add(creds.access_key_secret, creds.security_token)
+        findings.append(Finding(label, f"found in {creds.source}", ok=True))
+    return found, findings
+
+
+async def preflight(
+    manifest: Manifest,
+    probe: Probe,
+    *,
+    credentials: Mapping[str | None, Credentials] | None = None,
+    transport: Transport | None = None,
+    clock: Clock | None = None,
+) -> list[Finding]:
+    """The findings for every profile and every workspace of the manifest."""
+    identities, findings = _identities(manifest, probe.profile, credentials or {})
+    workspaces = sorted(
+        {(s.profile or probe.profile, s.key.region, s.key.project_id) for s in manifest.specs},
+        key=lambda w: (str(w[0]), w[1], w[2]),
+    )
+    clock = clock or SystemClock()
+    endpoints = Endpoints(probe.endpoint)
+    async with AiohttpTransport(limit=probe.concurrency) as real:
+        clients = {
+            name: DataWorksClient(
+                transport or real,
+                creds,
+                endpoints,
+                signature_version=probe.signature_version,
+                timeout=probe.timeout,
+            )
+            for name, creds in identities.items()
+        }
+        if not clients:
+            return findings
+        default = next(iter(clients.values()))
+        ctx = RunContext(
+            default,
+            NoJournal(),
+            RateLimiter(clock, write_rate=probe.rate),
+            clock,
+            PROBE_RETRY,
+            random.Random(),
+        )
+
+        async def check(workspace: tuple[str | None, str, int]) -> None:
+            profile, region, project_id = workspace
+            where = f"{region}/{project_id}" + (f" (profile {profile})" if profile else "")
+            client = clients.get(profile)
+            if client is None:
+                return  # its credentials were reported already
+            key = TaskKey(region, project_id, "")
+
+            async def call() -> MigrationPage:
+                return await client.list_migrations(region, project_id, page_size=10)
+
+            try:
+                page = await read(ctx, key, PROBE, call, client=client)
+            except Unresolved as failed:
+                reason = str(failed.error) if failed.error is not None else "no answer"
+                findings.append(Finding(where, f"ListMigrations failed: {reason}", ok=False))
+                return
+            tasks = page.total_count if page.total_count is not None else len(page.migrations)
+            findings.append(Finding(where, f"answers ({tasks} export tasks)", ok=True))
+
+        await run_pool(workspaces, probe.concurrency, check)
+    return findings
+
+
+def run_preflight(manifest: Manifest, probe: Probe) -> list[Finding]:
+    return anyio.run(preflight, manifest, probe)
