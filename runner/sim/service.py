@@ -38,6 +38,8 @@ class SimStats:
 
     requests: Counter[str] = field(default_factory=Counter)  # by action, as asked
     creates_applied: int = 0
+    creates_by_key: Counter[str] = field(default_factory=Counter)  # applied, by signing key id
+    create_span: dict[str, list[float]] = field(default_factory=dict)  # by key id: first, last
     starts_applied: int = 0
     throttled: int = 0
     auth_failures: int = 0
@@ -50,6 +52,8 @@ class SimStats:
         return {
             "requests": dict(self.requests),
             "creates_applied": self.creates_applied,
+            "creates_by_key": dict(self.creates_by_key),
+            "create_span_by_key": {key: list(span) for key, span in self.create_span.items()},
             "starts_applied": self.starts_applied,
             "throttled": self.throttled,
             "auth_failures": self.auth_failures,
@@ -138,6 +142,9 @@ class Service:
     def create_export(self, call: Call, rid: str) -> Answer:
         data = self.state.create_export_migration(call.params, call.now, call.access_key)
         self.stats.creates_applied += 1
+        self.stats.creates_by_key[call.access_key] += 1
+        span = self.stats.create_span.setdefault(call.access_key, [call.now, call.now])
+        span[1] = call.now
         self.stats.duplicates_created = self.state.duplicates
         return ok(rid, data)
 
