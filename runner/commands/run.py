@@ -29,9 +29,11 @@ from runner.commands.progress import make_progress
 from runner.commands.run_summary import RunResult, exit_code, summary_line
 from runner.context import RunContext
 from runner.dataworks.client import DataWorksClient, SignatureVersion
-from runner.dataworks.credentials import Credentials, CredentialsError, resolve
+from runner.dataworks.credentials import Credentials, CredentialsError, NotFound
 from runner.dataworks.download import DEFAULT_MAX_PACKAGE, Downloader
 from runner.dataworks.endpoints import EndpointError, Endpoints
+from runner.dataworks.identity import KeyRing, describe
+from runner.dataworks.keys import KeyProvider
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.engine import PhaseOptions, RunStats, run_phases
 from runner.journal import Journal, JournalError
@@ -114,32 +116,46 @@ class RunRequest:
             raise UsageError(f"--download {download}: not a folder")
 
 
-def _prepare(
-    request: RunRequest, credentials: Credentials | None
-) -> tuple[Manifest, Endpoints, Credentials]:
+class CredentialsUnavailable(Exception):
+    """Credentials were found but gave no key (STS refused, the source failed): exit 3."""
+
+
+def _prepare(request: RunRequest, credentials: object) -> tuple[Manifest, Endpoints]:
     request.check()
     manifest = load_or_report(request.manifests)
     if manifest is None:
         raise ManifestInvalid("invalid manifest")
     try:
         endpoints = Endpoints(request.endpoint)
-        creds = credentials or resolve(request.profile)
+        if credentials is None:
+            log.info("credentials", source=describe(request.profile))  # no network yet
     except (EndpointError, CredentialsError) as error:
         raise UsageError(str(error)) from error
-    return manifest, endpoints, creds
+    return manifest, endpoints
+
+
+async def _keys(ring: KeyRing, profile: str | None) -> KeyProvider:
+    """The run's key provider, holding its first key: fetched before anything is sent."""
+    try:
+        return await ring.keys(profile)
+    except NotFound as error:
+        raise UsageError(str(error)) from error
+    except CredentialsError as error:
+        raise CredentialsUnavailable(f"credentials: {error}") from error
 
 
 async def run(
     request: RunRequest,
     *,
-    credentials: Credentials | None = None,
+    credentials: Credentials | KeyProvider | None = None,
     transport: Transport | None = None,
     clock: Clock | None = None,
     downloader: Downloader | None = None,
 ) -> RunResult:
     """One run, start to end. Raises UsageError before anything is sent."""
-    manifest, endpoints, creds = _prepare(request, credentials)
-    REDACTOR.add(creds.access_key_secret, creds.security_token)
+    manifest, endpoints = _prepare(request, credentials)
+    if isinstance(credentials, Credentials):
+        REDACTOR.add(credentials.access_key_secret, credentials.security_token)
     rate = request.rate or manifest.settings.rate or DEFAULT_RATE
     concurrency = request.concurrency or manifest.settings.concurrency or DEFAULT_CONCURRENCY
     try:
@@ -167,10 +183,12 @@ async def run(
                 allow_loopback=endpoints.loopback,
             ) as fetcher,
             JournalWriter(journal) as writer,
+            # STS and the credentials sources go through the same transport (and --endpoint)
+            KeyRing(transport or real, endpoint=request.endpoint, timeout=request.timeout) as ring,
         ):
             client = DataWorksClient(
                 transport or real,
-                creds,
+                credentials or await _keys(ring, request.profile),
                 endpoints,
                 signature_version=request.signature_version,
                 timeout=request.timeout,
@@ -272,5 +290,8 @@ def execute(request: RunRequest) -> ExitCode:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    except CredentialsUnavailable as error:  # nothing was sent to DataWorks
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.FATAL
     print(summary_line(result, request.journal))
     return result.exit_code
