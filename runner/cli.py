@@ -55,8 +55,24 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @MANIFESTS
-def validate(manifests: tuple[str, ...]) -> None:
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also resolve the credentials and read each workspace once (no writes); exit 2 on any"
+    " problem.",
+)
+@click.option("--endpoint", help="With --online: the endpoint a run would use.")
+@click.option("--profile", help="With --online: the credentials profile a run would use.")
+@click.option("--rate", type=float, help="With --online: reads per second (default: as a run).")
+@click.option(
+    "--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, help="Per request, s."
+)
+def validate(manifests: tuple[str, ...], online: bool, **options: Any) -> None:
     """Check manifests; exit 0, or 2 with every problem as FILE:LINE:COL: message."""
+    if online:
+        from runner.commands import preflight
+
+        sys.exit(preflight.execute(preflight.PreflightRequest(manifests, **options)))
     from runner.commands import validate as command
 
     sys.exit(command.execute(manifests))
