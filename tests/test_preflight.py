@@ -51,8 +51,7 @@ workspaces:
 async def test_preflight_reads_every_workspace(
     tmp_path: Path, env: dict[str, str], missing: tuple[int, ...], problems: list[str]
 ) -> None:
-    """Each workspace answers a signed read, or its problem is listed; a refused key is one
-    problem per region; nothing is created."""
+    """Each workspace is read once or its problem listed; a refused key: one problem per region."""
     config = SimConfig(
         keys={KEY.access_key_id: KEY}, faults=Faults(missing_projects=frozenset(missing))
     )

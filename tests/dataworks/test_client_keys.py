@@ -87,8 +87,7 @@ async def test_each_request_is_signed_with_the_current_key() -> None:
 
 @pytest.mark.anyio
 async def test_expired_token_invalidates_the_key_and_is_retryable() -> None:
-    """InvalidSecurityToken.Expired (nothing applied) is retryable and the next request goes
-    with a fresh key."""
+    """InvalidSecurityToken.Expired is retryable, and the next request goes with a fresh key."""
     keys = provider()
     client, transport = make({"STS.k1"}, keys)
     with pytest.raises(ApiError) as raised:
@@ -141,8 +140,7 @@ class Writer:
 
 @pytest.mark.anyio
 async def test_the_attempt_loop_resends_with_a_fresh_key(quiet_logs: io.StringIO) -> None:
-    """Through the attempt loop: refused as expired, backed off, resent with the next key, done;
-    the rate-limit bucket stays the same account's, and no secret reaches the log."""
+    """The attempt loop resends a request refused as expired with the next key; no secret logged."""
     keys = provider()
     client, transport = make({"STS.k1"}, keys)
     clock = FakeClock()

@@ -69,8 +69,7 @@ async def test_static_keys_send_nothing(cloud: FakeCloud, tmp_path: Path) -> Non
 async def test_ram_role_arn_assumes_the_role_signed_by_the_base_key(
     cloud: FakeCloud, tmp_path: Path
 ) -> None:
-    """RamRoleArn: one AssumeRole signed (V1) with the base key, over https to STS; the
-    role's key signs from then on, and the account label is the role ARN."""
+    """RamRoleArn: one V1 AssumeRole over https, signed by the base key; account is the role."""
     role = {"ram_role_arn": ROLE_ARN, "expired_seconds": 900, "ram_session_name": "nightly"}
     cli_file(tmp_path, {"name": "p", "mode": "RamRoleArn", **BASE, **role})
     async with ring(cloud, tmp_path) as keys_ring:
@@ -344,8 +343,7 @@ async def test_cloud_sso_buys_a_key_with_the_access_token(cloud: FakeCloud, tmp_
 async def test_sts_refusal_names_mode_source_code_and_hides_secrets(
     cloud: FakeCloud, tmp_path: Path
 ) -> None:
-    """AssumeRole refused: the error names the mode, the file, the code; an echoed secret is
-    masked; a refusal is not retried."""
+    """A refused AssumeRole names mode, file and code, masks an echoed secret, is not retried."""
     path = cli_file(tmp_path, {"name": "p", "mode": "RamRoleArn", **BASE, "ram_role_arn": ROLE_ARN})
     echo = f"role not found (caller secret {BASE_KEY.access_key_secret})"
     cloud.refuse_sts = (404, "EntityNotExist.Role", echo)

@@ -183,8 +183,7 @@ async def test_an_expired_key_is_never_used() -> None:
 async def test_failed_refresh_keeps_the_valid_key_then_fails_clearly(
     quiet_logs: io.StringIO,
 ) -> None:
-    """A failed refresh is logged and the held key kept; once it has expired the error is
-    raised, and for a short pause raised again without hammering the source."""
+    """A failed refresh keeps the valid key; after expiry the error is raised, briefly cached."""
     wall = Wall()
     source = Source(wall, 900.0)
     keys = provider(wall, source)

@@ -71,8 +71,7 @@ def ram_role_profile(home: Path, secret: str = SECRET) -> None:
 
 
 def test_credentials_uri_keys_living_8s(sim_factory: SimFactory, tmp_path: Path) -> None:
-    """Keys from a credentials URI live 8 s: 300 tasks at 10/s finish (exit 0), each created
-    once, signed by at least 3 keys in turn, at most one request refused as expired."""
+    """8 s URI keys: 300 tasks at 10/s, each created once, >= 3 keys, <= 1 refused as expired."""
     sim = sim_factory("--sts-ttl", "8", "--allow-duplicate-names")
     work = write_manifest(tmp_path / "m.yaml", workspaces=3, per_workspace=100)
     env = identity_env(tmp_path, ALIBABA_CLOUD_CREDENTIALS_URI=f"{sim.url}/_sim/credentials")
@@ -95,8 +94,7 @@ def test_credentials_uri_keys_living_8s(sim_factory: SimFactory, tmp_path: Path)
 
 
 def test_keys_revoked_early_at_random(sim_factory: SimFactory, tmp_path: Path) -> None:
-    """Half the keys are revoked at a random point of their life: every task is still created
-    once, each refusal answered with a fresh key."""
+    """Keys revoked at random before their expiry: every task is still created exactly once."""
     sim = sim_factory("--sts-ttl", "3", "--revoke-rate", "0.5", "--allow-duplicate-names")
     work = write_manifest(tmp_path / "m.yaml", workspaces=4, per_workspace=50)
     env = identity_env(tmp_path, ALIBABA_CLOUD_CREDENTIALS_URI=f"{sim.url}/_sim/credentials")
@@ -113,8 +111,7 @@ def test_keys_revoked_early_at_random(sim_factory: SimFactory, tmp_path: Path) -
 def test_ram_role_profile_signs_everything_with_the_role(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
-    """A RamRoleArn profile with 900 s sessions: one AssumeRole (to --endpoint), and every
-    DataWorks call signed with the role's key, never the base key."""
+    """RamRoleArn, 900 s sessions: one AssumeRole, every DataWorks call signed by the role key."""
     sim = sim_factory()
     ram_role_profile(tmp_path)
     work = write_manifest(tmp_path / "m.yaml", workspaces=4, per_workspace=25)
@@ -152,8 +149,7 @@ def test_oidc_through_the_endpoint(sim_factory: SimFactory, tmp_path: Path) -> N
 def test_refused_assume_role_exits_3_before_sending(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
-    """A role that cannot be assumed stops the run with exit 3 naming mode and source; nothing
-    reaches DataWorks and no secret is printed."""
+    """A role that cannot be assumed exits 3 naming mode and source; nothing reaches DataWorks."""
     sim = sim_factory()
     ram_role_profile(tmp_path, secret="not-the-" + SECRET)
     work = write_manifest(tmp_path / "m.yaml", workspaces=1, per_workspace=2)

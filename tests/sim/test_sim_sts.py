@@ -180,9 +180,7 @@ async def test_assume_role_with_oidc_is_anonymous_and_needs_a_token() -> None:
 
 @pytest.mark.anyio
 async def test_minted_keys_sign_until_they_expire() -> None:
-    """A minted key signs DataWorks calls until --sts-ttl has passed, then 400
-    InvalidSecurityToken.Expired "Specified SecurityToken is expired." (retryable: it is
-    renewable in a provider, but a fixed key here is fatal)."""
+    """A minted key signs until --sts-ttl has passed, then gets 400 InvalidSecurityToken.Expired."""
     async with running(sts_ttl=8.0) as sim:
         key = await sim.sts().assume_role(BASE, role_arn=ROLE, session_name="s1", duration=900)
         assert key.expiration == T0 + 8
