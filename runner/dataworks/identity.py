@@ -80,7 +80,8 @@ class KeyRing:
         self._now = now
         self._sleep = sleep
         self._providers: dict[str | None, KeyProvider] = {}
-        self._lock = anyio.Lock()
+        self._failures: dict[str | None, CredentialsError] = {}  # a profile that gave no key
+        self._locks: dict[str | None, anyio.Lock] = {}  # one per profile: others go on meanwhile
         self._group: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
@@ -99,13 +100,20 @@ class KeyRing:
     async def keys(self, profile: str | None = None) -> KeyProvider:
         """The provider of `profile` (None: the default chain), holding a valid key; the same
         provider for every call naming the same profile. CredentialsError naming the mode and
-        the source when none can be had. May be called from any task inside the block."""
+        the source when none can be had (raised again, without a new try, for the same profile).
+        May be called from any task inside the block."""
         if self._group is None:
             raise RuntimeError("KeyRing.keys() outside 'async with'")
-        async with self._lock:
+        async with self._locks.setdefault(profile, anyio.Lock()):
             provider = self._providers.get(profile)
             if provider is None:
-                provider = await self._resolve(profile)
+                if profile in self._failures:
+                    raise self._failures[profile]
+                try:
+                    provider = await self._resolve(profile)
+                except CredentialsError as error:
+                    self._failures[profile] = error
+                    raise
                 self._providers[profile] = provider
             return provider
 

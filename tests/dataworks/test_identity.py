@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
 import pytest
 
 from runner.dataworks.credentials import CredentialsError, NotFound
@@ -347,8 +348,10 @@ async def test_sts_refusal_names_mode_source_code_and_hides_secrets(
     path = cli_file(tmp_path, {"name": "p", "mode": "RamRoleArn", **BASE, "ram_role_arn": ROLE_ARN})
     echo = f"role not found (caller secret {BASE_KEY.access_key_secret})"
     cloud.refuse_sts = (404, "EntityNotExist.Role", echo)
-    with pytest.raises(CredentialsError) as raised:
-        async with ring(cloud, tmp_path) as keys_ring:
+    async with ring(cloud, tmp_path) as keys_ring:
+        with pytest.raises(CredentialsError) as raised:
+            await keys_ring.keys()
+        with pytest.raises(CredentialsError):  # the same profile again: no new request
             await keys_ring.keys()
     message = str(raised.value)
     assert message.startswith(f"RamRoleArn from {path} profile 'p': AssumeRole refused:")
@@ -388,3 +391,24 @@ def test_describe_says_mode_and_source(tmp_path: Path) -> None:
     """describe() tells which mode and source a run would use, without the network."""
     path = cli_file(tmp_path, {"name": "p", "mode": "EcsRamRole"})
     assert describe(environ=QUIET, home=tmp_path) == f"EcsRamRole from {path} profile 'p'"
+
+
+@pytest.mark.anyio
+async def test_each_profile_has_its_own_provider(cloud: FakeCloud, tmp_path: Path) -> None:
+    """Two named profiles give two providers with their own accounts, from any task."""
+    cli_file(
+        tmp_path,
+        {"name": "a", "mode": "AK", **BASE},
+        {"name": "b", "mode": "RamRoleArn", **BASE, "ram_role_arn": ROLE_ARN},
+    )
+    found: dict[str, str] = {}
+    async with ring(cloud, tmp_path) as keys_ring:
+
+        async def resolve(name: str) -> None:
+            found[name] = (await keys_ring.keys(name)).account
+
+        async with anyio.create_task_group() as tg:
+            for name in ("a", "b", "a", "b"):
+                tg.start_soon(resolve, name)
+    assert found == {"a": BASE_KEY.access_key_id, "b": ROLE_ARN}
+    assert cloud.stats.sts["assume_role"] == 1
