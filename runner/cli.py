@@ -255,6 +255,19 @@ def report(journal: Path, fmt: str) -> None:
     " about half of them): deep nesting, NaN, bad ids, truncated, empty, arrays, HTML pages, bad"
     " TotalCount or Migrations, a 60-digit retry-after, over 8 MiB, a gzip bomb.",
 )
+@click.option(
+    "--sts-ttl",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds a key from the simulated STS or credentials URI (/_sim/credentials) is accepted.",
+)
+@click.option(
+    "--revoke-rate",
+    type=float,
+    default=0.0,
+    help="Share of those keys revoked at a random point of their life (refused as expired).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def sim(**options: Any) -> None:
     """Serve the DataWorks simulator on 127.0.0.1."""

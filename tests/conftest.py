@@ -37,6 +37,12 @@ def quiet_logs() -> io.StringIO:
     return buffer
 
 
+@pytest.fixture(autouse=True)
+def no_metadata_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test asks the ECS metadata service (100.100.100.200) for credentials by accident."""
+    monkeypatch.setenv("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

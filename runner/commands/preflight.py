@@ -15,8 +15,10 @@ from runner.clock import Clock, SystemClock
 from runner.context import RunContext
 from runner.dataworks.actions import LIST
 from runner.dataworks.client import DataWorksClient, SignatureVersion
-from runner.dataworks.credentials import Credentials, CredentialsError, resolve
+from runner.dataworks.credentials import Credentials, CredentialsError
 from runner.dataworks.endpoints import Endpoints
+from runner.dataworks.identity import KeyRing, describe
+from runner.dataworks.keys import KeyProvider
 from runner.dataworks.transport import AiohttpTransport, Transport
 from runner.journal import Op
 from runner.logs import REDACTOR
@@ -61,22 +63,31 @@ class Probe:
     concurrency: int = 8
 
 
-def _identities(
-    manifest: Manifest, default: str | None, given: Mapping[str | None, Credentials]
-) -> tuple[dict[str | None, Credentials], list[Finding]]:
-    """Credentials for every profile the manifest uses, and a finding for each."""
-    found: dict[str | None, Credentials] = {}
+async def _identities(
+    manifest: Manifest,
+    default: str | None,
+    given: Mapping[str | None, Credentials],
+    ring: KeyRing,
+) -> tuple[dict[str | None, Credentials | KeyProvider], list[Finding]]:
+    """A key provider for every profile the manifest uses (its first key fetched), and a
+    finding for each: where its credentials come from, or why they give no key."""
+    found: dict[str | None, Credentials | KeyProvider] = {}
     findings: list[Finding] = []
     for name in sorted({spec.profile or default for spec in manifest.specs}, key=str):
         label = f"profile {name}" if name else "default credentials"
+        if (creds := given.get(name)) is not None:
+            REDACTOR.add(creds.access_key_secret, creds.security_token)
+            found[name] = creds
+            findings.append(Finding(label, f"given ({creds.source})", ok=True))
+            continue
         try:
-            creds = given.get(name) or resolve(name)
+            source = describe(name)
+            keys = await ring.keys(name)
         except CredentialsError as error:
             findings.append(Finding(label, str(error), ok=False))
             continue
-        found[name] = creds
-        REDACTOR.add(creds.access_key_secret, creds.security_token)
-        findings.append(Finding(label, f"found in {creds.source}", ok=True))
+        found[name] = keys
+        findings.append(Finding(label, f"{source} (account {keys.account})", ok=True))
     return found, findings
 
 
@@ -89,23 +100,26 @@ async def preflight(
     clock: Clock | None = None,
 ) -> list[Finding]:
     """The findings for every profile and every workspace of the manifest."""
-    identities, findings = _identities(manifest, probe.profile, credentials or {})
     workspaces = sorted(
         {(s.profile or probe.profile, s.key.region, s.key.project_id) for s in manifest.specs},
         key=lambda w: (str(w[0]), w[1], w[2]),
     )
     clock = clock or SystemClock()
     endpoints = Endpoints(probe.endpoint)
-    async with AiohttpTransport(limit=probe.concurrency) as real:
+    async with (
+        AiohttpTransport(limit=probe.concurrency) as real,
+        KeyRing(transport or real, endpoint=probe.endpoint, timeout=probe.timeout) as ring,
+    ):
+        identities, findings = await _identities(manifest, probe.profile, credentials or {}, ring)
         clients = {
             name: DataWorksClient(
                 transport or real,
-                creds,
+                keys,
                 endpoints,
                 signature_version=probe.signature_version,
                 timeout=probe.timeout,
             )
-            for name, creds in identities.items()
+            for name, keys in identities.items()
         }
         if not clients:
             return findings

@@ -29,9 +29,11 @@ from runner.commands.progress import make_progress
 from runner.commands.run_summary import RunResult, exit_code, summary_line
 from runner.context import RunContext
 from runner.dataworks.client import DataWorksClient, SignatureVersion
-from runner.dataworks.credentials import Credentials, CredentialsError, resolve
+from runner.dataworks.credentials import Credentials, CredentialsError, NotFound
 from runner.dataworks.download import DEFAULT_MAX_PACKAGE, Downloader
 from runner.dataworks.endpoints import EndpointError, Endpoints
+from runner.dataworks.identity import KeyRing, describe
+from runner.dataworks.keys import KeyProvider
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.engine import PhaseOptions, RunStats, run_phases
 from runner.journal import Journal, JournalError
@@ -114,44 +116,60 @@ class RunRequest:
             raise UsageError(f"--download {download}: not a folder")
 
 
+class CredentialsUnavailable(Exception):
+    """Credentials were found but gave no key (STS refused, the source failed): exit 3."""
+
+
 def _prepare(
-    request: RunRequest,
-    credentials: Credentials | None,
-    profiles: Mapping[str, Credentials],
-) -> tuple[Manifest, Endpoints, Credentials, dict[str, Credentials]]:
-    """The manifest, the endpoints, the default credentials and those of every profile the
-    manifest names (`credentials` and `profiles` stand in for resolving them, in tests)."""
+    request: RunRequest, credentials: object, profiles: Mapping[str, object]
+) -> tuple[Manifest, Endpoints, list[str]]:
+    """The manifest, the endpoints and the profiles the manifest names; where each profile's
+    credentials come from is logged, without the network (`credentials` and `profiles` stand in
+    for resolving them, in tests)."""
     request.check()
     manifest = load_or_report(request.manifests)
     if manifest is None:
         raise ManifestInvalid("invalid manifest")
     try:
         endpoints = Endpoints(request.endpoint)
-        creds = credentials or resolve(request.profile)
-        named: dict[str, Credentials] = {}
-        for name in sorted({spec.profile for spec in manifest.specs if spec.profile}):
-            try:
-                named[name] = profiles.get(name) or resolve(name)
-            except CredentialsError as error:
-                raise CredentialsError(f"profile {name!r} of the manifest: {error}") from None
+        names = sorted({spec.profile for spec in manifest.specs if spec.profile})
+        if credentials is None:
+            log.info("credentials", source=describe(request.profile))  # no network yet
+        for name in names:
+            if name not in profiles:
+                try:
+                    log.info("credentials", profile=name, source=describe(name))
+                except CredentialsError as error:
+                    raise CredentialsError(f"profile {name!r} of the manifest: {error}") from None
     except (EndpointError, CredentialsError) as error:
         raise UsageError(str(error)) from error
-    return manifest, endpoints, creds, named
+    return manifest, endpoints, names
+
+
+async def _keys(ring: KeyRing, profile: str | None) -> KeyProvider:
+    """A profile's key provider, holding its first key: fetched before anything is sent."""
+    try:
+        return await ring.keys(profile)
+    except NotFound as error:
+        raise UsageError(str(error)) from error
+    except CredentialsError as error:
+        raise CredentialsUnavailable(f"credentials: {error}") from error
 
 
 async def run(
     request: RunRequest,
     *,
-    credentials: Credentials | None = None,
+    credentials: Credentials | KeyProvider | None = None,
     transport: Transport | None = None,
     clock: Clock | None = None,
     downloader: Downloader | None = None,
-    profiles: Mapping[str, Credentials] | None = None,
+    profiles: Mapping[str, Credentials | KeyProvider] | None = None,
 ) -> RunResult:
     """One run, start to end. Raises UsageError before anything is sent."""
-    manifest, endpoints, creds, named = _prepare(request, credentials, profiles or {})
-    for identity in (creds, *named.values()):
-        REDACTOR.add(identity.access_key_secret, identity.security_token)
+    manifest, endpoints, names = _prepare(request, credentials, profiles or {})
+    for given in (credentials, *(profiles or {}).values()):
+        if isinstance(given, Credentials):
+            REDACTOR.add(given.access_key_secret, given.security_token)
     rate = request.rate or manifest.settings.rate or DEFAULT_RATE
     concurrency = request.concurrency or manifest.settings.concurrency or DEFAULT_CONCURRENCY
     try:
@@ -167,7 +185,7 @@ async def run(
         sent_workspaces = journal.sent_workspaces()
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
 
-        reachable = {request.profile, *named}  # profiles this run has a client for
+        reachable = {request.profile, *names}  # profiles this run has a client for
 
         def lifecycle_tasks() -> list[LifecycleTask]:
             rows = journal.row_map()  # every create of this run is committed by now
@@ -187,19 +205,25 @@ async def run(
                 allow_loopback=endpoints.loopback,
             ) as fetcher,
             JournalWriter(journal) as writer,
+            # STS and the credentials sources go through the same transport (and --endpoint)
+            KeyRing(transport or real, endpoint=request.endpoint, timeout=request.timeout) as ring,
         ):
 
-            def client_of(identity: Credentials) -> DataWorksClient:
+            def client_of(keys: Credentials | KeyProvider) -> DataWorksClient:
                 return DataWorksClient(
                     transport or real,
-                    identity,
+                    keys,
                     endpoints,
                     signature_version=request.signature_version,
                     timeout=request.timeout,
                 )
 
+            default = client_of(credentials or await _keys(ring, request.profile))
+            named = {
+                name: client_of((profiles or {}).get(name) or await _keys(ring, name))
+                for name in names
+            }
             clock = clock or SystemClock()
-            default = client_of(creds)
             ctx = RunContext(
                 default,
                 writer,
@@ -207,10 +231,7 @@ async def run(
                 RateLimiter(clock, write_rate=rate, read_rate=request.read_rate),
                 clock,
                 rng=random.Random(request.seed),
-                clients={
-                    **({request.profile: default} if request.profile else {}),
-                    **{name: client_of(identity) for name, identity in named.items()},
-                },
+                clients={**({request.profile: default} if request.profile else {}), **named},
             )
 
             def progress(phase: str, total: int) -> PhaseProgress:
@@ -305,5 +326,8 @@ def execute(request: RunRequest) -> ExitCode:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    except CredentialsUnavailable as error:  # nothing was sent to DataWorks
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.FATAL
     print(summary_line(result, request.journal))
     return result.exit_code

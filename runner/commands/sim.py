@@ -52,6 +52,8 @@ class SimOptions:
     apply_lag: float = 0.0
     max_page_size: int | None = None
     hostile_rate: float = 0.0
+    sts_ttl: float = 3600.0
+    revoke_rate: float = 0.0
 
     def faults(self) -> Faults:
         """The fault settings (ValueError when one is out of range)."""

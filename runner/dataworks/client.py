@@ -35,8 +35,9 @@ from runner.dataworks.answers import (
     text_of,
     url_of,
 )
-from runner.dataworks.credentials import Credentials
+from runner.dataworks.credentials import Credentials, CredentialsError
 from runner.dataworks.endpoints import Endpoints
+from runner.dataworks.keys import KeyProvider, StaticKeys
 from runner.dataworks.transport import (
     ConnectError,
     ExchangeError,
@@ -61,6 +62,7 @@ __all__ = ["API_VERSION", "DataWorksClient", "SignatureVersion", "classify", "cl
 API_VERSION = DATAWORKS_VERSION
 SignatureVersion = Literal["v3", "v1"]
 
+EXPIRED_TOKEN = "InvalidSecurityToken.Expired"
 STRING_TO_SIGN = re.compile(r"(server )?string to sign", re.IGNORECASE)
 MAX_MESSAGE = 500
 
@@ -92,7 +94,7 @@ class DataWorksClient:
     def __init__(
         self,
         transport: Transport,
-        credentials: Credentials,
+        credentials: Credentials | KeyProvider,
         endpoints: Endpoints,
         *,
         signature_version: SignatureVersion = "v3",
@@ -101,7 +103,9 @@ class DataWorksClient:
         nonce: Callable[[], str] = _new_nonce,
     ) -> None:
         self._transport = transport
-        self._credentials = credentials
+        self._keys = (
+            StaticKeys(credentials) if isinstance(credentials, Credentials) else credentials
+        )
         self._endpoints = endpoints
         self._signature_version: SignatureVersion = signature_version
         self._timeout = timeout
@@ -112,8 +116,9 @@ class DataWorksClient:
 
     @property
     def account(self) -> str:
-        """The access key id: the account a rate-limit bucket is counted against."""
-        return self._credentials.access_key_id
+        """The account a rate-limit bucket is counted against: the key provider's stable label
+        (a long-term key's id, a role's ARN), the same while temporary keys rotate."""
+        return self._keys.account
 
     def limit_scope(self, region: str) -> str:
         """The rate-limit scope of a region's requests (see Endpoints.limit_scope)."""
@@ -197,31 +202,32 @@ class DataWorksClient:
     ) -> dict[str, Any]:
         mutating = action.mutating
         try:
-            request = self._build(region, action, params)
+            creds = await self._keys.current()
+        except CredentialsError as exc:  # nothing was sent; no key can be had for this account
+            raise ApiError(ErrorKind.FATAL, "CredentialsUnavailable", str(exc)) from None
+        try:
+            request = self._build(region, action, params, creds)
         except signing.SigningError as exc:  # nothing was sent: this request can never be
             raise ApiError(ErrorKind.PERMANENT, "InvalidRequest", str(exc)) from exc
         try:
             response = await self._transport.send(request, self._timeout)
             return parse_answer(response, mutating=mutating)
         except ConnectError as exc:
-            raise self._error(ErrorKind.RETRYABLE, "ConnectError", str(exc)) from exc
+            raise _error(ErrorKind.RETRYABLE, "ConnectError", str(exc), creds) from exc
         except ResponseTooLarge as exc:
             kind = ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
-            raise self._error(kind, "ResponseTooLarge", str(exc)) from exc
+            raise _error(kind, "ResponseTooLarge", str(exc), creds) from exc
         except ExchangeError as exc:
             kind = ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
-            raise self._error(kind, "ExchangeError", str(exc)) from exc
+            raise _error(kind, "ExchangeError", str(exc), creds) from exc
         except ApiError as exc:
-            exc.message = clean_message(exc.message, self._secrets())
+            exc.message = clean_message(exc.message, _secrets(creds))
             exc.args = (f"{exc.code}: {exc.message}",)
+            if exc.code == EXPIRED_TOKEN:
+                # refused before anything was done: with a fresh key it is worth sending again
+                renewable = self._keys.invalidate(creds.access_key_id)
+                exc.kind = ErrorKind.RETRYABLE if renewable else ErrorKind.FATAL
             raise
-
-    def _secrets(self) -> tuple[str, ...]:
-        creds = self._credentials
-        return (creds.access_key_secret, creds.security_token or "")
-
-    def _error(self, kind: ErrorKind, code: str, message: str) -> ApiError:
-        return ApiError(kind, code, clean_message(message, self._secrets()))
 
     def _timestamp(self) -> str:
         """The signing timestamp of now; formatted once per second."""
@@ -239,7 +245,9 @@ class DataWorksClient:
             place = self._places[region] = (base, urlsplit(base).netloc)
         return place
 
-    def _build(self, region: str, action: ApiAction, params: Mapping[str, str]) -> HttpRequest:
+    def _build(
+        self, region: str, action: ApiAction, params: Mapping[str, str], creds: Credentials
+    ) -> HttpRequest:
         base, host = self._place(region)
         signed = signing.build_request(
             signature_version=self._signature_version,
@@ -248,7 +256,7 @@ class DataWorksClient:
             action=action.name,
             api_version=action.version,
             body_params=params,
-            credentials=self._credentials,
+            credentials=creds,
             timestamp=self._timestamp(),
             nonce=self._nonce(),
         )
@@ -258,6 +266,14 @@ class DataWorksClient:
             headers=signed.headers,
             body=signed.body,
         )
+
+
+def _secrets(creds: Credentials) -> tuple[str, ...]:
+    return (creds.access_key_secret, creds.security_token or "")
+
+
+def _error(kind: ErrorKind, code: str, message: str, creds: Credentials) -> ApiError:
+    return ApiError(kind, code, clean_message(message, _secrets(creds)))
 
 
 def _request_id(body: Mapping[str, Any]) -> str | None:

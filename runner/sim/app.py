@@ -11,6 +11,7 @@ packages behind the presigned DownloadUrls.
 from __future__ import annotations
 
 import asyncio
+import collections
 import io
 import json
 import random
@@ -39,6 +40,7 @@ from runner.sim.faults import (
 from runner.sim.hostile import HostileDraw, draw_hostile, hostile_answer
 from runner.sim.service import Call, Service, SimStats, access_key_of, error, params_of
 from runner.sim.state import DataWorksState, SimError
+from runner.sim.sts import CREDENTIALS_PATH, STS_VERSION, Issuer, StsService
 
 API_VERSION = DATAWORKS_VERSION
 NOT_FOUND_MESSAGE = "Specified api is not found, please check your url and method."
@@ -67,13 +69,14 @@ STATS = web.AppKey("runner_sim_stats", SimStats)
 STATE = web.AppKey("runner_sim_state", DataWorksState)
 
 
-def default_checker(config: SimConfig) -> Checker:
-    """The real signature check against the configured keys, on the config's clock."""
+def default_checker(config: SimConfig, keys: Mapping[str, Key] | None = None) -> Checker:
+    """The real signature check against the configured keys (or `keys`), on the config's clock."""
     nonces = NonceCache()
+    accepted = config.keys if keys is None else keys
 
     def check(request: IncomingRequest) -> AuthFailure | None:
         now = datetime.fromtimestamp(config.clock(), UTC)
-        return auth.verify(request, config.keys, now, nonces=nonces)
+        return auth.verify(request, accepted, now, nonces=nonces)
 
     return check
 
@@ -92,6 +95,7 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_route("GET", "/", sim.handle_api)
     app.router.add_route("GET", "/download/{migration_id:\\d+}.zip", sim.handle_download)
     app.router.add_route("GET", "/_sim/stats", sim.handle_stats)
+    app.router.add_route("GET", CREDENTIALS_PATH, sim.handle_credentials)
     return app
 
 
@@ -116,7 +120,16 @@ class _Simulator:
         self.rng = random.Random(config.seed)
         self.service = Service(self.state, self.stats, config.faults, self.rng)
         self._ids = random.Random(f"request-ids-{config.seed}")
-        self.checker = config.checker or default_checker(config)
+        # STS: minted keys are accepted besides the configured ones, until they expire
+        self.issuer = Issuer(config.faults, random.Random(f"sts-{config.seed}"), self.stats)
+        keys = collections.ChainMap(self.issuer.keys, dict(config.keys))
+        checker = config.checker or default_checker(config, keys)
+        self.checker = self.issuer.guard(checker, config.clock)
+        self.sts = StsService(self.issuer, self.stats, self.checker, config.clock)
+
+    async def handle_credentials(self, request: web.Request) -> web.Response:
+        """A credentials URI (ALIBABA_CLOUD_CREDENTIALS_URI): a fresh key at every GET."""
+        return web.json_response(self.sts.credentials_uri())
 
     def request_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4)).upper()
@@ -134,17 +147,22 @@ class _Simulator:
         action = headers.get("x-acs-action") or query.get("Action") or ""
         version = headers.get("x-acs-version") or query.get("Version") or ""
         self.stats.requests[action or "(none)"] += 1
+        incoming = IncomingRequest(request.method, request.path, query, headers, body)
+        if version == STS_VERSION:  # the second product: STS (runner.sim.sts)
+            answer = self.sts.handle(incoming, action, rid, request.host)
+            return _json(answer.status, answer.body, rid)
         if action not in ACTIONS or version != API_VERSION:
             return _error(request, rid, 404, "InvalidApi.NotFound", NOT_FOUND_MESSAGE)
 
-        incoming = IncomingRequest(request.method, request.path, query, headers, body)
         failure = self.checker(incoming)
         if failure is not None:
             self.stats.auth_failures += 1
             return _error(request, rid, failure.status, failure.code, failure.message)
 
         params = params_of(query, headers, body)
-        rejection = self.throttle.check(access_key_of(headers, params), self.config.clock())
+        signer = access_key_of(headers, params)
+        self.stats.signed_by[signer] += 1
+        rejection = self.throttle.check(self.issuer.account_of(signer), self.config.clock())
         if rejection is not None:
             self.stats.throttled += 1
             extra = {}

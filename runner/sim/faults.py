@@ -41,10 +41,12 @@ class Faults:
     # malformed, oversized or lying answers (runner.sim.hostile), on reads and writes alike;
     # a write is applied first in about half of the cases
     hostile_rate: float = 0.0
+    sts_ttl: float = 3600.0  # seconds a minted STS or credentials-URI key is accepted
+    revoke_rate: float = 0.0  # share of minted keys revoked at a random point of their life
 
     def __post_init__(self) -> None:
         rates = ("error_rate", "timeout_rate", "reset_rate", "applied_error_rate")
-        for name in (*rates, "export_failure_rate", "hostile_rate"):
+        for name in (*rates, "export_failure_rate", "hostile_rate", "revoke_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
@@ -58,6 +60,8 @@ class Faults:
             raise ValueError("latency, latency_jitter, hang_seconds and apply_lag must be >= 0")
         if self.max_page_size is not None and self.max_page_size < 1:
             raise ValueError("max_page_size must be at least 1")
+        if not self.sts_ttl >= 1:
+            raise ValueError("sts_ttl must be at least 1 second")
 
 
 class Fault(enum.StrEnum):

@@ -47,6 +47,10 @@ class SimStats:
     downloads: int = 0
     duplicates_created: int = 0  # tasks made under a name already taken (unique_names off)
     hostile_applied: int = 0  # writes applied, then answered with a hostile answer
+    # DataWorks requests that passed the signature check, by the access key id that signed them
+    signed_by: Counter[str] = field(default_factory=Counter)
+    # STS and the credentials URI: calls answered, keys minted, revoked, refused as expired
+    sts: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,8 @@ class SimStats:
             "downloads": self.downloads,
             "duplicates_created": self.duplicates_created,
             "hostile_applied": self.hostile_applied,
+            "signed_by": dict(self.signed_by),
+            "sts": dict(self.sts),
         }
 
 

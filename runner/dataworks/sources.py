@@ -1,0 +1,345 @@
+"""Where credentials come from: the chain walked without a network call, into a recipe.
+
+The order is the official default chain's, first match wins:
+
+1. the environment: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN;
+2. OIDC from ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE;
+3. the aliyun-cli file `~/.aliyun/config.json` (profile: the explicit one, else
+   ALIBABA_CLOUD_PROFILE, else the file's `current`), every mode but OAuth;
+4. `~/.alibabacloud/credentials.ini` (or ALIBABA_CLOUD_CREDENTIALS_FILE), section: the profile
+   or `default`; types access_key, ram_role_arn, oidc_role_arn, ecs_ram_role;
+5. ECS instance metadata, unless ALIBABA_CLOUD_ECS_METADATA_DISABLED=true;
+6. ALIBABA_CLOUD_CREDENTIALS_URI.
+
+An explicit profile skips the environment (1, 2) and the machine's sources (5, 6). A source that
+is present but broken is an error naming its mode and file, never a silent step to the next one
+(which could be another account). Only 5 and 6 need the network to tell whether they match: they
+come back as candidates, tried in order by `runner.dataworks.identity`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from runner.dataworks.credentials import (
+    ENV_CLI_PROFILE_DISABLED,
+    ENV_CREDENTIALS_FILE,
+    ENV_KEY_ID,
+    ENV_KEY_SECRET,
+    ENV_PROFILE,
+    ENV_TOKEN,
+    Credentials,
+    CredentialsError,
+    NotFound,
+)
+from runner.dataworks.recipes import (
+    DEFAULT_DURATION,
+    AssumeRole,
+    CloudSso,
+    CredentialsUri,
+    EcsRole,
+    External,
+    OidcRole,
+    Origin,
+    Recipe,
+    Role,
+    Static,
+    account_of,
+)
+
+ENV_ROLE_ARN = "ALIBABA_CLOUD_ROLE_ARN"
+ENV_OIDC_PROVIDER_ARN = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN"
+ENV_OIDC_TOKEN_FILE = "ALIBABA_CLOUD_OIDC_TOKEN_FILE"
+ENV_ROLE_SESSION_NAME = "ALIBABA_CLOUD_ROLE_SESSION_NAME"
+ENV_STS_REGION = "ALIBABA_CLOUD_STS_REGION"
+ENV_VPC = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED"
+ENV_ECS_ROLE = "ALIBABA_CLOUD_ECS_METADATA"  # the role name, as the official chain reads it
+ENV_ECS_DISABLED = "ALIBABA_CLOUD_ECS_METADATA_DISABLED"
+ENV_IMDSV1_DISABLED = "ALIBABA_CLOUD_IMDSV1_DISABLED"
+ENV_CREDENTIALS_URI = "ALIBABA_CLOUD_CREDENTIALS_URI"
+
+MIN_DURATION = 900
+SESSION_NAME = re.compile(r"[A-Za-z0-9.@_-]{2,64}")
+MAX_CHAIN = 8  # ChainableRamRoleArn profiles followed at most
+
+__all__ = [
+    "AssumeRole",
+    "CloudSso",
+    "CredentialsUri",
+    "EcsRole",
+    "External",
+    "OidcRole",
+    "Origin",
+    "Recipe",
+    "Role",
+    "Static",
+    "account_of",
+    "find",
+]
+
+
+def find(
+    profile: str | None, *, environ: Mapping[str, str], home: Path
+) -> tuple[tuple[Recipe, ...], tuple[str, ...]]:
+    """The recipes to try in order (one, unless only the machine's sources are left) and the
+    places looked at. CredentialsError when a source is broken or none is found."""
+    env = environ
+    found: Recipe | None
+    if profile is None:
+        found = _from_env(env) or _from_oidc_env(env)
+        if found is not None:
+            return (found,), ()
+    name = profile or env.get(ENV_PROFILE) or None
+    tried = [] if profile else [f"{ENV_KEY_ID}/{ENV_KEY_SECRET}"]
+    if env.get(ENV_CLI_PROFILE_DISABLED, "").lower() != "true":
+        cli_file = home / ".aliyun" / "config.json"
+        tried.append(str(cli_file))
+        found = _from_cli_file(cli_file, name)
+        if found is not None:
+            return (found,), tuple(tried)
+    ini_file = Path(env.get(ENV_CREDENTIALS_FILE) or home / ".alibabacloud" / "credentials.ini")
+    tried.append(str(ini_file))
+    found = _from_ini(ini_file, name)
+    if found is not None:
+        return (found,), tuple(tried)
+    machine: list[Recipe] = []
+    if profile is None:
+        if env.get(ENV_ECS_DISABLED, "").lower() != "true":
+            tried.append("ECS instance metadata")
+            role = env.get(ENV_ECS_ROLE, "").strip() or None
+            imdsv1_off = env.get(ENV_IMDSV1_DISABLED, "").lower() == "true"
+            origin = Origin("EcsRamRole", "ECS instance metadata")
+            machine.append(EcsRole(origin, role, imdsv1_off, probe=True))
+        uri = env.get(ENV_CREDENTIALS_URI, "").strip()
+        if uri:
+            tried.append(ENV_CREDENTIALS_URI)
+            machine.append(_uri_recipe(uri))
+    if machine:
+        return tuple(machine), tuple(tried)
+    wanted = f"profile {name!r}" if name else "credentials"
+    raise NotFound(f"no {wanted} found; looked in: {', '.join(tried)}")
+
+
+# --- the environment --------------------------------------------------------------------------
+
+
+def _from_env(env: Mapping[str, str]) -> Static | None:
+    key_id = env.get(ENV_KEY_ID, "").strip()
+    secret = env.get(ENV_KEY_SECRET, "").strip()
+    if not key_id or not secret:
+        return None
+    token = env.get(ENV_TOKEN, "").strip() or None
+    mode = "StsToken" if token else "AK"
+    credentials = Credentials(key_id, secret, token, "environment")
+    return Static(Origin(mode, "the environment"), credentials)
+
+
+def _from_oidc_env(env: Mapping[str, str]) -> OidcRole | None:
+    names = (ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE)
+    role_arn, provider_arn, token_file = (env.get(n, "").strip() for n in names)
+    if not (role_arn and provider_arn and token_file):
+        return None
+    origin = Origin("OIDC", f"{ENV_ROLE_ARN}, {ENV_OIDC_PROVIDER_ARN}, {ENV_OIDC_TOKEN_FILE}")
+    values = {
+        "role_arn": role_arn,
+        "session_name": env.get(ENV_ROLE_SESSION_NAME, ""),
+        "sts_region": env.get(ENV_STS_REGION, ""),
+        "vpc": env.get(ENV_VPC, ""),
+    }
+    return OidcRole(origin, _role(values, origin), provider_arn, Path(token_file))
+
+
+def _uri_recipe(uri: str) -> CredentialsUri:
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CredentialsError(f"{ENV_CREDENTIALS_URI} is not an http(s) URL with a host")
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return CredentialsUri(Origin("CredentialsURI", shown), uri)
+
+
+# --- ~/.aliyun/config.json ----------------------------------------------------------------------
+
+
+def _from_cli_file(path: Path, name: str | None) -> Recipe | None:
+    if not path.is_file():
+        return None
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CredentialsError(f"{path}: not readable JSON ({type(error).__name__})") from None
+    if not isinstance(document, dict):
+        raise CredentialsError(f"{path}: expected a JSON object")
+    profiles = document.get("profiles") or []
+    by_name = {
+        p["name"]: p for p in profiles if isinstance(p, dict) and isinstance(p.get("name"), str)
+    }
+    wanted = name or document.get("current") or "default"
+    if wanted not in by_name:
+        if name:  # asked for by name: say it is missing rather than fall through silently
+            raise CredentialsError(f"{path}: no profile named {wanted!r}")
+        return None
+    return _cli_profile(path, by_name, str(wanted), ())
+
+
+def _cli_profile(
+    path: Path, by_name: Mapping[str, Any], name: str, chain: tuple[str, ...]
+) -> Recipe:
+    profile = by_name[name]
+    mode = str(profile.get("mode") or "AK")
+    origin = Origin(mode, f"{path} profile {name!r}")
+    values = {k: "" if v is None else str(v) for k, v in profile.items()}
+    if mode in ("AK", "StsToken"):
+        return Static(origin, _key(values, origin, token=mode == "StsToken"))
+    if mode == "RamRoleArn":
+        base = Static(Origin("AK", origin.where), _key(values, origin, token=False))
+        return AssumeRole(origin, base, _role(_cli_role(values), origin))
+    if mode == "ChainableRamRoleArn":
+        source = values.get("source_profile", "")
+        if not source or source not in by_name:
+            raise CredentialsError(f"{origin}: source_profile {source!r} is not in the file")
+        if source in (*chain, name) or len(chain) >= MAX_CHAIN:
+            raise CredentialsError(f"{origin}: source_profile {source!r} makes a loop")
+        chained = _cli_profile(path, by_name, source, (*chain, name))
+        return AssumeRole(origin, chained, _role(_cli_role(values), origin))
+    if mode == "EcsRamRole":
+        return EcsRole(origin, values.get("ram_role_name") or None)
+    if mode == "OIDC":
+        session = values.get("role_session_name", "")
+        role = _role({**_cli_role(values), "session_name": session}, origin)
+        provider = values.get("oidc_provider_arn", "")
+        return _oidc(origin, role, provider, values.get("oidc_token_file", ""))
+    if mode == "External":
+        command = values.get("process_command", "").strip()
+        if not command:
+            raise CredentialsError(f"{origin} has no process_command")
+        return External(origin, command)
+    if mode == "CloudSSO":
+        return _cloud_sso(values, origin)
+    if mode == "OAuth":
+        raise CredentialsError(
+            f"{origin}: runner does not sign in with OAuth (refreshing its token would rewrite"
+            " the aliyun-cli file); use an External profile, or keys from the environment"
+        )
+    raise CredentialsError(f"{origin}: mode {mode!r} is unknown")
+
+
+def _cli_role(values: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "role_arn": values.get("ram_role_arn", ""),
+        "session_name": values.get("ram_session_name", ""),
+        "duration": values.get("expired_seconds", ""),
+        "policy": values.get("policy", ""),
+        "external_id": values.get("external_id", ""),
+        "sts_region": values.get("sts_region", ""),
+        "vpc": values.get("enable_vpc", ""),
+    }
+
+
+def _cloud_sso(values: Mapping[str, str], origin: Origin) -> CloudSso:
+    names = ("cloud_sso_sign_in_url", "cloud_sso_account_id", "cloud_sso_access_config")
+    url, account, config = (values.get(n, "").strip() for n in names)
+    token = values.get("access_token", "").strip()
+    if not (url and account and config and token):
+        raise CredentialsError(
+            f"{origin} lacks its sign-in URL, account id, access configuration or access token"
+        )
+    if urlsplit(url).scheme != "https":
+        raise CredentialsError(f"{origin}: cloud_sso_sign_in_url must be https")
+    try:
+        expires = float(values.get("cloud_sso_access_token_expire") or 0)
+    except ValueError:
+        raise CredentialsError(f"{origin}: cloud_sso_access_token_expire is not a number") from None
+    return CloudSso(origin, url.rstrip("/"), account, config, token, expires)
+
+
+# --- ~/.alibabacloud/credentials.ini ----------------------------------------------------------
+
+
+def _from_ini(path: Path, name: str | None) -> Recipe | None:
+    if not path.is_file():
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error) as error:
+        raise CredentialsError(
+            f"{path}: not a readable INI file ({type(error).__name__})"
+        ) from None
+    section = name or "default"
+    if not parser.has_section(section):
+        if name:
+            raise CredentialsError(f"{path}: no section [{section}]")
+        return None
+    # as the SDK reads them: a '#' starts a comment anywhere in a value
+    values = {k: v.split("#", 1)[0].strip() for k, v in parser[section].items()}
+    kind = values.get("type", "access_key")
+    origin = Origin(kind, f"{path} [{section}]")
+    if kind == "access_key":
+        return Static(origin, _key(values, origin, token=False))
+    if kind == "ram_role_arn":
+        base = Static(Origin("access_key", origin.where), _key(values, origin, token=False))
+        return AssumeRole(origin, base, _role(values, origin))
+    if kind == "oidc_role_arn":
+        role = _role(values, origin)
+        provider = values.get("oidc_provider_arn", "")
+        return _oidc(origin, role, provider, values.get("oidc_token_file_path", ""))
+    if kind == "ecs_ram_role":
+        return EcsRole(origin, values.get("role_name") or None)
+    raise CredentialsError(
+        f"{origin.where} is of type {kind!r}; runner reads types access_key, ram_role_arn,"
+        " oidc_role_arn and ecs_ram_role"
+    )
+
+
+# --- shared checks ----------------------------------------------------------------------------
+
+
+def _key(values: Mapping[str, str], origin: Origin, *, token: bool) -> Credentials:
+    key_id = values.get("access_key_id", "").strip()
+    secret = values.get("access_key_secret", "").strip()
+    sts_token = values.get("sts_token", "").strip() if token else ""
+    if not key_id or not secret or (token and not sts_token):
+        what = "access key id, secret or STS token" if token else "access key id or secret"
+        raise CredentialsError(f"{origin} lacks its {what}")
+    return Credentials(key_id, secret, sts_token or None, source=origin.where)
+
+
+def _role(values: Mapping[str, str], origin: Origin) -> Role:
+    role_arn = values.get("role_arn", "").strip()
+    if not role_arn:
+        raise CredentialsError(f"{origin} names no role ARN")
+    session = values.get("session_name", values.get("role_session_name", "")).strip() or None
+    if session is not None and not SESSION_NAME.fullmatch(session):
+        raise CredentialsError(
+            f"{origin}: the role session name must be 2 to 64 of A-Z a-z 0-9 . @ _ -"
+        )
+    raw = values.get("duration", "").strip()
+    try:
+        duration = int(float(raw)) if raw else 0
+    except ValueError:
+        raise CredentialsError(f"{origin}: the session duration {raw!r} is not a number") from None
+    if duration == 0:
+        duration = DEFAULT_DURATION
+    if duration < MIN_DURATION:
+        raise CredentialsError(f"{origin}: a role session lasts at least {MIN_DURATION} s")
+    return Role(
+        role_arn=role_arn,
+        session_name=session,
+        duration=duration,
+        policy=values.get("policy", "").strip() or None,
+        external_id=values.get("external_id", "").strip() or None,
+        sts_region=values.get("sts_region", "").strip() or None,
+        vpc=values.get("vpc", "").strip().lower() == "true",
+    )
+
+
+def _oidc(origin: Origin, role: Role, provider_arn: str, token_file: str) -> OidcRole:
+    if not provider_arn.strip() or not token_file.strip():
+        raise CredentialsError(f"{origin} lacks the OIDC provider ARN or the token file")
+    return OidcRole(origin, role, provider_arn.strip(), Path(token_file.strip()))
