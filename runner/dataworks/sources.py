@@ -5,7 +5,7 @@ The order is the official default chain's, first match wins:
 1. the environment: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN;
 2. OIDC from ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE;
 3. the aliyun-cli file `~/.aliyun/config.json` (profile: the explicit one, else
-   ALIBABA_CLOUD_PROFILE, else the file's `current`), every mode but OAuth;
+   ALIBABA_CLOUD_PROFILE, else the file's `current`), every mode (OAuth: the key it keeps);
 4. `~/.alibabacloud/credentials.ini` (or ALIBABA_CLOUD_CREDENTIALS_FILE), section: the profile
    or `default`; types access_key, ram_role_arn, oidc_role_arn, ecs_ram_role;
 5. ECS instance metadata, unless ALIBABA_CLOUD_ECS_METADATA_DISABLED=true;
@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import configparser
 import json
+import math
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -222,11 +225,28 @@ def _cli_profile(
     if mode == "CloudSSO":
         return _cloud_sso(values, origin)
     if mode == "OAuth":
-        raise CredentialsError(
-            f"{origin}: runner does not sign in with OAuth (refreshing its token would rewrite"
-            " the aliyun-cli file); use an External profile, or keys from the environment"
-        )
+        return _oauth(values, origin)
     raise CredentialsError(f"{origin}: mode {mode!r} is unknown")
+
+
+OAUTH_MARGIN = 300.0  # seconds a cached OAuth key must have left to start a run with
+
+
+def _oauth(values: Mapping[str, str], origin: Origin) -> Static:
+    """The key aliyun-cli keeps for an OAuth profile, while it is valid. runner never renews the
+    sign-in itself: that would rewrite aliyun-cli's own file under it."""
+    key = _key(values, origin, token=True)
+    try:
+        expires = float(values.get("sts_expiration", "") or "nan")
+    except ValueError:
+        expires = math.nan
+    left = expires - time.time()
+    if not left > OAUTH_MARGIN:  # NaN too: no expiry known
+        raise CredentialsError(
+            f"{origin}: the key aliyun-cli keeps for it has expired or expires within"
+            f" {OAUTH_MARGIN:.0f} s; run any aliyun command with this profile to renew it"
+        )
+    return Static(origin, replace(key, expiration=expires))
 
 
 def _cli_role(values: Mapping[str, str]) -> dict[str, str]:

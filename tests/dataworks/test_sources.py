@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def test_an_explicit_profile_skips_the_environment(tmp_path: Path) -> None:
 def test_every_cli_mode_has_its_recipe(
     tmp_path: Path, profile: dict[str, Any], kind: type[Any]
 ) -> None:
-    """Each aliyun-cli mode but OAuth becomes the recipe that fetches its keys."""
+    """Each aliyun-cli mode becomes the recipe that fetches its keys."""
     cli_file(tmp_path, {"name": "p", **profile})
     recipe = only(tmp_path)
     assert isinstance(recipe, kind)
@@ -203,16 +204,47 @@ def test_chainable_role_loops_are_refused(tmp_path: Path) -> None:
         only(tmp_path)
 
 
-def test_oauth_is_refused_with_the_mode_and_the_file(tmp_path: Path) -> None:
-    """OAuth profiles are refused clearly: the message names the mode, the file, the way out."""
-    cli_file(tmp_path, {"name": "p", "mode": "OAuth", "oauth_refresh_token": "rt-SECRET"})
+def test_oauth_without_a_valid_cached_key_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """An OAuth profile whose cached key is missing or expiring is refused clearly: the message
+    names the mode, the file and how to renew it, never a token."""
+    cli_file(
+        tmp_path,
+        {
+            "name": "p",
+            "mode": "OAuth",
+            "oauth_refresh_token": "rt-SECRET",
+            "access_key_id": "STS.k",
+            "access_key_secret": "s-SECRET",
+            "sts_token": "t-SECRET",
+            "sts_expiration": int(time.time()) + 60,
+        },
+    )
     with pytest.raises(CredentialsError) as raised:
         only(tmp_path)
     message = str(raised.value)
     assert "OAuth from" in message
     assert "config.json profile 'p'" in message
-    assert "External" in message
-    assert "rt-SECRET" not in message
+    assert "renew" in message
+    assert "SECRET" not in message
+
+
+def test_oauth_uses_the_key_aliyun_cli_keeps_while_it_is_valid(tmp_path: Path) -> None:
+    """An OAuth profile signs with the STS key aliyun-cli keeps for it, until its expiry."""
+    expires = int(time.time()) + 3600
+    cli_file(
+        tmp_path,
+        {
+            "name": "p",
+            "mode": "OAuth",
+            "access_key_id": "STS.k",
+            "access_key_secret": "s",
+            "sts_token": "t",
+            "sts_expiration": expires,
+        },
+    )
+    recipe = only(tmp_path)
+    assert isinstance(recipe, Static)
+    assert (recipe.credentials.access_key_id, recipe.credentials.expiration) == ("STS.k", expires)
 
 
 @pytest.mark.parametrize(
