@@ -55,10 +55,10 @@ MAX_RATIO = 2.0
 SIM_START_TIMEOUT = 20.0
 
 
-def start_simulator() -> tuple[subprocess.Popen[str], str]:
-    """`runner sim` on a free loopback port; returns the process and its base URL."""
+def start_simulator(*flags: str) -> tuple[subprocess.Popen[str], str]:
+    """`runner sim` on a free loopback port, with fault flags; returns the process and its URL."""
     command = [sys.executable, "-m", "runner", "sim", "--port", "0"]
-    command += ["--key", f"{KEY_ID}:{KEY_SECRET}"]
+    command += ["--key", f"{KEY_ID}:{KEY_SECRET}", *flags]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
