@@ -1,6 +1,6 @@
 """Benchmark: the runner's own cost per request, side by side with raw aiohttp.
 
-Both sides send the same 2,000 CreateExportMigration requests (unique names) to the simulator,
+Both sides send the same 3,000 CreateExportMigration requests (unique names) to the simulator,
 served in this process on 127.0.0.1 with no faults and no QPS limit, with the same number of
 concurrent workers:
 
@@ -19,8 +19,8 @@ Breakdown, without any socket: the signer alone (timeit), the journal's group co
 (the same writes a run makes, from the same number of tasks), and `run()` over a transport that
 answers at once.
 
-Fails (exit 1) when the runner takes more than MAX_RATIO times the raw aiohttp wall time, or when
-any run does not create every task.
+Fails (exit 1) when the runner sends fewer than MIN_THROUGHPUT times raw aiohttp's requests per
+second, or when any run does not create every task.
 
     .venv/bin/python bench/run_overhead.py
 """
@@ -68,15 +68,18 @@ TASKS_PER_WORKSPACE = 50
 REGION = "cn-shanghai"
 KEY = Key("bench-access-key-id", "bench-access-key-secret")
 CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
-# Measured on a 2-core VM shared with other work: the runner took 2.9-4.0x raw aiohttp's wall
-# time (best of 3 or 5; ~3.5x typical), i.e. it adds ~370-550 µs per request to ~185 µs. What
-# that is, from the breakdown and from experiments: the durable journal (two awaited, fsynced
-# group commits per task, each handed to a worker thread: ~130 µs/task alone, ~240 µs/task of
-# wall inside a run), the signer (~26 µs), manifest load, registration and planning (~35 µs),
-# and the scheduler's own switching. 5x is a regression guard with room for this machine's
-# noise, not a claim that 3.5x is "close to raw aiohttp": it trips on a hot spot that adds
-# roughly another 250-300 µs per request (e.g. one commit per op, a session per request).
-MAX_RATIO = 5.0
+# The target: the runner sends at least MIN_THROUGHPUT times raw aiohttp's requests per second
+# (runner wall time <= raw wall time / MIN_THROUGHPUT), with the journal at synchronous=FULL.
+# Measured on this 2-core machine (quiet): raw ~4,400 req/s, the runner ~2,050-2,300 req/s, i.e.
+# 0.46-0.51x: not met yet. Where the time goes (cProfile of run() over an instant transport,
+# ~190 µs/task): the journal's Python in its writer thread and the hand-offs around each
+# group commit (~60 µs/task), signing (~19 µs), the attempt loop and the create phase's
+# bookkeeping (~30 µs), the client's request building and answer checks (~25 µs), and the load,
+# register and plan before the first send (~30 µs). What already changed it: outcomes posted
+# to the writer instead of awaited (-25 µs), workers drawing from one iterator instead of a
+# memory stream (-15 µs), a direct V3 canonical form (-15 µs), registration and planning
+# streamed in key order.
+MIN_THROUGHPUT = 0.7
 
 
 def sim_config(checker: Checker | None) -> SimConfig:
@@ -297,13 +300,17 @@ async def main_async(folder: Path) -> int:
         f"  run(): manifest load before the journal opens: {min(load_s) * 1e3:.0f} ms "
         f"({min(load_s) / TASKS * 1e6:.0f} µs/task)"
     )
-    print(f"limit: runner/raw <= {MAX_RATIO:.1f}x")
+    print(f"target: runner throughput >= {MIN_THROUGHPUT:.2f}x raw (now {1 / ratio:.2f}x)")
     everything = [*raws, *ours, raw_checked, ours_checked]
     if any(t.created != TASKS for t in everything):
         print("FAIL: a run did not create every task", file=sys.stderr)
         return 1
-    if ratio > MAX_RATIO:
-        print(f"FAIL: the runner is {ratio:.2f}x slower than raw aiohttp", file=sys.stderr)
+    if 1 / ratio < MIN_THROUGHPUT:
+        print(
+            f"FAIL: the runner sends {1 / ratio:.2f}x raw aiohttp's requests per second"
+            f" (target {MIN_THROUGHPUT:.2f}x)",
+            file=sys.stderr,
+        )
         return 1
     print("ok")
     return 0
