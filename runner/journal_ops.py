@@ -1,0 +1,205 @@
+"""The journal's values and errors: the rows it reads back, and the ops a batch of writes is
+made of (small frozen values; `Journal.apply` commits a batch of them in one transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias, assert_never
+
+from runner.models import ExportSpec, TaskKey, TaskState
+
+_CLEAR = ", error_code = NULL, error_message = NULL"
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked."""
+
+
+class JournalBusyError(JournalError):
+    """Another runner holds the journal."""
+
+
+class JournalMissingError(JournalError):
+    """A read-only open found no journal file."""
+
+
+class JournalVersionError(JournalError):
+    """The journal's schema version is not one this code can use."""
+
+
+class JournalWriteError(JournalError):
+    """A batch of ops could not be committed; the cause is chained."""
+
+
+class JournalDataError(JournalError):
+    """An op holds a value SQLite cannot store (an integer beyond 64 bits, text that is not
+    valid Unicode): that op's fault, not the journal's; nothing of its batch was applied."""
+
+
+TASK_COLUMNS = (
+    "region, project_id, name, state, migration_id, attempts, error_code, error_message,"
+    " request_id, download_url, fingerprint, create_sent, updated_at, package_path, profile"
+)
+ATTEMPT_COLUMNS = (
+    "region, project_id, name, at, action, http_status, error_code, request_id, latency_ms, outcome"
+)
+BY_KEY = "WHERE region = ? AND project_id = ? AND name = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    key: TaskKey
+    state: TaskState
+    migration_id: int | None
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    request_id: str | None
+    download_url: str | None
+    fingerprint: str | None
+    create_sent: bool
+    updated_at: float
+    package_path: str | None = None  # the downloaded export package, once saved
+    profile: str | None = None  # the credentials profile its workspace is reached with
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    key: TaskKey
+    at: float
+    action: str
+    http_status: int | None
+    error_code: str | None
+    request_id: str | None
+    latency_ms: float | None
+    outcome: str
+
+
+# --- ops: small values; a batch of them is applied in one transaction -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Insert the task as pending unless it is already known (its stored fingerprint is kept)."""
+
+    spec: ExportSpec
+
+
+@dataclass(frozen=True, slots=True)
+class MarkInFlight:
+    """A create is about to be sent: to be committed before the request leaves."""
+
+    key: TaskKey
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkCreated:
+    key: TaskKey
+    migration_id: int
+    request_id: str | None
+    fingerprint: str | None = None  # replaces the stored one when given (an adopted task)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkFailed:
+    key: TaskKey
+    error_code: str
+    error_message: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPending:
+    """Back to pending: error fields are cleared; create_sent is kept unless `unsent` (the only
+    create sent was refused before anything was done)."""
+
+    key: TaskKey
+    unsent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MarkStarted:
+    key: TaskKey
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkExported:
+    key: TaskKey
+    download_url: str | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkDownloaded:
+    """The task's export package is saved (complete, under its final name) at `path`."""
+
+    key: TaskKey
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAttempt:
+    """Append one request to the history and count it on the task; `at` defaults to commit time."""
+
+    key: TaskKey
+    action: str
+    http_status: int | None
+    error_code: str | None
+    request_id: str | None
+    latency_ms: float | None
+    outcome: str
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkExists:
+    """The workspace already holds an export task of this name that this journal never made."""
+
+    key: TaskKey
+    migration_id: int
+    message: str
+
+
+Op: TypeAlias = (
+    (Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported)
+    | (MarkDownloaded | MarkExists)
+    | RecordAttempt
+)
+
+
+def changes_of(op: Op) -> tuple[str, tuple[Any, ...]]:
+    """The SET clause and its arguments for an op that changes an existing task row."""
+    match op:
+        case MarkInFlight():
+            sets = "state = 'in_flight', create_sent = 1, fingerprint = ?, request_id = NULL"
+            return sets + _CLEAR, (op.fingerprint,)
+        case MarkCreated() if op.fingerprint is not None:
+            sets = "state = 'created', migration_id = ?, request_id = ?, fingerprint = ?"
+            return sets + _CLEAR, (op.migration_id, op.request_id, op.fingerprint)
+        case MarkCreated():
+            sets = "state = 'created', migration_id = ?, request_id = ?"
+            return sets + _CLEAR, (op.migration_id, op.request_id)
+        case MarkFailed():
+            sets = "state = 'failed', error_code = ?, error_message = ?, request_id = ?"
+            return sets, (op.error_code, op.error_message, op.request_id)
+        case MarkExists():
+            sets = "state = 'exists', migration_id = ?, error_code = 'NameExists',"
+            return sets + " error_message = ?", (op.migration_id, op.message)
+        case MarkPending():
+            sent = ", create_sent = 0" if op.unsent else ""
+            return "state = 'pending'" + sent + _CLEAR, ()
+        case MarkStarted():
+            return "state = 'started', request_id = ?" + _CLEAR, (op.request_id,)
+        case MarkExported():
+            sets = "state = 'exported', download_url = ?, request_id = ?"
+            return sets + _CLEAR, (op.download_url, op.request_id)
+        case MarkDownloaded():
+            return "package_path = ?", (op.path,)
+        case RecordAttempt():
+            return "attempts = attempts + 1", ()
+        case Register():
+            raise TypeError("Register inserts; it changes no row")
+        case _:
+            assert_never(op)
