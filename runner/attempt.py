@@ -125,9 +125,10 @@ async def attempt(
             )
             if ctx.is_stopped(key, client):
                 return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
-            await bucket.acquire()
-            if ctx.is_stopped(key, client):  # stopped while this one waited for its slot
-                return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
+            if not bucket.try_acquire():  # a free slot is taken without a task switch
+                await bucket.acquire()
+                if ctx.is_stopped(key, client):  # stopped while this one waited for its slot
+                    return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
             ctx.counts.by_action[action.name] += 1
         if intent is not None:
             await ctx.writer.write(intent)

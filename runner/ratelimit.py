@@ -165,18 +165,26 @@ class Bucket:
         self._grant(now + delay)
         return delay
 
+    def try_acquire(self) -> bool:
+        """Take a send slot if one is free now and nobody is queued for one; never waits (and
+        is no checkpoint: the caller's next await is)."""
+        if self._lock.locked():
+            return False
+        now = self._clock.monotonic()
+        self._refill(now)
+        if self._wait(now) > 0:
+            return False
+        self._grant(now)
+        return True
+
     async def acquire(self) -> None:
         """Wait for a send slot. Callers are served in arrival order.
 
         A caller that slept for its slot and woke late is granted the slot as of when it was
         due, up to LATE_CREDIT of an interval back, so timer lateness does not slow the pace."""
-        if not self._lock.locked():  # nobody queued: take a free slot without the lock
-            now = self._clock.monotonic()
-            self._refill(now)
-            if self._wait(now) <= 0:
-                self._grant(now)
-                await anyio.lowlevel.checkpoint()
-                return
+        if self.try_acquire():  # nobody queued: a free slot is taken without the lock
+            await anyio.lowlevel.checkpoint()
+            return
         async with self._lock:
             due: float | None = None
             while True:
