@@ -9,6 +9,7 @@ raw body bytes.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -68,7 +69,7 @@ def _plus(value: str) -> str:
 
 def form_encode(params: Mapping[str, str]) -> str:
     """The form body the SDK sends: keys sorted, quote_plus style (space is '+')."""
-    return "&".join(f"{_plus(k)}={_plus(v)}" for k, v in sorted(params.items()))
+    return "&".join([f"{_plus(k)}={_plus(v)}" for k, v in sorted(params.items())])
 
 
 def wire_query(params: Mapping[str, str]) -> str:
@@ -216,25 +217,18 @@ def build_request(
     """Sign one RPC request the way the official tea SDK does: body params in a sorted form body,
     query params sorted in the URL, path `/`. Raises SigningError for input that cannot be sent."""
     try:
-        return _build(
-            signature_version=signature_version,
-            method=method,
-            host=host,
-            action=action,
-            api_version=api_version,
-            body_params=body_params,
-            credentials=credentials,
-            timestamp=timestamp,
-            nonce=nonce,
-            query_params=query_params,
-            user_agent=user_agent,
-        )
+        signed = _build(
+            signature_version, method.upper(), host, action, api_version, body_params,
+            credentials, timestamp, nonce, query_params, user_agent,
+        )  # fmt: skip
     except UnicodeEncodeError as exc:
         raise SigningError(f"a request value is not valid Unicode ({exc.reason})") from None
+    if any(_HEADER_BREAK.search(value) for value in signed.headers.values()):
+        raise SigningError("a header value holds a line break or a NUL")
+    return signed
 
 
 def _build(
-    *,
     signature_version: SignatureVersion,
     method: str,
     host: str,
@@ -247,28 +241,15 @@ def _build(
     query_params: Mapping[str, str] | None,
     user_agent: str,
 ) -> SignedRequest:
-    parts = _Parts(
-        method=method.upper(),
-        host=host,
-        action=action,
-        api_version=api_version,
-        query=dict(sorted((query_params or {}).items())),
-        body_params=dict(body_params),
-        body=form_encode(body_params).encode("ascii") if body_params else b"",
-        credentials=credentials,
-        timestamp=timestamp,
-        nonce=nonce,
-        user_agent=user_agent,
-    )
+    body = form_encode(body_params).encode("ascii") if body_params else b""
+    query = dict(sorted(query_params.items())) if query_params else {}
     if signature_version == "v3":
-        signed = _build_v3(parts)
-    elif signature_version == "v1":
-        signed = _build_v1(parts)
-    else:
-        raise ValueError(f"unknown signature version {signature_version!r}")
-    if any(_HEADER_BREAK.search(value) for value in signed.headers.values()):
-        raise SigningError("a header value holds a line break or a NUL")
-    return signed
+        shape = _v3_template(method, host, action, api_version, user_agent, bool(body), credentials)
+        return shape.sign(body, timestamp, nonce, credentials.access_key_secret, query)
+    if signature_version == "v1":
+        parts = _Parts(method, host, action, api_version, query, dict(body_params), body)
+        return _build_v1(parts, credentials, timestamp, nonce, user_agent)
+    raise ValueError(f"unknown signature version {signature_version!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,54 +261,89 @@ class _Parts:
     query: dict[str, str]  # sorted
     body_params: dict[str, str]
     body: bytes
-    credentials: Credentials
-    timestamp: str
-    nonce: str
-    user_agent: str
 
 
 def _path_and_query(query: Mapping[str, str]) -> str:
     return f"/?{wire_query(query)}" if query else "/"
 
 
-def _build_v3(p: _Parts) -> SignedRequest:
-    payload_hash = sha256_hex(p.body)
+# The values that change with every V3 request, in their headers' canonical (sorted) order.
+_V3_VARYING = ("x-acs-content-sha256", "x-acs-date", "x-acs-signature-nonce")
+
+
+@dataclass(frozen=True, slots=True)
+class _V3Template:
+    """V3 requests of one shape (method, host, action, version, user agent, credentials, body or
+    not), with all that does not change per request worked out once. Every header is signed, as
+    the SDK does; the canonical headers are `pieces` with the payload hash, the date and the
+    nonce put between them (what canonical_request builds, in its order)."""
+
+    method: str
+    headers: dict[str, str]  # in the SDK's order; the varying values blank
+    pieces: tuple[str, str, str, str]
+    authorization: str  # up to the signature
+
+    def sign(
+        self, body: bytes, timestamp: str, nonce: str, secret: str, query: Mapping[str, str]
+    ) -> SignedRequest:
+        payload_hash = hashlib.sha256(body).hexdigest()
+        head, after_hash, after_date, tail = self.pieces
+        canonical = (
+            f"{self.method}\n/\n{canonical_query_string(query) if query else ''}\n{head}"
+            f"{payload_hash}{after_hash}{timestamp.strip()}{after_date}{nonce.strip()}{tail}"
+            f"{payload_hash}"
+        )
+        string_to_sign = v3_string_to_sign(canonical).encode("utf-8")
+        signature = hmac.digest(secret.encode("utf-8"), string_to_sign, "sha256").hex()
+        headers = self.headers.copy()
+        headers["x-acs-date"] = timestamp
+        headers["x-acs-signature-nonce"] = nonce
+        headers["x-acs-content-sha256"] = payload_hash
+        headers["Authorization"] = self.authorization + signature
+        return SignedRequest(self.method, _path_and_query(query), headers, body)
+
+
+@functools.lru_cache(maxsize=256)
+def _v3_template(
+    method: str,
+    host: str,
+    action: str,
+    api_version: str,
+    user_agent: str,
+    has_body: bool,
+    credentials: Credentials,
+) -> _V3Template:
     headers: dict[str, str] = {
-        "host": p.host,
-        "x-acs-version": p.api_version,
-        "x-acs-action": p.action,
-        "user-agent": p.user_agent,
-        "x-acs-date": p.timestamp,
-        "x-acs-signature-nonce": p.nonce,
+        "host": host,
+        "x-acs-version": api_version,
+        "x-acs-action": action,
+        "user-agent": user_agent,
+        "x-acs-date": "",
+        "x-acs-signature-nonce": "",
         "accept": "application/json",
     }
-    if p.body:
+    if has_body:
         headers["content-type"] = FORM_CONTENT_TYPE
-    headers["x-acs-content-sha256"] = payload_hash
-    headers["x-acs-credentials-provider"] = p.credentials.provider
-    if p.credentials.security_token:
-        headers["x-acs-accesskey-id"] = p.credentials.access_key_id
-        headers["x-acs-security-token"] = p.credentials.security_token
-    # Every header we send is signed, as the SDK does. The names above are lowercase and
-    # trimmed already, so the canonical form is built directly (what canonical_request does).
+    headers["x-acs-content-sha256"] = ""
+    headers["x-acs-credentials-provider"] = credentials.provider
+    if credentials.security_token:
+        headers["x-acs-accesskey-id"] = credentials.access_key_id
+        headers["x-acs-security-token"] = credentials.security_token
+    # The names above are lowercase and trimmed already: the canonical lines are built directly.
     names = sorted(headers)
     signed = ";".join(names)
-    canonical = "\n".join(
-        (
-            p.method,
-            "/",
-            canonical_query_string(p.query),
-            "".join(f"{name}:{headers[name].strip()}\n" for name in names),
-            signed,
-            payload_hash,
-        )
+    lines = [f"{name}:{headers[name].strip()}\n" for name in names]
+    # cut the canonical headers just before each varying value, and after its line's end
+    cuts = [names.index(name) for name in _V3_VARYING]
+    pieces = ["".join(lines[: cuts[0]]) + f"{_V3_VARYING[0]}:"]
+    for n, cut in enumerate(cuts):
+        last = n + 1 == len(cuts)
+        following = f"\n{signed}\n" if last else f"{_V3_VARYING[n + 1]}:"
+        pieces.append("\n" + "".join(lines[cut + 1 : None if last else cuts[n + 1]]) + following)
+    authorization = (
+        f"{V3_ALGORITHM} Credential={credentials.access_key_id},SignedHeaders={signed},Signature="
     )
-    signature = v3_signature(p.credentials.access_key_secret, v3_string_to_sign(canonical))
-    headers["Authorization"] = (
-        f"{V3_ALGORITHM} Credential={p.credentials.access_key_id},"
-        f"SignedHeaders={signed},Signature={signature}"
-    )
-    return SignedRequest(p.method, _path_and_query(p.query), headers, p.body)
+    return _V3Template(method, headers, (pieces[0], pieces[1], pieces[2], pieces[3]), authorization)
 
 
 def v1_common_params(
@@ -356,13 +372,15 @@ def v1_common_params(
     return params
 
 
-def _build_v1(p: _Parts) -> SignedRequest:
+def _build_v1(
+    p: _Parts, credentials: Credentials, timestamp: str, nonce: str, user_agent: str
+) -> SignedRequest:
     url_params = v1_common_params(
         action=p.action,
         api_version=p.api_version,
-        timestamp=p.timestamp,
-        nonce=p.nonce,
-        credentials=p.credentials,
+        timestamp=timestamp,
+        nonce=nonce,
+        credentials=credentials,
         query_params=p.query,
     )
     overlap = set(url_params) & set(p.body_params)
@@ -370,14 +388,14 @@ def _build_v1(p: _Parts) -> SignedRequest:
         raise ValueError(f"body params collide with query params: {sorted(overlap)}")
     signed_params = {**url_params, **p.body_params}
     string_to_sign = v1_string_to_sign(p.method, v1_canonicalized_query_string(signed_params))
-    url_params["Signature"] = v1_signature(p.credentials.access_key_secret, string_to_sign)
+    url_params["Signature"] = v1_signature(credentials.access_key_secret, string_to_sign)
     headers: dict[str, str] = {  # sent as the tea SDK sends them; V1 signs no header
         "host": p.host,
         "x-acs-version": p.api_version,
         "x-acs-action": p.action,
-        "user-agent": p.user_agent,
+        "user-agent": user_agent,
     }
     if p.body:
         headers["content-type"] = FORM_CONTENT_TYPE
-    headers["x-acs-credentials-provider"] = p.credentials.provider
+    headers["x-acs-credentials-provider"] = credentials.provider
     return SignedRequest(p.method, _path_and_query(url_params), headers, p.body)
