@@ -126,6 +126,7 @@ class Action:
     reason: str = ""
     create_sent: bool = False  # the journal shows a create was sent for the task before
     since: float | None = None  # RECONCILE: when the journal last heard of the create (epoch s)
+    taken: bool = False  # the name was found taken by another's task: look it up before any create
 
 
 @dataclass(frozen=True, slots=True)

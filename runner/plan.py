@@ -122,6 +122,7 @@ def decide(
             ActionKind.RETRY,
             spec,
             "the name is taken by a task this journal never made: --adopt-existing adopts it",
+            taken=True,
         )
     if row.state in DONE_STATES:
         if row.fingerprint == ADOPTED_FINGERPRINT:

@@ -276,3 +276,26 @@ async def test_one_listing_serves_every_task_of_a_workspace(
     service = FakeService(clock=clock)
     stats = await census_run(journal, service, clock, [spec(f"t{i:02d}") for i in range(30)])
     assert (stats.created, service.lists) == (30, 1)
+
+
+@pytest.mark.anyio
+async def test_a_task_found_taken_is_looked_up_again_even_where_the_journal_sent_since(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A task marked exists is never created on a rerun, even once this journal has sent other
+    creates to its workspace (no listing first there) and the service accepts a taken name."""
+    service = FakeService(clock=clock, unique_names=False)
+    service.add_existing(PROJECT, "a")
+    await census_run(journal, service, clock, [spec("a"), spec("b")])
+    assert journal.get(spec("a").key).state is TaskState.EXISTS  # type: ignore[union-attr]
+    rows = journal.row_map()
+    from runner.plan import make_plan
+
+    actions = [a for a in make_plan([spec("a")], rows).actions]
+    async with JournalWriter(journal) as writer:
+        ctx = RunContext(service, writer, RateLimiter(clock, write_rate=50), clock)
+        stats = await run_phases(
+            ctx, PhaseOptions(), actions, sent_workspaces={("cn-shanghai", PROJECT)}
+        )
+    assert (stats.creates_sent, service.state.duplicates) == (0, 0)
+    assert journal.get(spec("a").key).state is TaskState.EXISTS  # type: ignore[union-attr]

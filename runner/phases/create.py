@@ -141,10 +141,22 @@ class CreatePhase:
             return TaskOutcome.STOPPED
         if action.kind is ActionKind.RECONCILE:
             return await self._guarded(self._reconcile(spec, action.since))
+        if action.taken:
+            # found taken by another's task before: looked up again, whatever this journal has
+            # sent to the workspace since (a service may accept a taken name a second time)
+            return await self._guarded(self._taken(spec))
         if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
             # the journal shows a create was sent before: "name already exists" may be ours
             return await self._guarded(self._create(spec, maybe_ours=action.create_sent))
         return TaskOutcome.SKIPPED
+
+    async def _taken(self, spec: ExportSpec) -> TaskOutcome | None:
+        """A task found taken before: still taken, it stays `exists` (or is adopted with
+        --adopt-existing); gone since, it is created."""
+        found = await self._index.find(spec.key, self._ctx.client_for(spec.profile))
+        if found is not None:
+            return await self._exists(spec, found)
+        return await self._create(spec, maybe_ours=False)
 
     async def _reconcile(self, spec: ExportSpec, since: float | None) -> TaskOutcome | None:
         """A create an earlier run may have made: adopt it if listed; send again only once
