@@ -84,7 +84,8 @@ def test_credentials_uri_keys_living_8s(sim_factory: SimFactory, tmp_path: Path)
     assert len(signers) >= 3, signers
     assert stats["signed_by"].keys() == signers.keys()  # the --key itself never signed
     assert stats["sts"].get("expired_refused", 0) <= 1
-    assert stats["sts"]["credentials_uri"] == len(signers)  # no key fetched but not used
+    # one fetch per key used, but for a refresh that can land as the run ends, unused
+    assert len(signers) <= stats["sts"]["credentials_uri"] <= len(signers) + 1
     print(
         "identity-uri:",
         json.dumps(
