@@ -216,40 +216,25 @@ def build_request(
 ) -> SignedRequest:
     """Sign one RPC request the way the official tea SDK does: body params in a sorted form body,
     query params sorted in the URL, path `/`. Raises SigningError for input that cannot be sent."""
+    method = method.upper()
     try:
-        signed = _build(
-            signature_version, method.upper(), host, action, api_version, body_params,
-            credentials, timestamp, nonce, query_params, user_agent,
-        )  # fmt: skip
+        body = form_encode(body_params).encode("ascii") if body_params else b""
+        query = dict(sorted(query_params.items())) if query_params else {}
+        if signature_version == "v3":
+            shape = _v3_template(
+                method, host, action, api_version, user_agent, bool(body), credentials
+            )
+            signed = shape.sign(body, timestamp, nonce, credentials.access_key_secret, query)
+        elif signature_version == "v1":
+            parts = _Parts(method, host, action, api_version, query, dict(body_params), body)
+            signed = _build_v1(parts, credentials, timestamp, nonce, user_agent)
+        else:
+            raise ValueError(f"unknown signature version {signature_version!r}")
     except UnicodeEncodeError as exc:
         raise SigningError(f"a request value is not valid Unicode ({exc.reason})") from None
     if any(_HEADER_BREAK.search(value) for value in signed.headers.values()):
         raise SigningError("a header value holds a line break or a NUL")
     return signed
-
-
-def _build(
-    signature_version: SignatureVersion,
-    method: str,
-    host: str,
-    action: str,
-    api_version: str,
-    body_params: Mapping[str, str],
-    credentials: Credentials,
-    timestamp: str,
-    nonce: str,
-    query_params: Mapping[str, str] | None,
-    user_agent: str,
-) -> SignedRequest:
-    body = form_encode(body_params).encode("ascii") if body_params else b""
-    query = dict(sorted(query_params.items())) if query_params else {}
-    if signature_version == "v3":
-        shape = _v3_template(method, host, action, api_version, user_agent, bool(body), credentials)
-        return shape.sign(body, timestamp, nonce, credentials.access_key_secret, query)
-    if signature_version == "v1":
-        parts = _Parts(method, host, action, api_version, query, dict(body_params), body)
-        return _build_v1(parts, credentials, timestamp, nonce, user_agent)
-    raise ValueError(f"unknown signature version {signature_version!r}")
 
 
 @dataclass(frozen=True, slots=True)
