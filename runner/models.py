@@ -27,9 +27,36 @@ class TaskState(enum.StrEnum):
     EXPORTED = "exported"
     FAILED = "failed"
     EXISTS = "exists"  # the name was taken in the workspace by a task this journal never made
+    # the import leg (runner run --import): the package uploaded, the import task created in the
+    # target workspace, started, and how it ended
+    UPLOADED = "uploaded"
+    IMPORT_CREATED = "import_created"
+    IMPORTING = "importing"
+    IMPORTED = "imported"
+    IMPORT_FAILED = "import_failed"
 
 
-DONE_STATES = frozenset({TaskState.CREATED, TaskState.STARTED, TaskState.EXPORTED})
+DONE_STATES = frozenset(
+    {
+        TaskState.CREATED,
+        TaskState.STARTED,
+        TaskState.EXPORTED,
+        TaskState.UPLOADED,
+        TaskState.IMPORT_CREATED,
+        TaskState.IMPORTING,
+        TaskState.IMPORTED,
+    }
+)
+# States of a task whose export is done and whose import leg has begun (or ended).
+IMPORT_STATES = frozenset(
+    {
+        TaskState.UPLOADED,
+        TaskState.IMPORT_CREATED,
+        TaskState.IMPORTING,
+        TaskState.IMPORTED,
+        TaskState.IMPORT_FAILED,
+    }
+)
 
 # The fingerprint of a task adopted with --adopt-existing: made by someone else, with parameters
 # this runner never saw, so it can be neither matched against the manifest nor called drifted.
@@ -72,6 +99,54 @@ class TaskKey:
         return f"{self.region}/{self.project_id}/{self.name}"
 
 
+class PackageType(enum.StrEnum):
+    """CreateImportMigration's PackageType (dataworks-api.md §3.2)."""
+
+    DATAWORKS_MODEL = "DATAWORKS_MODEL"
+    DATAWORKS_V2 = "DATAWORKS_V2"
+    DATAWORKS_V3 = "DATAWORKS_V3"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSpec:
+    """Where and how an export's package is imported (the manifest's `import_into`).
+
+    `key` is the import task in the target workspace: its region, project id and name. The maps
+    and the commit rule are kept as the JSON text that is sent (compact, keys sorted), already
+    validated by the manifest loader.
+    """
+
+    key: TaskKey
+    package_type: PackageType = PackageType.DATAWORKS_MODEL
+    commit_rule: str | None = None  # JSON object of booleans
+    calculate_engine_map: str | None = None  # JSON: {"ODPS": {"src": "dst"}, ...}
+    resource_group_map: str | None = None  # JSON: {"SCHEDULER_RESOURCE_GROUP": {...}, ...}
+    workspace_map: str | None = None  # JSON: {"src-prefix": "dst-prefix"}
+    description: str | None = None
+    profile: str | None = None  # credentials profile of the target; None: the run's default
+
+    def params(self) -> dict[str, str]:
+        """The CreateImportMigration body parameters, all but PackageFile."""
+        params = {
+            "ProjectId": str(self.key.project_id),
+            "Name": self.key.name,
+            "PackageType": self.package_type.value,
+        }
+        optional = (
+            ("CommitRule", self.commit_rule),
+            ("CalculateEngineMap", self.calculate_engine_map),
+            ("ResourceGroupMap", self.resource_group_map),
+            ("WorkspaceMap", self.workspace_map),
+            ("Description", self.description),
+        )
+        params.update((name, value) for name, value in optional if value is not None)
+        return params
+
+    def fingerprint(self) -> str:
+        """A stable text of what would be sent, PackageFile aside."""
+        return "&".join(f"{k}={v}" for k, v in sorted(self.params().items()))
+
+
 @dataclass(frozen=True, slots=True)
 class ExportSpec:
     """One export task as the manifest describes it."""
@@ -84,6 +159,7 @@ class ExportSpec:
     label: str | None = None
     source: str = ""  # "FILE:LINE" where the task was defined
     profile: str | None = None  # credentials profile of its workspace; None: the run's default
+    import_into: ImportSpec | None = None  # where its package is imported (run --import)
 
     def request_params(self) -> dict[str, str]:
         """The CreateExportMigration body parameters this spec asks for."""
@@ -180,13 +256,16 @@ class Summary:
 
 
 class SummaryStatus(enum.StrEnum):
-    """GetMigrationSummary statuses an export goes through (dataworks-api.md §3.5)."""
+    """GetMigrationSummary statuses an export or an import goes through (dataworks-api.md §3.5)."""
 
     INIT = "INIT"
     EDITING = "EDITING"
     EXPORTING = "EXPORTING"
     EXPORT_ERROR = "EXPORT_ERROR"
     EXPORT_SUCCESS = "EXPORT_SUCCESS"
+    IMPORTING = "IMPORTING"
+    IMPORT_ERROR = "IMPORT_ERROR"
+    IMPORT_SUCCESS = "IMPORT_SUCCESS"
     REVOKED = "REVOKED"
     PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
 

@@ -115,6 +115,11 @@ TOTALS = {
     "exported": 1,
     "failed": 3,
     "exists": 0,
+    "uploaded": 0,
+    "import_created": 0,
+    "importing": 0,
+    "imported": 0,
+    "import_failed": 0,
     "total": 9,
 }
 # the in-flight task: its create's outcome unknown since the journal last heard of it

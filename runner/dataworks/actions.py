@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from runner.models import Access
 
 DATAWORKS_VERSION = "2020-05-18"
+OPENPLATFORM_VERSION = "2019-12-19"
+OPENPLATFORM_HOST = "openplatform.aliyuncs.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,10 @@ class ApiAction:
     name: str
     access: Access
     version: str = DATAWORKS_VERSION
+    # the product's one central host, for an action outside DataWorks's regional endpoints
+    # (--endpoint replaces it too); None: the region's DataWorks endpoint
+    host: str | None = None
+    method: str = "POST"
 
     @property
     def mutating(self) -> bool:
@@ -38,7 +44,17 @@ START = ApiAction("StartMigration", Access.WRITE)
 GET_SUMMARY = ApiAction("GetMigrationSummary", Access.READ)
 GET_PROCESS = ApiAction("GetMigrationProcess", Access.READ)
 LIST = ApiAction("ListMigrations", Access.READ)
+# OpenPlatform: a policy to upload an import package to OSS. It changes nothing (a second grant
+# is as good as the first), so it is paced as a read.
+AUTHORIZE_UPLOAD = ApiAction(
+    "AuthorizeFileUpload",
+    Access.READ,
+    version=OPENPLATFORM_VERSION,
+    host=OPENPLATFORM_HOST,
+    method="GET",
+)
 
+# DataWorks's own actions (AuthorizeFileUpload belongs to OpenPlatform, as STS's to STS)
 ACTIONS: dict[str, ApiAction] = {
     a.name: a for a in (CREATE_EXPORT, CREATE_IMPORT, START, GET_SUMMARY, GET_PROCESS, LIST)
 }
