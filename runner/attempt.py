@@ -99,6 +99,7 @@ async def attempt(
     maybe_applied: bool = False,
     visible_after: float | None = None,
     client: ApiClient | None = None,
+    target: TaskKey | None = None,
 ) -> Result[T]:
     """Send until answered for good, as `policy` says.
 
@@ -107,9 +108,12 @@ async def attempt(
     the work up and returns its value when it was applied. `maybe_applied` is true when an earlier
     run's send may have been applied. With `visible_after` (clock time) the loop first waits until
     then and looks: a send lost before is only resent once that last lookup says absent.
+    `key` is the journal's task; `target` is where the request goes when that is elsewhere (an
+    import's target workspace): its region's bucket and stops apply.
     """
     retry, clock = ctx.retry, ctx.clock
     client = client or ctx.client  # the task's account: its bucket, its stops
+    where = target or key
     action = policy.action
     if visible_after is not None and settle is not None:
         await clock.sleep(max(0.0, visible_after - clock.monotonic()))
@@ -121,13 +125,13 @@ async def attempt(
     for number in range(retry.max_attempts):
         if action is not None:
             bucket = ctx.limiter.bucket(
-                client.account, client.limit_scope(key.region), action.access
+                client.account, client.limit_scope(where.region), action.access
             )
-            if ctx.is_stopped(key, client):
+            if ctx.is_stopped(where, client):
                 return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
             if not bucket.try_acquire():  # a free slot is taken without a task switch
                 await bucket.acquire()
-                if ctx.is_stopped(key, client):  # stopped while this one waited for its slot
+                if ctx.is_stopped(where, client):  # stopped while this one waited for its slot
                     return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
             ctx.counts.by_action[action.name] += 1
         if intent is not None:
@@ -155,7 +159,7 @@ async def attempt(
 
         kind = failed.kind
         if kind is ErrorKind.FATAL:
-            ctx.stops.stop(client.account, key.region, failed)
+            ctx.stops.stop(client.account, where.region, failed)
             return Result(Outcome.STOPPED, error=failed, maybe_applied=maybe_applied, sent=True)
         if kind is ErrorKind.PERMANENT:
             look = policy.on_refusal is OnRefusal.CHECK or (
@@ -211,9 +215,10 @@ async def read(
     send: Callable[[], Awaitable[T]],
     *,
     client: ApiClient | None = None,
+    target: TaskKey | None = None,
 ) -> T:
     """A read retried until answered; Unresolved when it cannot be (stopped, refused, given up)."""
-    result = await attempt(ctx, key, policy, send, client=client)
+    result = await attempt(ctx, key, policy, send, client=client, target=target)
     if result.outcome is Outcome.DONE and result.value is not None:
         return result.value
     raise Unresolved(key, result.outcome.value, result.error)

@@ -125,6 +125,13 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     help="Save each package as DIR/<region>/<project_id>/<name>.zip (implies --wait).",
 )
 @click.option(
+    "--import",
+    "imports",
+    is_flag=True,
+    help="Upload each package and import it into its workspace's import_into target; implies"
+    " --download (into packages/ beside the journal unless --download names a folder).",
+)
+@click.option(
     "--wait-timeout",
     type=float,
     default=DEFAULT_WAIT_TIMEOUT,
@@ -153,7 +160,8 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     help="With --download: a larger package fails its download (e.g. 500M, 4G).",
 )
 def run(**options: Any) -> None:
-    """Create every task of the manifests that is not done yet; optionally start, wait, fetch."""
+    """Create every task of the manifests that is not done yet; optionally start, wait, fetch
+    and import."""
     from runner.commands import run as command
 
     sys.exit(command.execute(command.RunRequest(**options)))

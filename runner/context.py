@@ -11,8 +11,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from runner.clock import Clock
+from runner.dataworks.upload import UploadGrant
 from runner.journal import Op
-from runner.models import ApiError, Created, ExportSpec, MigrationPage, Started, Summary, TaskKey
+from runner.models import (
+    ApiError,
+    Created,
+    ExportSpec,
+    MigrationPage,
+    Started,
+    Summary,
+    TaskKey,
+)
 from runner.ratelimit import RateLimiter
 from runner.retry import RetryPolicy
 
@@ -26,6 +35,12 @@ class ApiClient(Protocol):
     def limit_scope(self, region: str) -> str: ...
 
     async def create_export_migration(self, spec: ExportSpec) -> Created: ...
+
+    async def create_import_migration(
+        self, region: str, params: Mapping[str, str], package_file: str
+    ) -> Created: ...
+
+    async def authorize_file_upload(self, region: str) -> UploadGrant: ...
 
     async def list_migrations(
         self,

@@ -11,13 +11,16 @@ from pathlib import Path
 from runner.context import RunContext
 from runner.dataworks.actions import CREATE_EXPORT
 from runner.dataworks.download import Downloader
+from runner.dataworks.upload import Uploader
+from runner.journal import TaskRow
 from runner.logs import get_logger
 from runner.models import Action, ApiError, TaskState
 from runner.phases import Stage
 from runner.phases.create import DEFAULT_VISIBILITY_WINDOW, CreatePhase, CreateStats
 from runner.phases.download import DownloadPhase, DownloadStats
+from runner.phases.imports import ImportPhase, ImportStats, ImportTask
 from runner.phases.start import StartPhase, StartStats
-from runner.phases.tasks import LifecycleTask
+from runner.phases.tasks import IMPORT_LEG, LifecycleTask
 from runner.phases.wait import WaitPhase, WaitStats, exported_only
 from runner.pool import ProgressFactory, silent
 
@@ -36,6 +39,7 @@ class PhaseOptions:
     poll_interval: float = 10.0  # seconds between two status reads of a task
     download_timeout: float = 60.0  # seconds to connect, and between two reads of a package
     visibility_window: float = DEFAULT_VISIBILITY_WINDOW  # seconds a lost create may take to show
+    upload_concurrency: int = 4  # packages posted at once (each streams a whole file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,9 @@ class RunStats:
     start: StartStats = field(default_factory=StartStats)
     wait: WaitStats = field(default_factory=WaitStats)
     download: DownloadStats = field(default_factory=DownloadStats)
+    imports: ImportStats = field(default_factory=ImportStats)
+    import_start: StartStats = field(default_factory=StartStats)
+    import_wait: WaitStats = field(default_factory=WaitStats)
     requests: int = 0
     throttled: int = 0
     creates_sent: int = 0
@@ -101,6 +108,22 @@ class RunStats:
     def download_failed(self) -> int:
         return self.download.failed
 
+    @property
+    def uploaded(self) -> int:
+        return self.imports.uploaded
+
+    @property
+    def imports_created(self) -> int:
+        return self.imports.created
+
+    @property
+    def imported(self) -> int:
+        return self.import_wait.exported  # the wait's "ended well", on the import leg
+
+    @property
+    def import_failed(self) -> int:
+        return self.imports.failed + self.import_wait.failed
+
 
 async def run_phases(
     ctx: RunContext,
@@ -108,7 +131,9 @@ async def run_phases(
     actions: Iterable[Action],
     *,
     lifecycle_tasks: Callable[[], list[LifecycleTask]] = list,
+    import_rows: Callable[[], list[TaskRow]] = list,
     downloader: Downloader | None = None,
+    uploader: Uploader | None = None,
     progress: ProgressFactory = silent,
     total: int = 0,
     wall: Callable[[], float] = time.time,
@@ -117,7 +142,8 @@ async def run_phases(
     """Create what the plan sends, then carry every created task as far as `options.stage`.
 
     `lifecycle_tasks` reads the journal's created-or-further tasks once the creates are
-    committed; `total` is how many actions there are (for the progress display);
+    committed; `import_rows` the rows of the tasks with an import leg, once the exports are
+    done (Stage.IMPORT); `total` is how many actions there are (for the progress display);
     `sent_workspaces` are the (region, project id) this journal has sent creates to: any other
     is listed whole before its first create.
     """
@@ -167,15 +193,78 @@ async def run_phases(
             )
             await wait.run(waiting + just_started, first_sleep=bool(just_started))
             wait_stats = wait.stats
+    legs = _ImportLeg(ctx, options, progress, wall)
+    if options.stage >= Stage.IMPORT:
+        if uploader is None:
+            raise ValueError("the import stage needs an uploader")
+        await ctx.writer.flush()  # the exports' and downloads' outcomes, committed
+        await legs.run(import_rows(), uploader)
     counts = ctx.counts
     return RunStats(
         create=create.stats,
         start=start.stats,
         wait=wait_stats,
         download=download_stats,
+        imports=legs.imports,
+        import_start=legs.start,
+        import_wait=legs.wait,
         requests=counts.requests,
         throttled=counts.throttled,
         creates_sent=counts.by_action[CREATE_EXPORT.name],
         lifecycle_requests=counts.requests - create_requests,
         fatal=ctx.stops.first,
     )
+
+
+class _ImportLeg:
+    """Stage.IMPORT: upload and create the imports still to make, start those created, wait
+    for those started (this run's and earlier runs')."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        options: PhaseOptions,
+        progress: ProgressFactory,
+        wall: Callable[[], float],
+    ) -> None:
+        self._ctx = ctx
+        self._options = options
+        self._progress = progress
+        self._wall = wall
+        self.imports = ImportStats()
+        self.start = StartStats()
+        self.wait = WaitStats()
+
+    async def run(self, rows: list[TaskRow], uploader: Uploader) -> None:
+        options, ctx = self._options, self._ctx
+        to_create = [t for row in rows if (t := ImportTask.from_row(row)) is not None]
+        made = [m for row in rows if (m := LifecycleTask.import_of(row)) is not None]
+        log.info("imports", to_create=len(to_create), created_before=len(made))
+        phase = ImportPhase(
+            ctx,
+            uploader,
+            timeout=options.download_timeout,
+            visibility_window=options.visibility_window,
+            concurrency=min(options.upload_concurrency, options.concurrency),
+            wall=self._wall,
+            progress=self._progress,
+        )
+        self.imports = phase.stats
+        created = await phase.run(to_create)
+        start = StartPhase(
+            ctx, concurrency=options.concurrency, progress=self._progress, leg=IMPORT_LEG
+        )
+        self.start = start.stats
+        unstarted = [t for t in made if t.state is TaskState.IMPORT_CREATED]
+        just_started = await start.run(unstarted + created)
+        waiting = [t for t in made if t.state is TaskState.IMPORTING] + just_started
+        if waiting:
+            wait = WaitPhase(
+                ctx,
+                wait_timeout=options.wait_timeout,
+                poll_interval=options.poll_interval,
+                concurrency=options.concurrency,
+                leg=IMPORT_LEG,
+            )
+            self.wait = wait.stats
+            await wait.run(waiting, first_sleep=bool(just_started))

@@ -8,6 +8,7 @@ moment in one transaction (group commit) and wakes each caller only once its ops
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -30,6 +31,7 @@ from runner.journal_ops import (
     BY_KEY,
     TASK_COLUMNS,
     AttemptRow,
+    ImportRow,
     JournalBusyError,
     JournalDataError,
     JournalError,
@@ -41,9 +43,15 @@ from runner.journal_ops import (
     MarkExists,
     MarkExported,
     MarkFailed,
+    MarkImportCreated,
+    MarkImported,
+    MarkImportFailed,
+    MarkImportInFlight,
+    MarkImporting,
     MarkInFlight,
     MarkPending,
     MarkStarted,
+    MarkUploaded,
     Op,
     RecordAttempt,
     Register,
@@ -55,6 +63,7 @@ from runner.models import ExportSpec, TaskKey, TaskState
 
 __all__ = [
     "AttemptRow",
+    "ImportRow",
     "Journal",
     "JournalBusyError",
     "JournalDataError",
@@ -67,9 +76,15 @@ __all__ = [
     "MarkExists",
     "MarkExported",
     "MarkFailed",
+    "MarkImportCreated",
+    "MarkImportFailed",
+    "MarkImportInFlight",
+    "MarkImported",
+    "MarkImporting",
     "MarkInFlight",
     "MarkPending",
     "MarkStarted",
+    "MarkUploaded",
     "Op",
     "RecordAttempt",
     "Register",
@@ -90,9 +105,9 @@ def _op_key(op: Op) -> TaskKey:
 def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
     if isinstance(op, Register):
         conn.execute(
-            "INSERT INTO tasks (region, project_id, name, state, fingerprint, created_at,"
-            " updated_at, profile) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (*_key_args(op.spec.key), op.spec.fingerprint(), now, now, op.spec.profile),
+            f"INSERT INTO tasks ({_REGISTER_COLUMNS}) VALUES ({_REGISTER_VALUES})"
+            " ON CONFLICT DO NOTHING",
+            _register_args(op.spec, now, op.spec.profile),
         )
         return
     sets, args = changes_of(op)
@@ -108,11 +123,65 @@ def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
         )
 
 
+_REGISTER_COLUMNS = (
+    "region, project_id, name, state, fingerprint, created_at, updated_at, profile,"
+    " import_region, import_project_id, import_name, import_profile, import_params"
+)
+_REGISTER_VALUES = "?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?"
+# A rerun takes the manifest's profile for a task no create was sent for yet, and its import
+# target for a task no import was sent for yet; what was sent keeps what it was sent with.
+_IMPORT_FIELDS = ("import_region", "import_project_id", "import_name", "import_profile")
+_REGISTER_UPDATE = (
+    " ON CONFLICT DO UPDATE SET"
+    " profile = CASE WHEN create_sent = 0 THEN excluded.profile ELSE profile END, "
+    + ", ".join(
+        f"{c} = CASE WHEN import_sent = 0 THEN excluded.{c} ELSE {c} END"
+        for c in (*_IMPORT_FIELDS, "import_params")
+    )
+    + " WHERE (create_sent = 0 AND profile IS NOT excluded.profile) OR (import_sent = 0 AND ("
+    + " OR ".join(f"{c} IS NOT excluded.{c}" for c in (*_IMPORT_FIELDS, "import_params"))
+    + "))"
+)
+
+
+def _register_args(spec: ExportSpec, now: float, profile: str | None) -> tuple[Any, ...]:
+    key = spec.key
+    head = (key.region, key.project_id, key.name, spec.fingerprint(), now, now, profile)
+    return (*head, *_import_columns(spec, profile))
+
+
 def _task_row(r: Sequence[Any]) -> TaskRow:
     key, state = TaskKey(r[0], r[1], r[2]), TaskState(r[3])
+    imports = None
+    if r[15] is not None:  # the import leg: target, profile, params, file, id, sent
+        target = TaskKey(r[15], r[16], r[17])
+        imports = ImportRow(target, r[18], r[19], r[20], r[21], bool(r[22]))
     return TaskRow(
-        key, state, r[4], r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]), r[12], r[13], r[14]
+        key,
+        state,
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        bool(r[11]),
+        r[12],
+        r[13],
+        r[14],
+        imports,
     )
+
+
+def _import_columns(spec: ExportSpec, default_profile: str | None) -> tuple[Any, ...]:
+    """The import leg's columns of a task as the manifest gives it (all None when it has none)."""
+    target = spec.import_into
+    if target is None:
+        return (None, None, None, None, None)
+    params = json.dumps(target.params(), sort_keys=True, separators=(",", ":"))
+    profile = target.profile or default_profile
+    return (target.key.region, target.key.project_id, target.key.name, profile, params)
 
 
 def _attempt_row(r: Sequence[Any]) -> AttemptRow:
@@ -298,18 +367,11 @@ class Journal:
         sent for takes the manifest's profile; one sent for keeps the profile that sent it."""
         if self.readonly:
             raise JournalError(f"journal {self.path} is open read-only")
-        sql = (
-            "INSERT INTO tasks (region, project_id, name, state, fingerprint, created_at,"
-            " updated_at, profile) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)"
-            " ON CONFLICT DO UPDATE SET profile = excluded.profile"
-            " WHERE create_sent = 0 AND profile IS NOT excluded.profile"
-        )
+        sql = f"INSERT INTO tasks ({_REGISTER_COLUMNS}) VALUES ({_REGISTER_VALUES})"
+        sql += _REGISTER_UPDATE
         with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
             now = self._clock()
-            rows = (
-                (*_key_args(s.key), s.fingerprint(), now, now, s.profile or default_profile)
-                for s in specs
-            )
+            rows = (_register_args(s, now, s.profile or default_profile) for s in specs)
             self._conn.executemany(sql, rows)
         self.transactions += 1
 

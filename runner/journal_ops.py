@@ -38,7 +38,9 @@ class JournalDataError(JournalError):
 
 TASK_COLUMNS = (
     "region, project_id, name, state, migration_id, attempts, error_code, error_message,"
-    " request_id, download_url, fingerprint, create_sent, updated_at, package_path, profile"
+    " request_id, download_url, fingerprint, create_sent, updated_at, package_path, profile,"
+    " import_region, import_project_id, import_name, import_profile, import_params,"
+    " package_file, import_migration_id, import_sent"
 )
 ATTEMPT_COLUMNS = (
     "region, project_id, name, at, action, http_status, error_code, request_id, latency_ms, outcome"
@@ -61,6 +63,19 @@ class TaskRow:
     updated_at: float
     package_path: str | None = None  # the downloaded export package, once saved
     profile: str | None = None  # the credentials profile its workspace is reached with
+    imports: ImportRow | None = None  # the import leg, when the manifest gave it one
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """A task's import leg as the journal holds it."""
+
+    target: TaskKey  # the import task: target region, project id, import name
+    profile: str | None  # the credentials profile the target is reached with
+    params: str  # CreateImportMigration's parameters but PackageFile, as JSON
+    package_file: str | None = None  # the uploaded package, as CreateImportMigration names it
+    migration_id: int | None = None  # the import task's id, once created
+    sent: bool = False  # a CreateImportMigration was sent (its outcome may be unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +177,62 @@ class MarkExists:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class MarkUploaded:
+    """The task's package is uploaded, whole, and named `package_file` for its import."""
+
+    key: TaskKey
+    package_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkImportInFlight:
+    """A CreateImportMigration is about to be sent: committed before the request leaves."""
+
+    key: TaskKey
+
+
+@dataclass(frozen=True, slots=True)
+class MarkImportCreated:
+    key: TaskKey
+    import_migration_id: int
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkImporting:
+    """The import task was started."""
+
+    key: TaskKey
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkImported:
+    key: TaskKey
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkImportFailed:
+    key: TaskKey
+    error_code: str
+    error_message: str
+    request_id: str | None
+
+
+ImportOp: TypeAlias = (
+    MarkUploaded
+    | MarkImportInFlight
+    | MarkImportCreated
+    | MarkImporting
+    | MarkImported
+    | MarkImportFailed
+)
 Op: TypeAlias = (
     (Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported)
     | (MarkDownloaded | MarkExists)
+    | ImportOp
     | RecordAttempt
 )
 
@@ -197,6 +265,20 @@ def changes_of(op: Op) -> tuple[str, tuple[Any, ...]]:
             return sets + _CLEAR, (op.download_url, op.request_id)
         case MarkDownloaded():
             return "package_path = ?", (op.path,)
+        case MarkUploaded():
+            return "state = 'uploaded', package_file = ?" + _CLEAR, (op.package_file,)
+        case MarkImportInFlight():
+            return "import_sent = 1, request_id = NULL", ()
+        case MarkImportCreated():
+            sets = "state = 'import_created', import_migration_id = ?, request_id = ?"
+            return sets + _CLEAR, (op.import_migration_id, op.request_id)
+        case MarkImporting():
+            return "state = 'importing', request_id = ?" + _CLEAR, (op.request_id,)
+        case MarkImported():
+            return "state = 'imported', request_id = ?" + _CLEAR, (op.request_id,)
+        case MarkImportFailed():
+            sets = "state = 'import_failed', error_code = ?, error_message = ?, request_id = ?"
+            return sets, (op.error_code, op.error_message, op.request_id)
         case RecordAttempt():
             return "attempts = attempts + 1", ()
         case Register():

@@ -60,4 +60,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 4: the credentials profile a task's workspace is reached with (manifests that span accounts)
     ("ALTER TABLE tasks ADD COLUMN profile TEXT",),
+    # 5: the import leg (runner run --import): the target import task as the manifest gave it
+    # (where, with which profile, and the CreateImportMigration parameters as JSON), the uploaded
+    # package, whether a CreateImportMigration was sent, and the import task's id
+    (
+        "ALTER TABLE tasks ADD COLUMN import_region TEXT",
+        "ALTER TABLE tasks ADD COLUMN import_project_id INTEGER",
+        "ALTER TABLE tasks ADD COLUMN import_name TEXT",
+        "ALTER TABLE tasks ADD COLUMN import_profile TEXT",
+        "ALTER TABLE tasks ADD COLUMN import_params TEXT",
+        "ALTER TABLE tasks ADD COLUMN package_file TEXT",
+        "ALTER TABLE tasks ADD COLUMN import_migration_id INTEGER",
+        "ALTER TABLE tasks ADD COLUMN import_sent INTEGER NOT NULL DEFAULT 0"
+        " CHECK (import_sent IN (0, 1))",
+    ),
 )

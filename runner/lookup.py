@@ -4,6 +4,7 @@ that settles an unknown create."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 
@@ -12,6 +13,8 @@ from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import GET_SUMMARY, LIST
 from runner.models import Migration, MigrationPage, Summary, TaskKey
 
+EXPORT = "EXPORT"
+IMPORT = "IMPORT"
 LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 100  # the service refuses PageNumber above 100
 
@@ -19,6 +22,14 @@ LIST_POLICY = Policy("list", LIST)
 POLL_LIST_POLICY = Policy("list", LIST, record_success=False)  # polls would flood the history
 SUMMARY_POLICY = Policy("summary", GET_SUMMARY)
 POLL_SUMMARY_POLICY = Policy("summary", GET_SUMMARY, record_success=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Which migrations a listing reads: a workspace (`target`'s) and a migration type."""
+
+    target: TaskKey
+    migration_type: str = EXPORT
 
 
 class Incomplete(Unresolved):
@@ -32,9 +43,11 @@ async def scan_exports(
     *,
     policy: Policy = LIST_POLICY,
     client: ApiClient | None = None,
+    where: Place | None = None,
 ) -> None:
     """Read the export migrations of `key`'s workspace page by page, until `until(page, seen)`
-    says enough or every one was seen.
+    says enough or every one was seen. With `where`, the import (or export) migrations of
+    another workspace, for the journal's task `key`.
 
     Returning without `until` saying enough means every task of the workspace was seen: the
     pages held TotalCount distinct tasks. Anything that leaves that in doubt raises Incomplete:
@@ -43,6 +56,8 @@ async def scan_exports(
     allow it) is followed from then on. Raises Unresolved when a page cannot be read.
     """
     client = client or ctx.client
+    place = where or Place(key)
+    at = place.target
     ids: set[int] = set()
     size = LIST_PAGE_SIZE
     total: int | None = None
@@ -50,10 +65,14 @@ async def scan_exports(
 
         async def call(n: int = page_number, size: int = size) -> MigrationPage:
             return await client.list_migrations(
-                key.region, key.project_id, page_number=n, page_size=size
+                at.region,
+                at.project_id,
+                page_number=n,
+                page_size=size,
+                migration_type=place.migration_type,
             )
 
-        page = await read(ctx, key, policy, call, client=client)
+        page = await read(ctx, key, policy, call, client=client, target=at)
         if page.total_count is None or (total is not None and page.total_count < total):
             raise Incomplete(key, "ListMigrations gave no TotalCount, or a smaller one")
         total = page.total_count
@@ -69,7 +88,7 @@ async def scan_exports(
             return
         if len(page.migrations) < size:
             raise Incomplete(key, f"ListMigrations ended at {len(ids)} of {total} tasks")
-    raise Incomplete(key, f"more than {LIST_MAX_PAGES} pages of export tasks")
+    raise Incomplete(key, f"more than {LIST_MAX_PAGES} pages of migration tasks")
 
 
 async def read_summary(
@@ -79,28 +98,35 @@ async def read_summary(
     *,
     policy: Policy = SUMMARY_POLICY,
     client: ApiClient | None = None,
+    target: TaskKey | None = None,
 ) -> Summary:
-    """GetMigrationSummary for one task, retried through the read bucket."""
+    """GetMigrationSummary for one task (in `target`'s workspace when given), retried through
+    the read bucket."""
     reader = client or ctx.client
+    at = target or key
     return await read(
         ctx,
         key,
         policy,
-        lambda: reader.get_migration_summary(key.region, key.project_id, migration_id),
+        lambda: reader.get_migration_summary(at.region, at.project_id, migration_id),
         client=reader,
+        target=at,
     )
 
 
 class NameIndex:
-    """The export tasks seen by name, per workspace, for the length of a run.
+    """The migration tasks seen by name, per workspace, for the length of a run: export tasks,
+    or with `migration_type=IMPORT` import tasks.
 
     A name once seen stays (tasks are not deleted), so other lookups in the same workspace are
     answered without a request. A name not seen is always asked for again: it may have been
-    created since.
+    created since. `key` is the journal's task; `target`, when given, the task looked up
+    elsewhere (an import in its target workspace).
     """
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, *, migration_type: str = EXPORT) -> None:
         self._ctx = ctx
+        self._type = migration_type
         self._known: dict[tuple[str, int], dict[str, Migration]] = {}
         self._census: dict[tuple[str, int], anyio.Lock] = {}
         self._counted: set[tuple[str, int]] = set()
@@ -122,20 +148,23 @@ class NameIndex:
                 known.update((m.name, m) for m in page.migrations)
                 return False
 
-            await scan_exports(self._ctx, key, never, client=client)
+            await scan_exports(self._ctx, key, never, client=client, where=Place(key, self._type))
             self._counted.add(workspace)
 
     def seen(self, key: TaskKey) -> Migration | None:
         """The task of `key`'s name as a listing of this run showed it, if one did."""
         return self._known.get((key.region, key.project_id), {}).get(key.name)
 
-    async def find(self, key: TaskKey, client: ApiClient | None = None) -> Migration | None:
-        known = self._known.setdefault((key.region, key.project_id), {})
-        if key.name not in known:
+    async def find(
+        self, key: TaskKey, client: ApiClient | None = None, *, target: TaskKey | None = None
+    ) -> Migration | None:
+        at = target or key
+        known = self._known.setdefault((at.region, at.project_id), {})
+        if at.name not in known:
 
             def until(page: MigrationPage, seen: int) -> bool:
                 known.update((m.name, m) for m in page.migrations)
-                return key.name in known
+                return at.name in known
 
-            await scan_exports(self._ctx, key, until, client=client)
-        return known.get(key.name)
+            await scan_exports(self._ctx, key, until, client=client, where=Place(at, self._type))
+        return known.get(at.name)

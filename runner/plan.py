@@ -124,7 +124,8 @@ def decide(
             "the name is taken by a task this journal never made: --adopt-existing adopts it",
             taken=True,
         )
-    if row.state in DONE_STATES:
+    if row.state in DONE_STATES or row.state is TaskState.IMPORT_FAILED:
+        # the export is made (an import that failed is the import leg's to retry)
         if row.fingerprint == ADOPTED_FINGERPRINT:
             return Action(ActionKind.SKIP, spec, f"already {row.state.value} (adopted)")
         if row.fingerprint is not None and row.fingerprint != spec.fingerprint():

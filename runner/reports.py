@@ -17,9 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.journal import AttemptRow, TaskRow
-from runner.models import TaskState
+from runner.models import IMPORT_STATES, TaskState
 from runner.plan import Plan
 from runner.redact import scrub_url_secrets
+from runner.stages import Step, stage_counts
 from runner.text import printable
 
 STATUS_FIELDS = (
@@ -36,7 +37,16 @@ STATUS_FIELDS = (
     "package_path",
     "waiting_since",
     "profile",
+    # the import leg (run --import): the target, the uploaded package, the import task
+    "import_region",
+    "import_project_id",
+    "import_name",
+    "import_profile",
+    "package_file",
+    "import_migration_id",
+    "import_state",
 )
+IMPORT_FIELDS = STATUS_FIELDS[STATUS_FIELDS.index("import_region") :]
 
 
 def _iso(epoch: float) -> str:
@@ -47,6 +57,34 @@ def waiting_since(row: TaskRow) -> str | None:
     """For a task whose create's outcome is still unknown (in flight): since when it waits on a
     lookup, as the journal last heard of it."""
     return _iso(row.updated_at) if row.state is TaskState.IN_FLIGHT else None
+
+
+def import_state(row: TaskRow) -> str | None:
+    """Where the task's import stands: its state once the import leg has begun, `pending`
+    before (`in_flight` while a create's outcome is unknown), None without an import target."""
+    imports = row.imports
+    if imports is None:
+        return None
+    if row.state in IMPORT_STATES:
+        if row.state is TaskState.UPLOADED and imports.sent:
+            return TaskState.IN_FLIGHT.value
+        return row.state.value
+    return TaskState.PENDING.value
+
+
+def _import_record(row: TaskRow) -> dict[str, Any]:
+    imports = row.imports
+    if imports is None:
+        return dict.fromkeys(IMPORT_FIELDS)
+    return {
+        "import_region": imports.target.region,
+        "import_project_id": imports.target.project_id,
+        "import_name": imports.target.name,
+        "import_profile": imports.profile,
+        "package_file": imports.package_file,
+        "import_migration_id": imports.migration_id,
+        "import_state": import_state(row),
+    }
 
 
 def status_record(row: TaskRow) -> dict[str, Any]:
@@ -65,6 +103,7 @@ def status_record(row: TaskRow) -> dict[str, Any]:
         "package_path": row.package_path,
         "waiting_since": waiting_since(row),
         "profile": row.profile,
+        **_import_record(row),
     }
 
 
@@ -82,7 +121,7 @@ def cell(value: object) -> Text:
 def status_table(console: Console, rows: Sequence[TaskRow]) -> None:
     records = [status_record(row) for row in rows]
     # the columns that only some runs fill are shown when a row has a value there
-    optional = ("waiting_since", "profile")
+    optional = ("waiting_since", "profile", *IMPORT_FIELDS)
     shown = [
         f
         for f in STATUS_FIELDS
@@ -102,10 +141,21 @@ LISTING_WHY = (
 )
 
 
-def plan_json(plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> str:
+def _step_totals(steps: Sequence[Step]) -> dict[str, int]:
+    counts = Counter(steps)
+    return {step.value: counts.get(step, 0) for step in Step}
+
+
+def plan_json(
+    plan: Plan, listed: Sequence[tuple[str, int]] = (), steps: Sequence[Step] = ()
+) -> str:
+    steps = steps or [Step.CREATE] * len(plan.actions)
     return json.dumps(
         {
             "totals": {k.value: v for k, v in plan.totals().items()},
+            # the next step of each task along the chain (create … wait_import), for a run with
+            # the flags that go that far
+            "next_steps": _step_totals(steps),
             "listings": {
                 "workspaces": [{"region": r, "project_id": p} for r, p in listed],
                 "reads_at_least": len(listed),
@@ -119,8 +169,9 @@ def plan_json(plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> str:
                     "action": a.kind.value,
                     "reason": a.reason,
                     "profile": a.spec.profile,
+                    "next_step": step.value,
                 }
-                for a in plan.actions
+                for a, step in zip(plan.actions, steps, strict=True)
             ],
         },
         indent=2,
@@ -128,7 +179,12 @@ def plan_json(plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> str:
     )
 
 
-def plan_table(console: Console, plan: Plan, listed: Sequence[tuple[str, int]] = ()) -> None:
+def plan_table(
+    console: Console,
+    plan: Plan,
+    listed: Sequence[tuple[str, int]] = (),
+    steps: Sequence[Step] = (),
+) -> None:
     table = Table(title="plan")
     profiles = any(a.spec.profile for a in plan.actions)  # a column only when a workspace names one
     names = (
@@ -148,6 +204,9 @@ def plan_table(console: Console, plan: Plan, listed: Sequence[tuple[str, int]] =
     console.print(table)
     totals = ", ".join(f"{k.value} {v}" for k, v in plan.totals().items())
     console.print(f"totals: {totals}", markup=False)
+    if steps:
+        ahead = ", ".join(f"{k} {v}" for k, v in _step_totals(steps).items() if v)
+        console.print(f"next steps: {ahead}", markup=False)
     if listed:
         console.print(
             f"listings first: {len(listed)} workspaces, at least {len(listed)} ListMigrations"
@@ -163,6 +222,7 @@ class Report:
     timings: dict[str, Any]
     # tasks whose create's outcome is unknown: they wait on a lookup (the next run looks again)
     waiting: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, int] = field(default_factory=dict)  # tasks through each stage of the chain
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +230,7 @@ class Report:
             "failures": self.failures,
             "timings": self.timings,
             "waiting": self.waiting,
+            "stages": self.stages,
         }
 
 
@@ -186,7 +247,7 @@ def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Rep
     totals["total"] = len(rows)
     grouped: dict[str, list[TaskRow]] = defaultdict(list)
     for row in rows:
-        if row.state in (TaskState.FAILED, TaskState.EXISTS):
+        if row.state in (TaskState.FAILED, TaskState.EXISTS, TaskState.IMPORT_FAILED):
             grouped[row.error_code or "unknown"].append(row)
     failures = [
         {
@@ -220,7 +281,7 @@ def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Rep
     if in_flight:
         waiting["oldest_since"] = _iso(in_flight[0].updated_at)
         waiting["tasks"] = [str(r.key) for r in in_flight[:20]]
-    return Report(totals, failures, timings, waiting)
+    return Report(totals, failures, timings, waiting, stage_counts(rows))
 
 
 def _updated(row: TaskRow) -> float:
@@ -245,6 +306,8 @@ def report_csv(report: Report) -> str:
         writer.writerow(["timings", name, json.dumps(value), ""])
     for name, value in report.waiting.items():
         writer.writerow(["waiting", name, json.dumps(value), ""])
+    for stage, count in report.stages.items():
+        writer.writerow(["stages", stage, count, ""])
     return out.getvalue()
 
 
@@ -255,6 +318,8 @@ def report_table(console: Console, report: Report) -> None:
     for state, count in report.totals.items():
         totals.add_row(cell(state), cell(count))
     console.print(totals)
+    stages = ", ".join(f"{stage} {count}" for stage, count in report.stages.items())
+    console.print(f"stages reached: {stages}", markup=False)
     if report.failures:
         failures = Table(title="failures by error code")
         for name in ("error_code", "count", "example_message"):

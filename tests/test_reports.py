@@ -122,6 +122,17 @@ TOTALS = {
     "import_failed": 0,
     "total": 9,
 }
+# created 4 (two only created), started 2, exported 1; no package saved, no import leg
+STAGES = {
+    "created": 4,
+    "started": 2,
+    "exported": 1,
+    "downloaded": 0,
+    "uploaded": 0,
+    "import_created": 0,
+    "import_started": 0,
+    "imported": 0,
+}
 # the in-flight task: its create's outcome unknown since the journal last heard of it
 WAITING = {"count": 1, "oldest_since": "1970-01-01T01:23:20Z", "tasks": ["cn-hangzhou/106/a"]}
 FAILURES = [
@@ -161,6 +172,7 @@ def test_report_json_has_totals_failures_by_code_and_timings(journal: Path) -> N
         "failures": FAILURES,
         "timings": TIMINGS,
         "waiting": WAITING,
+        "stages": STAGES,
     }
 
 
@@ -182,7 +194,8 @@ def test_report_csv_parses_back(journal: Path) -> None:
     sections = [r[0] for r in rows]
     assert sections == ["totals"] * len(TOTALS) + ["failures"] * 2 + ["timings"] * 6 + [
         "waiting"
-    ] * len(WAITING)
+    ] * len(WAITING) + ["stages"] * len(STAGES)
+    assert {r[1]: int(r[2]) for r in rows if r[0] == "stages"} == STAGES
 
 
 def console(out: io.StringIO, width: int = 120) -> Console:
@@ -291,10 +304,11 @@ def test_report_of_an_untouched_journal(tmp_path: Path) -> None:
     assert report.failures == []
     assert report.timings == {"requests": 0, "by_outcome": {}}
     rows = list(csv.reader(io.StringIO(reports.report_csv(report))))
-    assert rows[-3:] == [
+    assert rows[-3 - len(STAGES) :] == [
         ["timings", "requests", "0", ""],
         ["timings", "by_outcome", "{}", ""],
         ["waiting", "count", "0", ""],
+        *(["stages", stage, "0", ""] for stage in STAGES),
     ]
 
 
@@ -341,6 +355,8 @@ def test_status_json_rows(journal: Path) -> None:
         "package_path": None,
         "waiting_since": None,
         "profile": None,
+        # no import target: the import leg's fields are there, empty
+        **dict.fromkeys(reports.IMPORT_FIELDS),
     }
     assert by_key["cn-hangzhou", 106, "a"]["waiting_since"] == "1970-01-01T01:23:20Z"
     created = by_key["cn-shanghai", 101, "a"]

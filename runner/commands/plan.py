@@ -11,6 +11,7 @@ from runner.commands.common import ExitCode, load_or_report, stdout
 from runner.journal import Journal, JournalError, TaskRow
 from runner.models import TaskKey
 from runner.plan import listed_first, make_plan
+from runner.stages import next_step
 
 
 def read_rows(journal: Path) -> dict[TaskKey, TaskRow]:
@@ -35,8 +36,9 @@ def execute(
     plan = make_plan(manifest.specs, rows, only_failed=only_failed)
     sent = {(k.region, k.project_id) for k, row in rows.items() if row.create_sent}
     listed = listed_first(plan.actions, sent)
+    steps = [next_step(a.spec, rows.get(a.spec.key)) for a in plan.actions]
     if fmt == "json":
-        print(reports.plan_json(plan, listed))
+        print(reports.plan_json(plan, listed, steps))
     else:
-        reports.plan_table(stdout(), plan, listed)
+        reports.plan_table(stdout(), plan, listed, steps)
     return ExitCode.OK

@@ -34,12 +34,14 @@ from runner.dataworks.download import DEFAULT_MAX_PACKAGE, Downloader
 from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.identity import KeyRing, describe
 from runner.dataworks.keys import KeyProvider
+from runner.dataworks.oss import AiohttpUploader
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
+from runner.dataworks.upload import Uploader
 from runner.engine import PhaseOptions, RunStats, run_phases
-from runner.journal import Journal, JournalError
+from runner.journal import Journal, JournalError, TaskRow
 from runner.journal_writer import JournalWriter
 from runner.logs import REDACTOR, get_logger
-from runner.models import Action, ActionKind, Manifest
+from runner.models import Action, ActionKind, Manifest, TaskState
 from runner.phases import Stage
 from runner.phases.create import DEFAULT_VISIBILITY_WINDOW
 from runner.phases.tasks import LifecycleTask
@@ -50,6 +52,8 @@ from runner.ratelimit import RateLimiter
 __all__ = ["RunRequest", "RunResult", "execute", "run", "summary_line"]
 
 log = get_logger("runner.run")
+
+DEFAULT_PACKAGES = "packages"  # with --import and no --download: the folder beside the journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,9 @@ class RunRequest:
     start: bool = False  # start the created tasks (StartMigration)
     wait: bool = False  # wait for their exports to end (implies start)
     download: Path | None = None  # save the packages under this folder (implies wait)
+    # upload each package and import it into its target workspace (implies download, into
+    # DEFAULT_PACKAGES beside the journal unless --download names a folder)
+    imports: bool = False
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
     poll_interval: float = DEFAULT_POLL_INTERVAL
     visibility_window: float = DEFAULT_VISIBILITY_WINDOW
@@ -79,8 +86,22 @@ class RunRequest:
 
     @property
     def stage(self) -> Stage:
-        """How far every task should go: --download implies --wait implies --start."""
-        return Stage.of(start=self.start, wait=self.wait, download=self.download is not None)
+        """How far every task should go: --import implies --download implies --wait implies
+        --start."""
+        return Stage.of(
+            start=self.start,
+            wait=self.wait,
+            download=self.download is not None,
+            imports=self.imports,
+        )
+
+    @property
+    def packages(self) -> Path | None:
+        """Where the packages are saved: --download's folder, else with --import a folder
+        beside the journal."""
+        if self.download is None and self.imports:
+            return self.journal.parent / DEFAULT_PACKAGES
+        return self.download
 
     def phase_options(self, concurrency: int) -> PhaseOptions:
         return PhaseOptions(
@@ -88,7 +109,7 @@ class RunRequest:
             concurrency=concurrency,
             adopt_existing=self.adopt_existing,
             # resolved, so the package paths in the journal mean the same from any folder
-            download_dir=None if self.download is None else self.download.resolve(),
+            download_dir=None if self.packages is None else self.packages.resolve(),
             wait_timeout=self.wait_timeout,
             poll_interval=self.poll_interval,
             download_timeout=max(self.timeout, 30.0),
@@ -111,7 +132,7 @@ class RunRequest:
             raise UsageError("--poll-interval must be > 0")
         if self.max_package_size <= 0:
             raise UsageError("--max-package-size must be > 0")
-        download = self.download
+        download = self.packages
         if download is not None and download.exists() and not download.is_dir():
             raise UsageError(f"--download {download}: not a folder")
 
@@ -132,7 +153,14 @@ def _prepare(
         raise ManifestInvalid("invalid manifest")
     try:
         endpoints = Endpoints(request.endpoint)
-        names = sorted({spec.profile for spec in manifest.specs if spec.profile})
+        names = sorted(
+            {spec.profile for spec in manifest.specs if spec.profile}
+            | {
+                spec.import_into.profile
+                for spec in manifest.specs
+                if spec.import_into is not None and spec.import_into.profile
+            }
+        )
         if credentials is None:
             log.info("credentials", source=describe(request.profile))  # no network yet
         for name in names:
@@ -163,6 +191,7 @@ async def run(
     transport: Transport | None = None,
     clock: Clock | None = None,
     downloader: Downloader | None = None,
+    uploader: Uploader | None = None,
     profiles: Mapping[str, Credentials | KeyProvider] | None = None,
 ) -> RunResult:
     """One run, start to end. Raises UsageError before anything is sent."""
@@ -196,6 +225,15 @@ async def run(
                     log.warning("not followed", task=str(task.key), profile=task.profile)
             return [t for t in tasks if t.profile in reachable]
 
+        def import_rows() -> list[TaskRow]:
+            rows = journal.row_map()  # every export of this run is committed by now
+            keys = (spec.key for spec in manifest.specs)
+            found = [r for k in keys if (r := rows.get(k)) is not None and r.imports is not None]
+            reached = [r for r in found if r.imports is not None and r.imports.profile in reachable]
+            if len(reached) < len(found):
+                log.warning("imports not followed", tasks=len(found) - len(reached))
+            return reached
+
         async with (
             AiohttpTransport(limit=concurrency) as real,
             AiohttpDownloader(
@@ -204,6 +242,12 @@ async def run(
                 # packages from this machine only when the API is on it too (the simulator)
                 allow_loopback=endpoints.loopback,
             ) as fetcher,
+            AiohttpUploader(
+                limit=concurrency,
+                # with --endpoint, uploads connect there too, with OSS's Host header
+                connect_to=endpoints.override,
+                allow_loopback=endpoints.loopback,
+            ) as poster,
             JournalWriter(journal) as writer,
             # STS and the credentials sources go through the same transport (and --endpoint)
             KeyRing(transport or real, endpoint=request.endpoint, timeout=request.timeout) as ring,
@@ -243,21 +287,27 @@ async def run(
                     request.phase_options(concurrency),
                     interleaved(sending),
                     lifecycle_tasks=lifecycle_tasks,
+                    import_rows=import_rows,
                     downloader=downloader or fetcher,
+                    uploader=uploader or poster,
                     progress=progress,
                     total=len(sending),
                     sent_workspaces=sent_workspaces,
                 )
             )
-        states = Counter(
-            row.state.value
-            for _, row in pair_in_order(manifest.specs, journal.iter_rows())
-            if row is not None
-        )
+        states: Counter[str] = Counter()
+        ended = 0  # with --import: tasks without an import leg, at their end once exported
+        for spec, row in pair_in_order(manifest.specs, journal.iter_rows()):
+            if row is not None:
+                states[row.state.value] += 1
+                ended += spec.import_into is None and row.state is TaskState.EXPORTED
+
     finally:
         journal.close()
     elapsed = time.monotonic() - started
-    code = exit_code(states, stats, request.stage, only_failed=request.only_failed)
+    code = exit_code(
+        states, stats, request.stage, only_failed=request.only_failed, without_import=ended
+    )
     log.info(
         "run finished",
         exit_code=int(code),
@@ -268,6 +318,8 @@ async def run(
         tasks_started=stats.started,
         tasks_exported=stats.exported,
         packages_downloaded=stats.downloaded,
+        packages_uploaded=stats.uploaded,
+        tasks_imported=stats.imported,
         **dict(states),
     )
     if stats.fatal is not None:

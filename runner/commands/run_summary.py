@@ -27,14 +27,25 @@ _REACHED = {
     TaskState.CREATED.value: Stage.CREATE,
     TaskState.STARTED.value: Stage.START,
     TaskState.EXPORTED.value: Stage.DOWNLOAD,
+    TaskState.UPLOADED.value: Stage.DOWNLOAD,
+    TaskState.IMPORT_CREATED.value: Stage.DOWNLOAD,
+    TaskState.IMPORTING.value: Stage.DOWNLOAD,
+    TaskState.IMPORTED.value: Stage.IMPORT,
 }
 
 
 def exit_code(
-    states: Mapping[str, int], stats: RunStats, stage: Stage, *, only_failed: bool = False
+    states: Mapping[str, int],
+    stats: RunStats,
+    stage: Stage,
+    *,
+    only_failed: bool = False,
+    without_import: int = 0,
 ) -> ExitCode:
     """0 when every task reached the stage asked for (created, started, exported and, with
-    --download, saved); 1 when some did not; 3 when a fatal answer stopped the run."""
+    --download, saved; with --import, imported, or exported when it has no import target:
+    `without_import` counts those); 1 when some did not; 3 when a fatal answer stopped the
+    run."""
     if stats.fatal is not None:
         return ExitCode.FATAL
     skipped = {TaskState.PENDING.value} if only_failed else set()
@@ -44,7 +55,9 @@ def exit_code(
         return state not in skipped and (reached is None or reached < stage)
 
     not_done = sum(n for state, n in states.items() if short(state))
-    if stage is Stage.DOWNLOAD:
+    if stage is Stage.IMPORT:
+        not_done -= without_import
+    if stage >= Stage.DOWNLOAD:
         not_done += stats.download_failed
     return ExitCode.OK if not_done == 0 else ExitCode.TASKS_FAILED
 
@@ -66,6 +79,12 @@ def summary_line(result: RunResult, journal: Path) -> str:
             f" {stats.not_started} not started,"
             f" {stats.still_running} still running, {stats.download_failed} not downloaded;"
             f" {stats.lifecycle_requests} requests"
+        )
+    if stats.uploaded or stats.imports_created or stats.imported or stats.import_failed:
+        lines.append(
+            f"imports: {stats.uploaded} uploaded, {stats.imports_created} created,"
+            f" {stats.import_start.started} started, {stats.imported} imported,"
+            f" {stats.import_failed} failed, {stats.import_wait.still_running} still running"
         )
     if exists := result.states.get(TaskState.EXISTS.value, 0):
         lines.append(

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 
 from runner.dataworks import signing
 from runner.dataworks.actions import (
+    AUTHORIZE_UPLOAD,
     CREATE_EXPORT,
+    CREATE_IMPORT,
     DATAWORKS_VERSION,
     GET_SUMMARY,
     LIST,
@@ -45,6 +47,7 @@ from runner.dataworks.transport import (
     ResponseTooLarge,
     Transport,
 )
+from runner.dataworks.upload import UploadGrant
 from runner.models import (
     ApiError,
     Created,
@@ -63,6 +66,11 @@ API_VERSION = DATAWORKS_VERSION
 SignatureVersion = Literal["v3", "v1"]
 
 EXPIRED_TOKEN = "InvalidSecurityToken.Expired"
+UPLOAD_PRODUCT = "dataworks-public"  # AuthorizeFileUpload's Product for DataWorks packages
+MAX_GRANT_FIELD = 4096
+_GRANT_FIELDS = ("Bucket", "Endpoint", "ObjectKey", "AccessKeyId", "EncodedPolicy", "Signature")
+# {Bucket}.{Endpoint}: a host name (or address) and an optional port, nothing else
+_OSS_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?")
 STRING_TO_SIGN = re.compile(r"(server )?string to sign", re.IGNORECASE)
 MAX_MESSAGE = 500
 
@@ -133,6 +141,56 @@ class DataWorksClient:
                 "create answered without a valid migration id", mutating=True, request_id=rid
             )
         return Created(migration_id=data, request_id=rid)
+
+    async def create_import_migration(
+        self, region: str, params: Mapping[str, str], package_file: str
+    ) -> Created:
+        """Send CreateImportMigration once in `region`, with `params` (an `ImportSpec.params()`)
+        and the package uploaded as `package_file`. An unknown outcome raises UNKNOWN_OUTCOME."""
+        body = await self._call(region, CREATE_IMPORT, {**params, "PackageFile": package_file})
+        data, rid = body.get("Data"), _request_id(body)
+        if not is_id(data):
+            raise malformed(
+                "CreateImportMigration answered without a valid migration id",
+                mutating=True,
+                request_id=rid,
+            )
+        return Created(migration_id=data, request_id=rid)
+
+    async def authorize_file_upload(self, region: str) -> UploadGrant:
+        """OpenPlatform's AuthorizeFileUpload for a package to import in `region`: where to post
+        it and the signed policy to post it with."""
+        params = {"Product": UPLOAD_PRODUCT, "RegionId": region}
+        body = await self._call(region, AUTHORIZE_UPLOAD, params)
+        rid = _request_id(body)
+        fields = {name: body.get(name) for name in _GRANT_FIELDS}
+        texts = {
+            name: value
+            for name, value in fields.items()
+            if isinstance(value, str)
+            and value
+            and len(value) <= MAX_GRANT_FIELD
+            and printable(value) == value
+            and " " not in value
+        }
+        if len(texts) != len(_GRANT_FIELDS) or not _OSS_HOST.fullmatch(
+            f"{texts['Bucket']}.{texts['Endpoint']}"
+        ):
+            raise malformed(
+                "AuthorizeFileUpload answered without a usable grant",
+                mutating=False,
+                request_id=rid,
+            )
+        return UploadGrant(
+            bucket=texts["Bucket"],
+            endpoint=texts["Endpoint"],
+            object_key=texts["ObjectKey"],
+            access_key_id=texts["AccessKeyId"],
+            encoded_policy=texts["EncodedPolicy"],
+            signature=texts["Signature"],
+            use_accelerate=body.get("UseAccelerate") is True,
+            request_id=rid,
+        )
 
     async def list_migrations(
         self,
@@ -237,25 +295,29 @@ class DataWorksClient:
             self._stamp = (second, signing.timestamp_of(now))
         return self._stamp[1]
 
-    def _place(self, region: str) -> tuple[str, str]:
-        """A region's base URL and host, worked out once."""
-        place = self._places.get(region)
+    def _place(self, region: str, action: ApiAction) -> tuple[str, str]:
+        """The base URL and host a region's request goes to, worked out once: the region's
+        DataWorks endpoint, or the action's product host (both replaced by --endpoint)."""
+        where = action.host or region
+        place = self._places.get(where)
         if place is None:
-            base = self._endpoints.base_url(region)
-            place = self._places[region] = (base, urlsplit(base).netloc)
+            base = self._endpoints.base_url(region, host=action.host)
+            place = self._places[where] = (base, urlsplit(base).netloc)
         return place
 
     def _build(
         self, region: str, action: ApiAction, params: Mapping[str, str], creds: Credentials
     ) -> HttpRequest:
-        base, host = self._place(region)
+        base, host = self._place(region, action)
+        query = action.method == "GET"  # a GET carries its parameters in the query
         signed = signing.build_request(
             signature_version=self._signature_version,
-            method="POST",
+            method=action.method,
             host=host,
             action=action.name,
             api_version=action.version,
-            body_params=params,
+            body_params={} if query else params,
+            query_params=params if query else None,
             credentials=creds,
             timestamp=self._timestamp(),
             nonce=self._nonce(),

@@ -68,8 +68,17 @@ class Endpoints:
             urlsplit(self._override).hostname or ""
         )
 
-    def base_url(self, region: str) -> str:
-        return self._override or region_endpoint(region, vpc=self._vpc)
+    @property
+    def override(self) -> str | None:
+        """The --endpoint URL every request goes to, if one was given."""
+        return self._override
+
+    def base_url(self, region: str, *, host: str | None = None) -> str:
+        """Where a region's requests go: the override, else `host` (a product's one central
+        host) or the region's DataWorks endpoint."""
+        if self._override:
+            return self._override
+        return f"https://{host}" if host else region_endpoint(region, vpc=self._vpc)
 
     def limit_scope(self, region: str) -> str:
         """What a rate limit is counted against besides the account: the region, as the service

@@ -13,10 +13,21 @@ class Stage(enum.IntEnum):
     START = 2
     WAIT = 3
     DOWNLOAD = 4
+    IMPORT = 5  # upload, create the import, start it and wait for it
 
     @classmethod
-    def of(cls, *, start: bool = False, wait: bool = False, download: bool = False) -> Stage:
-        """The furthest stage the flags ask for (--download implies --wait implies --start)."""
+    def of(
+        cls,
+        *,
+        start: bool = False,
+        wait: bool = False,
+        download: bool = False,
+        imports: bool = False,
+    ) -> Stage:
+        """The furthest stage the flags ask for (--import implies --download implies --wait
+        implies --start)."""
+        if imports:
+            return cls.IMPORT
         if download:
             return cls.DOWNLOAD
         if wait:

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from runner.attempt import OnRefusal, Outcome, Policy, Result, attempt
 from runner.context import RunContext
 from runner.dataworks.actions import START
-from runner.journal import MarkStarted
 from runner.logs import get_logger
 from runner.lookup import read_summary
 from runner.models import NOT_STARTED_STATUSES, ApiError, ErrorKind, Started, TaskKey
-from runner.phases.tasks import LifecycleTask
+from runner.phases.tasks import EXPORT_LEG, Leg, LifecycleTask
 from runner.pool import ProgressFactory, TaskOutcome, run_pool, silent
 
 log = get_logger("runner.start")
@@ -35,17 +34,24 @@ class StartStats:
 
 class StartPhase:
     def __init__(
-        self, ctx: RunContext, *, concurrency: int = 16, progress: ProgressFactory = silent
+        self,
+        ctx: RunContext,
+        *,
+        concurrency: int = 16,
+        progress: ProgressFactory = silent,
+        leg: Leg = EXPORT_LEG,
     ) -> None:
         self._ctx = ctx
         self._concurrency = concurrency
         self._progress = progress
+        self._leg = leg
         self.stats = StartStats()
 
     async def run(self, tasks: Sequence[LifecycleTask]) -> list[LifecycleTask]:
         """Start every task; return those now started."""
         started: list[LifecycleTask] = []
-        progress = self._progress("starting", len(tasks))
+        label = "starting" if self._leg is EXPORT_LEG else f"starting {self._leg.noun}s"
+        progress = self._progress(label, len(tasks))
 
         async def handle(task: LifecycleTask) -> None:
             outcome = await self._start(task)
@@ -60,14 +66,17 @@ class StartPhase:
     async def _running(self, task: LifecycleTask) -> Started | None:
         """A Started value when the service shows the task started (running or finished)."""
         client = self._ctx.client_for(task.profile)
-        summary = await read_summary(self._ctx, task.key, task.migration_id, client=client)
+        summary = await read_summary(
+            self._ctx, task.key, task.migration_id, client=client, target=task.at
+        )
         return None if summary.status in NOT_STARTED_STATUSES else Started(True, None)
 
     async def _start(self, task: LifecycleTask) -> TaskOutcome:
-        key, client = task.key, self._ctx.client_for(task.profile)
+        key, at, client = task.key, task.at, self._ctx.client_for(task.profile)
+        started = self._leg.started
 
         async def send() -> Started:
-            answer = await client.start_migration(key.region, key.project_id, task.migration_id)
+            answer = await client.start_migration(at.region, at.project_id, task.migration_id)
             if not answer.started:  # answered, but not started: a refusal in a success body
                 raise ApiError(
                     ErrorKind.PERMANENT,
@@ -84,15 +93,16 @@ class StartPhase:
             START_POLICY,
             send,
             settle=lambda: self._running(task),
-            done=lambda answer: (MarkStarted(key, answer.request_id),),
+            done=lambda answer: (started(key, answer.request_id),),
             client=client,
+            target=at,
         )
         match result.outcome:
             case Outcome.DONE:
                 self.stats.started += 1
                 return TaskOutcome.STARTED
             case Outcome.SETTLED:
-                await self._ctx.writer.write(MarkStarted(key, None))
+                await self._ctx.writer.write(started(key, None))
                 self.stats.started += 1
                 return TaskOutcome.STARTED
             case Outcome.UNRESOLVED:
@@ -111,6 +121,11 @@ class StartPhase:
     def _not_started(self, key: TaskKey, code: str, message: str) -> TaskOutcome:
         self.stats.not_started += 1
         log.warning(
-            "not started", task=str(key), code=code, message=message, hint="it stays created"
+            "not started",
+            task=str(key),
+            leg=self._leg.noun,
+            code=code,
+            message=message,
+            hint="it stays created",
         )
         return TaskOutcome.NOT_STARTED

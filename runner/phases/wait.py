@@ -13,11 +13,16 @@ from dataclasses import dataclass
 
 from runner.attempt import Unresolved
 from runner.context import RunContext
-from runner.journal import MarkExported, MarkFailed
 from runner.logs import get_logger
-from runner.lookup import POLL_LIST_POLICY, POLL_SUMMARY_POLICY, read_summary, scan_exports
-from runner.models import Migration, MigrationPage, SummaryStatus, TaskKey
-from runner.phases.tasks import LifecycleTask
+from runner.lookup import (
+    POLL_LIST_POLICY,
+    POLL_SUMMARY_POLICY,
+    Place,
+    read_summary,
+    scan_exports,
+)
+from runner.models import Migration, MigrationPage, TaskKey
+from runner.phases.tasks import EXPORT_LEG, Leg, LifecycleTask
 from runner.pool import TaskOutcome, run_pool
 
 log = get_logger("runner.wait")
@@ -26,11 +31,7 @@ log = get_logger("runner.wait")
 LIST_SUCCESS = "SUCCESS"
 LIST_FAILURE = "FAILURE"
 # Export statuses that end a wait without a package, with the code the task fails with.
-FAILED_EXPORTS = {
-    SummaryStatus.EXPORT_ERROR.value: "ExportFailed",
-    SummaryStatus.REVOKED.value: "Revoked",
-    SummaryStatus.PARTIAL_SUCCESS.value: "ExportPartial",
-}
+FAILED_EXPORTS = EXPORT_LEG.failures
 
 OnExported = Callable[[LifecycleTask, str | None], Awaitable[TaskOutcome]]
 
@@ -55,8 +56,10 @@ class WaitPhase:
         poll_interval: float,
         concurrency: int = 16,
         on_exported: OnExported = exported_only,
+        leg: Leg = EXPORT_LEG,
     ) -> None:
         self._ctx = ctx
+        self._leg = leg
         self._wait_timeout = wait_timeout
         self._poll_interval = poll_interval
         self._concurrency = concurrency
@@ -79,7 +82,8 @@ class WaitPhase:
             log.info(
                 "progress",
                 phase="waiting",
-                exporting=len(pending),
+                leg=self._leg.noun,
+                running=len(pending),
                 exported=self.stats.exported,
                 failed=self.stats.failed,
                 elapsed_s=round(now - began, 1),
@@ -92,6 +96,7 @@ class WaitPhase:
             self.stats.still_running += len(pending)
             log.warning(
                 "wait timed out",
+                leg=self._leg.noun,
                 still_running=len(pending),
                 wait_timeout_s=self._wait_timeout,
                 hint="the tasks stay started; rerun with --wait to go on waiting",
@@ -102,7 +107,7 @@ class WaitPhase:
         finished: set[TaskKey] = set()
         workspaces: dict[tuple[str, int], list[LifecycleTask]] = {}
         for task in tasks:
-            workspaces.setdefault((task.key.region, task.key.project_id), []).append(task)
+            workspaces.setdefault((task.at.region, task.at.project_id), []).append(task)
 
         async def poll(group: list[LifecycleTask]) -> None:
             if self._ctx.clock.monotonic() >= deadline:
@@ -114,7 +119,7 @@ class WaitPhase:
 
     def _stopped(self, tasks: list[LifecycleTask]) -> bool:
         """Whether the tasks' region is stopped: they stay started, polled no more."""
-        if self._ctx.is_stopped(tasks[0].key, self._ctx.client_for(tasks[0].profile)):
+        if self._ctx.is_stopped(tasks[0].at, self._ctx.client_for(tasks[0].profile)):
             self.stats.still_running += len(tasks)
             return True
         return False
@@ -152,12 +157,16 @@ class WaitPhase:
             pages_left = -(-(page.total_count - seen) // len(page.migrations))
             return pages_left >= missing
 
-        client = self._ctx.client_for(group[0].profile)
-        await scan_exports(self._ctx, group[0].key, until, policy=POLL_LIST_POLICY, client=client)
+        first = group[0]
+        client = self._ctx.client_for(first.profile)
+        where = Place(first.at, self._leg.migration_type)
+        await scan_exports(
+            self._ctx, first.key, until, policy=POLL_LIST_POLICY, client=client, where=where
+        )
         return found
 
     async def _exported(self, task: LifecycleTask, url: str | None, rid: str | None) -> None:
-        await self._ctx.writer.write(MarkExported(task.key, url, rid))
+        await self._ctx.writer.write(self._leg.succeeded(task.key, url, rid))
         self.stats.exported += 1
         await self._on_exported(task, url)
 
@@ -181,17 +190,19 @@ class WaitPhase:
                 task.migration_id,
                 policy=POLL_SUMMARY_POLICY,
                 client=self._ctx.client_for(task.profile),
+                target=task.at,
             )
         except Unresolved:
             # stopped: it stays started; else the status could not be read: next round
             return self._stopped([task])
-        if summary.status == SummaryStatus.EXPORT_SUCCESS.value:
+        leg = self._leg
+        if summary.status == leg.success:
             await self._exported(task, summary.download_url, summary.request_id)
             return True
-        if (code := FAILED_EXPORTS.get(summary.status)) is not None:
-            message = f"the export ended {summary.status}"
-            await self._ctx.writer.write(MarkFailed(key, code, message, summary.request_id))
+        if (code := leg.failures.get(summary.status)) is not None:
+            message = f"the {leg.noun} ended {summary.status}"
+            await self._ctx.writer.write(leg.failed(key, code, message, summary.request_id))
             self.stats.failed += 1
-            log.warning("export failed", task=str(key), code=code, message=message)
+            log.warning(f"{leg.noun} failed", task=str(key), code=code, message=message)
             return True
         return False

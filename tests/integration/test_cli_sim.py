@@ -40,6 +40,13 @@ STATUS_FIELDS = {
     "package_path",
     "waiting_since",
     "profile",
+    "import_region",
+    "import_project_id",
+    "import_name",
+    "import_profile",
+    "package_file",
+    "import_migration_id",
+    "import_state",
 }
 FAST = ("--rate", "200")
 PROJECT_MISSING = "Invalid.Tenant.ProjectNotExists"
