@@ -33,7 +33,9 @@ def json_response(status: int, body: object, **headers: str) -> HttpResponse:
     return HttpResponse(status, headers, json.dumps(body).encode())
 
 
-def make_client(answer: HttpResponse | Exception) -> tuple[DataWorksClient, FunctionTransport]:
+def make_client(
+    answer: HttpResponse | Exception, *, endpoint: str | None = None
+) -> tuple[DataWorksClient, FunctionTransport]:
     async def handler(request: HttpRequest) -> HttpResponse:
         if isinstance(answer, Exception):
             raise answer
@@ -44,7 +46,7 @@ def make_client(answer: HttpResponse | Exception) -> tuple[DataWorksClient, Func
     client = DataWorksClient(
         transport,
         CREDS,
-        Endpoints(),
+        Endpoints(endpoint),
         now=lambda: datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
         nonce=lambda: next(nonces),
     )

@@ -1,0 +1,164 @@
+"""The journal's import leg: the target registered from the manifest, kept once an import was
+sent, the import ops, and where each task stands along the chain (stages, next step)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runner.journal import (
+    Journal,
+    MarkCreated,
+    MarkDownloaded,
+    MarkExported,
+    MarkImportCreated,
+    MarkImported,
+    MarkImportFailed,
+    MarkImportInFlight,
+    MarkImporting,
+    MarkInFlight,
+    MarkStarted,
+    MarkUploaded,
+    Op,
+    TaskRow,
+)
+from runner.models import ExportSpec, ImportSpec, TaskKey, TaskState
+from runner.plan import decide
+from runner.reports import import_state
+from runner.stages import Step, next_step, reached, stage_counts
+
+KEY = TaskKey("cn-shanghai", 710001, "a")
+TARGET = TaskKey("cn-hangzhou", 810001, "a")
+SPEC = ExportSpec(KEY, import_into=ImportSpec(TARGET, commit_rule='{"fileAutoCommit":true}'))
+
+
+def journal_with(path: Path, spec: ExportSpec, *ops: Op) -> TaskRow:
+    with Journal.open(path) as journal:
+        journal.register([spec], default_profile="main")
+        journal.apply(list(ops))
+        row = journal.get(spec.key)
+    assert row is not None
+    return row
+
+
+EXPORTED = (
+    MarkInFlight(KEY, SPEC.fingerprint()),
+    MarkCreated(KEY, 5001, "r1"),
+    MarkStarted(KEY, "r2"),
+    MarkExported(KEY, "https://oss/x.zip", "r3"),
+    MarkDownloaded(KEY, "/p/a-5001.zip"),
+)
+
+
+def test_register_keeps_the_target_and_its_parameters(tmp_path: Path) -> None:
+    """A task with import_into is registered with its target, the target's profile (the run's
+    default when the manifest names none) and the CreateImportMigration parameters as JSON."""
+    row = journal_with(tmp_path / "j.db", SPEC)
+    assert row.imports is not None
+    assert row.imports.target == TARGET
+    assert row.imports.profile == "main"
+    assert json.loads(row.imports.params) == {
+        "ProjectId": "810001",
+        "Name": "a",
+        "PackageType": "DATAWORKS_MODEL",
+        "CommitRule": '{"fileAutoCommit":true}',
+    }
+    assert (row.imports.package_file, row.imports.migration_id, row.imports.sent) == (
+        None,
+        None,
+        False,
+    )
+
+
+def test_a_task_without_import_into_has_no_import_leg(tmp_path: Path) -> None:
+    """No import_into: no import row, no import state."""
+    row = journal_with(tmp_path / "j.db", ExportSpec(KEY))
+    assert row.imports is None
+    assert import_state(row) is None
+
+
+def test_a_changed_target_is_taken_until_an_import_is_sent(tmp_path: Path) -> None:
+    """A rerun with another target updates the row while no import was sent; once one was sent,
+    the journal keeps the target it was sent to."""
+    path = tmp_path / "j.db"
+    journal_with(path, SPEC, *EXPORTED)
+    moved = ExportSpec(KEY, import_into=ImportSpec(TaskKey("cn-beijing", 910001, "a")))
+    row = journal_with(path, moved)
+    assert row.imports is not None
+    assert row.imports.target.project_id == 910001
+    journal_with(path, moved, MarkUploaded(KEY, "http://b.e/k"), MarkImportInFlight(KEY))
+    row = journal_with(path, SPEC)
+    assert row.imports is not None
+    assert row.imports.target.project_id == 910001
+    assert row.imports.sent
+
+
+def test_the_import_ops_walk_the_import_states(tmp_path: Path) -> None:
+    """Uploaded, in flight, created, importing, imported: each op moves the row on and keeps
+    what the step learnt (the package file, the import's id)."""
+    path = tmp_path / "j.db"
+    row = journal_with(path, SPEC, *EXPORTED, MarkUploaded(KEY, "http://b.e/k"))
+    assert (row.state, import_state(row)) == (TaskState.UPLOADED, "uploaded")
+    row = journal_with(path, SPEC, MarkImportInFlight(KEY))
+    assert (row.state, import_state(row)) == (TaskState.UPLOADED, "in_flight")
+    row = journal_with(path, SPEC, MarkImportCreated(KEY, 7001, "r4"))
+    assert row.imports is not None
+    assert (row.state, row.imports.migration_id) == (TaskState.IMPORT_CREATED, 7001)
+    row = journal_with(path, SPEC, MarkImporting(KEY, "r5"))
+    assert row.state is TaskState.IMPORTING
+    row = journal_with(path, SPEC, MarkImported(KEY, "r6"))
+    assert (row.state, row.migration_id, row.package_path) == (
+        TaskState.IMPORTED,
+        5001,
+        "/p/a-5001.zip",
+    )
+    assert [s.value for s in reached(row)] == [
+        "created",
+        "started",
+        "exported",
+        "downloaded",
+        "uploaded",
+        "import_created",
+        "import_started",
+        "imported",
+    ]
+    assert next_step(SPEC, row) is Step.NONE
+
+
+def test_next_steps_follow_the_chain(tmp_path: Path) -> None:
+    """The next step of a task is the first stage it has not reached: download, upload, create,
+    start and wait for the import; a failed import that was never created is uploaded again."""
+    path = tmp_path / "j.db"
+    assert next_step(SPEC, None) is Step.CREATE
+    row = journal_with(path, SPEC, *EXPORTED[:4])
+    assert next_step(SPEC, row) is Step.DOWNLOAD
+    row = journal_with(path, SPEC, EXPORTED[4])
+    assert next_step(SPEC, row) is Step.UPLOAD
+    assert next_step(ExportSpec(KEY), row) is Step.NONE  # no import target: done
+    row = journal_with(path, SPEC, MarkImportFailed(KEY, "OSS.EntityTooLarge", "too big", None))
+    assert next_step(SPEC, row) is Step.UPLOAD
+    row = journal_with(path, SPEC, MarkUploaded(KEY, "http://b.e/k"))
+    assert next_step(SPEC, row) is Step.CREATE_IMPORT
+    row = journal_with(path, SPEC, MarkImportCreated(KEY, 7001, None))
+    assert next_step(SPEC, row) is Step.START_IMPORT
+    row = journal_with(path, SPEC, MarkImporting(KEY, None))
+    assert next_step(SPEC, row) is Step.WAIT_IMPORT
+    row = journal_with(path, SPEC, MarkImportFailed(KEY, "ImportFailed", "ended", None))
+    assert next_step(SPEC, row) is Step.NONE  # created, then failed: an operator's call
+
+
+def test_an_import_failure_never_makes_the_export_again(tmp_path: Path) -> None:
+    """A task whose import failed is skipped by the create plan: its export is made."""
+    row = journal_with(
+        tmp_path / "j.db", SPEC, *EXPORTED, MarkImportFailed(KEY, "ImportFailed", "x", None)
+    )
+    action = decide(SPEC, row, default_profile="main")
+    assert action.kind.value == "skip"
+
+
+def test_stage_counts_count_every_stage_got_through(tmp_path: Path) -> None:
+    """report's stages: a task counts in every stage it got through."""
+    row = journal_with(tmp_path / "j.db", SPEC, *EXPORTED)
+    counts = stage_counts([row])
+    assert counts["downloaded"] == 1
+    assert counts["uploaded"] == 0
