@@ -23,8 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.sim.params import SimError as SimError
+from runner.sim.params import invalid, parse_enum, parse_int, parse_text, project_not_found
+
 FIRST_MIGRATION_ID = 100001
-INT64_MAX = 2**63 - 1
 TENANT_ID = 524257424564736
 
 EXPORT = "EXPORT"
@@ -36,29 +38,6 @@ PACKAGE_TYPES = ("DWMA", "DATAWORKS_MODEL", "DATAWORKS_V2", "DATAWORKS_V3")
 EXPORT_STEPS = ("EXPORT_PREPARE", "EXPORT_OBJECTS", "EXPORT_PACKAGE")
 IMPORT_STEPS = ("IMPORT_PREPARE", "IMPORT_OBJECTS", "IMPORT_COMMIT")
 FAILURE_MESSAGE = "An internal system error occurred. The export package could not be built."
-
-
-class SimError(Exception):
-    """An error answer: HTTP status, gateway code and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def missing(name: str) -> SimError:
-    return SimError(400, "MissingParameter", f"{name} is mandatory for this action.")
-
-
-def invalid(name: str, reason: str) -> SimError:
-    message = f"The specified parameter {name} is not valid: {reason}"
-    return SimError(400, "InvalidParameter", message)
-
-
-def project_not_found() -> SimError:
-    return SimError(400, "Invalid.Tenant.ProjectNotExists", "The project does not exist.")
 
 
 @dataclass(slots=True)
@@ -116,49 +95,6 @@ class MigrationRecord:
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-def _raw(params: Mapping[str, str], name: str, required: bool) -> str | None:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        if required:
-            raise missing(name)
-        return None
-    return raw
-
-
-def parse_int(
-    params: Mapping[str, str],
-    name: str,
-    *,
-    low: int,
-    high: int = INT64_MAX,
-    default: int | None = None,
-) -> int:
-    """An integer parameter within [low, high]; required unless a default is given."""
-    raw = _raw(params, name, required=default is None)
-    if raw is None:
-        return default or 0
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise invalid(name, f"'{raw}' is not an integer.") from None
-    if not low <= value <= high:
-        raise invalid(name, f"{value} is out of range [{low}, {high}].")
-    return value
-
-
-def parse_enum(
-    params: Mapping[str, str], name: str, allowed: tuple[str, ...], *, required: bool = True
-) -> str | None:
-    raw = _raw(params, name, required)
-    if raw is not None and raw not in allowed:
-        raise invalid(name, f"'{raw}' is not one of {', '.join(allowed)}.")
-    return raw
-
-
-def parse_text(params: Mapping[str, str], name: str) -> str:
-    return _raw(params, name, required=True) or ""
 
 
 def user_of(access_key_id: str) -> str:
