@@ -185,8 +185,9 @@ def _decode(encoded: str) -> Policy:
         expires = datetime.strptime(data["expiration"], _EXPIRATION).replace(tzinfo=UTC)
         conditions = data["conditions"]
         bucket = next(c["bucket"] for c in conditions if isinstance(c, dict))
-        key = next(c[2] for c in conditions if isinstance(c, list) and c[:2] == ["eq", "$key"])
-        low, high = next(c[1:] for c in conditions if c[0] == "content-length-range")
+        lists = [c for c in conditions if isinstance(c, list)]
+        key = next(c[2] for c in lists if c[:2] == ["eq", "$key"])
+        low, high = next(c[1:] for c in lists if c[:1] == ["content-length-range"])
         return Policy(str(bucket), str(key), expires.timestamp(), int(low), int(high))
     except (binascii.Error, ValueError, KeyError, TypeError, IndexError, StopIteration):
         raise SimError(400, "InvalidPolicyDocument", "The policy is not valid.") from None
