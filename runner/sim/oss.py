@@ -28,6 +28,7 @@ from runner.sim.service import SimStats
 CHUNK = 256 * 1024
 MAX_FIELD = 64 * 1024  # bytes of a form field other than the file
 RESET = "upload_reset"  # the fault's name in SimStats.faults
+INTERRUPTED = "Interrupted"  # SimStats.upload_failures: a post whose body was cut short
 
 
 class UploadDropped(Exception):
@@ -111,6 +112,11 @@ class OssService:
             stored = await self._receive(bucket, endpoint, fields["key"], policy, file)
         except SimError as exc:
             return self.refuse(rid, exc)
+        except UploadDropped:
+            raise
+        except BaseException:  # the body was cut short (client gone, handler cancelled)
+            self._stats.upload_failures[INTERRUPTED] += 1
+            raise
         self.store.put(stored)
         self._stats.uploads_stored += 1
         self._stats.upload_bytes += stored.size
