@@ -160,6 +160,16 @@ class ImportSim:
         async with self.client.post("/", data=form, headers=headers) as r:
             return Reply(r.status, await r.text(), CIMultiDict(r.headers))
 
+    async def create_import(
+        self, package_file: str, name: str = "i1", project: str = "23456"
+    ) -> int:
+        """CreateImportMigration that must be accepted: the import's id."""
+        answer = await self.call(
+            "CreateImportMigration", import_params(package_file, name, project)
+        )
+        assert answer.status == 200, answer.body
+        return int(answer.body["Data"])
+
     async def finished_export(self, name: str = "e1", project: str = "12345") -> int:
         """An export created, started and run to its end on the clock."""
         params = {**CREATE_EXPORT, "ProjectId": project, "Name": name}
