@@ -119,7 +119,8 @@ class ObjectStore:
         )
 
     def sign(self, encoded_policy: str) -> str:
-        digest = hmac.new(self.secret, encoded_policy.encode(), hashlib.sha1).digest()
+        message = encoded_policy.encode("utf-8", "surrogatepass")  # any text a form may carry
+        digest = hmac.new(self.secret, message, hashlib.sha1).digest()
         return base64.b64encode(digest).decode()
 
     def bucket_of(self, host: str) -> str | None:
@@ -142,7 +143,8 @@ class ObjectStore:
                 "The OSS Access Key Id you provided does not exist in our records.",
             )
         good = self.sign(fields["policy"])
-        if not hmac.compare_digest(good.encode(), fields["Signature"].encode()):
+        given = fields["Signature"].encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(good.encode(), given):
             raise SimError(
                 403,
                 "SignatureDoesNotMatch",
@@ -189,5 +191,14 @@ def _decode(encoded: str) -> Policy:
         key = next(c[2] for c in lists if c[:2] == ["eq", "$key"])
         low, high = next(c[1:] for c in lists if c[:1] == ["content-length-range"])
         return Policy(str(bucket), str(key), expires.timestamp(), int(low), int(high))
-    except (binascii.Error, ValueError, KeyError, TypeError, IndexError, StopIteration):
+    except (
+        binascii.Error,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        StopIteration,
+        OverflowError,
+        RecursionError,
+    ):
         raise SimError(400, "InvalidPolicyDocument", "The policy is not valid.") from None
