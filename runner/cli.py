@@ -276,6 +276,50 @@ def report(journal: Path, fmt: str) -> None:
     default=0.0,
     help="Share of those keys revoked at a random point of their life (refused as expired).",
 )
+@click.option(
+    "--import-duration",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds from StartMigration to the end of an import.",
+)
+@click.option(
+    "--import-failure-rate", type=float, default=0.0, help="Share of imports that end in error."
+)
+@click.option(
+    "--import-partial-rate",
+    type=float,
+    default=0.0,
+    help="Share of imports that end PARTIAL_SUCCESS (FAILURE in ListMigrations).",
+)
+@click.option(
+    "--upload-reset-rate",
+    type=float,
+    default=0.0,
+    help="Share of OSS package posts dropped once part of the file is in (nothing stored).",
+)
+@click.option(
+    "--upload-policy-ttl",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds an AuthorizeFileUpload policy is accepted by the OSS post.",
+)
+@click.option(
+    "--upload-max-bytes",
+    type=int,
+    default=5 * 1024**3,  # runner.sim.objects.DEFAULT_MAX_SIZE: what OSS takes in one post
+    show_default=True,
+    help="The largest package the upload policy accepts (larger: EntityTooLarge).",
+)
+@click.option(
+    "--faults-only-on",
+    "faults_only_on",
+    multiple=True,
+    metavar="ACTION",
+    help="Error, timeout, reset and applied-error faults hit only this action (repeatable;"
+    " reads and AuthorizeFileUpload too when named). Default: every write.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def sim(**options: Any) -> None:
     """Serve the DataWorks simulator on 127.0.0.1."""

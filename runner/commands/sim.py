@@ -10,6 +10,7 @@ from runner.commands.common import ExitCode
 from runner.sim.app import SimConfig
 from runner.sim.auth import Key
 from runner.sim.faults import Faults
+from runner.sim.objects import DEFAULT_MAX_SIZE
 from runner.sim.server import run_forever
 
 # The key the demo and the README's rehearsal use. It opens nothing but the simulator.
@@ -37,6 +38,8 @@ class SimOptions:
     allow_duplicate_names: bool = False
     export_duration: float = 5.0
     download_ttl: float = 3600.0
+    import_duration: float = 5.0
+    upload_max_bytes: int = DEFAULT_MAX_SIZE
     # faults
     qps_limit: int | None = None
     daily_quota: int | None = None
@@ -54,6 +57,11 @@ class SimOptions:
     hostile_rate: float = 0.0
     sts_ttl: float = 3600.0
     revoke_rate: float = 0.0
+    import_failure_rate: float = 0.0
+    import_partial_rate: float = 0.0
+    upload_reset_rate: float = 0.0
+    upload_policy_ttl: float = 3600.0
+    faults_only_on: tuple[str, ...] = ()
 
     def faults(self) -> Faults:
         """The fault settings (ValueError when one is out of range)."""
@@ -63,6 +71,7 @@ class SimOptions:
             if f.name in _FAULT_FIELDS
         }
         values["missing_projects"] = frozenset(self.missing_projects)
+        values["faults_only_on"] = frozenset(self.faults_only_on)
         return Faults(**values)
 
     def config(self) -> SimConfig:
@@ -71,6 +80,8 @@ class SimOptions:
             raise ValueError("--port must be within 0..65535")
         if self.export_duration < 0 or self.download_ttl <= 0:
             raise ValueError("--export-duration must be >= 0 and --download-ttl > 0")
+        if self.import_duration < 0 or self.upload_max_bytes < 1:
+            raise ValueError("--import-duration must be >= 0 and --upload-max-bytes >= 1")
         keys = [parse_key(k) for k in self.keys] or [DEMO_KEY]
         return SimConfig(
             keys={k.access_key_id: k for k in keys},
@@ -79,6 +90,8 @@ class SimOptions:
             unique_names=not self.allow_duplicate_names,
             export_duration=self.export_duration,
             download_ttl=self.download_ttl,
+            import_duration=self.import_duration,
+            upload_max_bytes=self.upload_max_bytes,
         )
 
 

@@ -6,18 +6,22 @@ throttling, draw a fault, run the operation on the in-memory state, answer. Time
 are drawn before the operation but play out after it: the effect is applied and the answer is
 lost, which is what gives the client an unknown outcome. `/download/<id>.zip` serves the export
 packages behind the presigned DownloadUrls.
+
+Two more products answer on the same address. By version: STS (`runner.sim.sts`) and
+OpenPlatform's AuthorizeFileUpload (`runner.sim.openplatform`), the latter checked, throttled and
+faulted as a DataWorks read. By Host: a request whose Host header is `<bucket>.<endpoint>` for a
+bucket AuthorizeFileUpload granted goes to OSS PostObject (`runner.sim.oss_http`), before
+anything else is looked at: the runner connects to the simulator and sends that Host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import json
 import random
 import time
 import uuid
-import zipfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
-from runner.dataworks.actions import ACTIONS, DATAWORKS_VERSION
+from runner.dataworks.actions import (
+    ACTIONS,
+    AUTHORIZE_UPLOAD,
+    DATAWORKS_VERSION,
+    OPENPLATFORM_VERSION,
+    ApiAction,
+)
 from runner.dataworks.checksums import CRC64_HEADER, crc64_update
 from runner.sim import auth
 from runner.sim.auth import AuthFailure, IncomingRequest, Key, NonceCache
@@ -38,7 +48,12 @@ from runner.sim.faults import (
     draw_latency,
 )
 from runner.sim.hostile import HostileDraw, draw_hostile, hostile_answer
-from runner.sim.service import Call, Service, SimStats, access_key_of, error, params_of
+from runner.sim.objects import DEFAULT_MAX_SIZE, ObjectStore
+from runner.sim.openplatform import OpenPlatformService
+from runner.sim.oss import OssService, UploadDropped, error_answer
+from runner.sim.oss_http import handle_post
+from runner.sim.packages import export_package
+from runner.sim.service import Answer, Call, Service, SimStats, access_key_of, error, params_of
 from runner.sim.state import DataWorksState, SimError
 from runner.sim.sts import CREDENTIALS_PATH, STS_VERSION, Issuer, StsService
 
@@ -63,6 +78,9 @@ class SimConfig:
     download_ttl: float = 3600.0  # seconds a DownloadUrl stays valid after it is read
     checker: Checker | None = None  # replaces the signature check (tests, open mode)
     unique_names: bool = True  # False: a taken name is accepted again and the copy counted
+    import_duration: float = 5.0  # seconds from StartMigration to the end of an import
+    upload_max_bytes: int = DEFAULT_MAX_SIZE  # the grants' content-length-range maximum
+    spool_dir: str | None = None  # where OSS posts are spooled while they arrive; None: $TMPDIR
 
 
 STATS = web.AppKey("runner_sim_stats", SimStats)
@@ -107,8 +125,15 @@ class _Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.stats = SimStats()
+        objects = ObjectStore.for_seed(
+            config.seed,
+            policy_ttl=config.faults.upload_policy_ttl,
+            max_size=config.upload_max_bytes,
+        )
         self.state = DataWorksState(
             duration=config.export_duration,
+            import_duration=config.import_duration,
+            objects=objects,
             download_ttl=config.download_ttl,
             missing_projects=frozenset(config.faults.missing_projects),
             url_secret=f"runner-sim-{config.seed}".encode(),
@@ -119,6 +144,13 @@ class _Simulator:
         self.throttle = Throttle(config.faults)
         self.rng = random.Random(config.seed)
         self.service = Service(self.state, self.stats, config.faults, self.rng)
+        # OpenPlatform has its own limits (per key, as DataWorks's) and OSS its own draws
+        self.openplatform_throttle = Throttle(config.faults)
+        self.openplatform = OpenPlatformService(objects, self.stats)
+        oss_rng = random.Random(f"oss-faults-{config.seed}")
+        self.oss = OssService(
+            objects, self.stats, config.faults, oss_rng, config.clock, spool_dir=config.spool_dir
+        )
         self._ids = random.Random(f"request-ids-{config.seed}")
         # STS: minted keys are accepted besides the configured ones, until they expire
         self.issuer = Issuer(config.faults, random.Random(f"sts-{config.seed}"), self.stats)
@@ -137,6 +169,8 @@ class _Simulator:
     async def handle_api(self, request: web.Request) -> web.StreamResponse:
         faults = self.config.faults
         rid = self.request_id()
+        if self.oss.owns(request.host):  # `<bucket>.<endpoint>`: OSS, before anything else
+            return await self.handle_oss(request, rid)
         body = await request.read()
         query = dict(request.query)
         headers = {name.lower(): value for name, value in request.headers.items()}
@@ -151,7 +185,8 @@ class _Simulator:
         if version == STS_VERSION:  # the second product: STS (runner.sim.sts)
             answer = self.sts.handle(incoming, action, rid, request.host)
             return _json(answer.status, answer.body, rid)
-        if action not in ACTIONS or version != API_VERSION:
+        row = _row(action, version)
+        if row is None:
             return _error(request, rid, 404, "InvalidApi.NotFound", NOT_FOUND_MESSAGE)
 
         failure = self.checker(incoming)
@@ -162,7 +197,8 @@ class _Simulator:
         params = params_of(query, headers, body)
         signer = access_key_of(headers, params)
         self.stats.signed_by[signer] += 1
-        rejection = self.throttle.check(self.issuer.account_of(signer), self.config.clock())
+        throttle = self.throttle if row.name in ACTIONS else self.openplatform_throttle
+        rejection = throttle.check(self.issuer.account_of(signer), self.config.clock())
         if rejection is not None:
             self.stats.throttled += 1
             extra = {}
@@ -170,11 +206,12 @@ class _Simulator:
                 extra["x-acs-retry-after"] = str(rejection.retry_after_ms)
             return _error(request, rid, rejection.status, rejection.code, rejection.message, extra)
 
-        hostile = draw_hostile(faults.hostile_rate, self.rng, ACTIONS[action])
-        if hostile is not None:
-            return self._hostile(request, hostile, action, params, headers, rid)
+        if row.name in ACTIONS:  # hostile answers are DataWorks's
+            hostile = draw_hostile(faults.hostile_rate, self.rng, row)
+            if hostile is not None:
+                return self._hostile(request, hostile, action, params, headers, rid)
 
-        fault = draw_fault(faults, self.rng, is_write=ACTIONS[action].mutating)
+        fault = draw_fault(faults, self.rng, is_write=row.mutating, action=row.name)
         if fault in FAULT_ERRORS:
             self.stats.faults[fault.value] += 1
             status, code, message = FAULT_ERRORS[fault]
@@ -186,7 +223,7 @@ class _Simulator:
             self.config.clock(),
             f"{request.scheme}://{request.host}",
         )
-        answer = self.service.operate(ACTIONS[action], call, rid, request.host)
+        answer = self._operate(row, call, rid, request.host)
         response = _json(answer.status, answer.body, rid)
 
         if fault is Fault.TIMEOUT:
@@ -200,6 +237,18 @@ class _Simulator:
             status, code, message = FAULT_ERRORS[Fault.INTERNAL]
             return _error(request, rid, status, code, message)
         return response
+
+    def _operate(self, row: ApiAction, call: Call, rid: str, host: str) -> Answer:
+        if row.name in ACTIONS:
+            return self.service.operate(row, call, rid, host)
+        return self.openplatform.handle(row.name, call.params, call.now, rid, host)
+
+    async def handle_oss(self, request: web.Request, rid: str) -> web.StreamResponse:
+        """OSS PostObject (runner.sim.oss_http); the upload_reset fault drops the connection."""
+        try:
+            return await handle_post(self.oss, request, rid)
+        except UploadDropped:
+            return _drop_connection(request)
 
     def _hostile(
         self,
@@ -243,15 +292,7 @@ class _Simulator:
         except SimError as exc:
             return _oss_error(self.request_id(), exc)
         self.stats.downloads += 1
-        manifest = {
-            "MigrationId": record.migration_id,
-            "ProjectId": record.project_id,
-            "Name": record.name,
-            "ExportMode": record.export_mode,
-            "ExportObjectStatus": record.export_object_status,
-            "IncrementalSince": record.incremental_since,
-        }
-        package = _zip_package(manifest)
+        package = export_package(record)
         return web.Response(
             body=package,
             content_type="application/zip",
@@ -289,12 +330,22 @@ def _json(
 
 
 def _oss_error(rid: str, exc: SimError) -> web.Response:
-    xml = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
-        f"<Code>{exc.code}</Code><Message>{exc.message}</Message>"
-        f"<RequestId>{rid}</RequestId></Error>"
+    answer = error_answer(rid, exc)
+    return web.Response(
+        status=answer.status,
+        text=answer.body,
+        content_type="application/xml",
+        headers=answer.headers,
     )
-    return web.Response(status=exc.status, text=xml, content_type="application/xml")
+
+
+def _row(action: str, version: str) -> ApiAction | None:
+    """The API action a request names by action and version, if the simulator has it."""
+    if version == API_VERSION:
+        return ACTIONS.get(action)
+    if version == OPENPLATFORM_VERSION and action == AUTHORIZE_UPLOAD.name:
+        return AUTHORIZE_UPLOAD
+    return None
 
 
 def _drop_connection(request: web.Request) -> web.StreamResponse:
@@ -305,12 +356,3 @@ def _drop_connection(request: web.Request) -> web.StreamResponse:
         transport.abort()
     # aiohttp fails to write this to the aborted transport and lets it go quietly
     return web.Response(status=500)
-
-
-def _zip_package(manifest: Mapping[str, Any]) -> bytes:
-    """A small, deterministic export package."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as package:
-        info = zipfile.ZipInfo("manifest.json", date_time=(2020, 5, 18, 0, 0, 0))
-        package.writestr(info, json.dumps(manifest, indent=2, sort_keys=True))
-    return buffer.getvalue()

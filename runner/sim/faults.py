@@ -12,11 +12,17 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from runner.dataworks.actions import ACTIONS, AUTHORIZE_UPLOAD
+
 QPS_CODE = "Throttling.User"
 QPS_MESSAGE = "Your request is too frequent. Try again later."
 QUOTA_CODE = "Throttling.Api.Risk"
 QUOTA_MESSAGE = "The request for this resource has exceeded your daily available limit."
 DAY = 86_400.0
+# the actions --faults-only-on may name: DataWorks's and OpenPlatform's AuthorizeFileUpload
+FAULTABLE_ACTIONS = frozenset({*ACTIONS, AUTHORIZE_UPLOAD.name})
+IMPORT_ERROR = "IMPORT_ERROR"
+PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +49,18 @@ class Faults:
     hostile_rate: float = 0.0
     sts_ttl: float = 3600.0  # seconds a minted STS or credentials-URI key is accepted
     revoke_rate: float = 0.0  # share of minted keys revoked at a random point of their life
+    import_failure_rate: float = 0.0  # a started import ends IMPORT_ERROR
+    import_partial_rate: float = 0.0  # a started import ends PARTIAL_SUCCESS
+    upload_reset_rate: float = 0.0  # an OSS post dropped once part of its file is in, not stored
+    upload_policy_ttl: float = 3600.0  # seconds an AuthorizeFileUpload policy is accepted
+    # when given, the error/timeout/reset/applied-error faults hit these actions only (reads
+    # included), and no others
+    faults_only_on: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         rates = ("error_rate", "timeout_rate", "reset_rate", "applied_error_rate")
-        for name in (*rates, "export_failure_rate", "hostile_rate", "revoke_rate"):
+        others = ("export_failure_rate", "hostile_rate", "revoke_rate", "upload_reset_rate")
+        for name in (*rates, *others, "import_failure_rate", "import_partial_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
@@ -62,6 +76,22 @@ class Faults:
             raise ValueError("max_page_size must be at least 1")
         if not self.sts_ttl >= 1:
             raise ValueError("sts_ttl must be at least 1 second")
+        if self.import_failure_rate + self.import_partial_rate > 1.0:
+            raise ValueError("import_failure_rate + import_partial_rate must not exceed 1")
+        if not self.upload_policy_ttl > 0:
+            raise ValueError("upload_policy_ttl must be positive")
+        unknown = sorted(set(self.faults_only_on) - FAULTABLE_ACTIONS)
+        if unknown:
+            known = ", ".join(sorted(FAULTABLE_ACTIONS))
+            raise ValueError(
+                f"faults_only_on: unknown action {', '.join(unknown)} (one of {known})"
+            )
+
+    def faulted(self, action: str, *, is_write: bool) -> bool:
+        """Whether the error/timeout/reset/applied-error faults may hit a request to `action`."""
+        if self.faults_only_on:
+            return action in self.faults_only_on
+        return is_write or self.faults_on_reads
 
 
 class Fault(enum.StrEnum):
@@ -90,9 +120,12 @@ FAULT_ERRORS: dict[Fault, tuple[int, str, str]] = {
 }
 
 
-def draw_fault(faults: Faults, rng: random.Random, *, is_write: bool) -> Fault:
-    """One draw per eligible request: error, timeout, reset or nothing, in proportion."""
-    if not is_write and not faults.faults_on_reads:
+def draw_fault(
+    faults: Faults, rng: random.Random, *, is_write: bool, action: str | None = None
+) -> Fault:
+    """One draw per eligible request (`Faults.faulted`): error, timeout, reset or nothing, in
+    proportion."""
+    if not faults.faulted(action or "", is_write=is_write):
         return Fault.NONE
     total = faults.error_rate + faults.timeout_rate + faults.reset_rate
     if total + faults.applied_error_rate <= 0:
@@ -116,6 +149,24 @@ def draw_export_failure(faults: Faults, rng: random.Random) -> bool:
     if faults.export_failure_rate <= 0:
         return False
     return rng.random() < faults.export_failure_rate
+
+
+def draw_import_end(faults: Faults, rng: random.Random) -> str | None:
+    """How a started import ends: None (IMPORT_SUCCESS), IMPORT_ERROR or PARTIAL_SUCCESS."""
+    if faults.import_failure_rate <= 0 and faults.import_partial_rate <= 0:
+        return None
+    u = rng.random()
+    if u < faults.import_failure_rate:
+        return IMPORT_ERROR
+    if u < faults.import_failure_rate + faults.import_partial_rate:
+        return PARTIAL_SUCCESS
+    return None
+
+
+def draw_upload_reset(faults: Faults, rng: random.Random) -> bool:
+    if faults.upload_reset_rate <= 0:
+        return False
+    return rng.random() < faults.upload_reset_rate
 
 
 def draw_latency(faults: Faults, rng: random.Random) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,7 +26,7 @@ from runner.dataworks.actions import (
     ApiAction,
 )
 from runner.sim import auth
-from runner.sim.faults import Faults, draw_export_failure
+from runner.sim.faults import Faults, draw_export_failure, draw_import_end
 from runner.sim.state import DataWorksState, SimError
 
 ANONYMOUS = "anonymous"
@@ -51,6 +51,15 @@ class SimStats:
     signed_by: Counter[str] = field(default_factory=Counter)
     # STS and the credentials URI: calls answered, keys minted, revoked, refused as expired
     sts: Counter[str] = field(default_factory=Counter)
+    # the import leg: AuthorizeFileUpload grants, OSS posts stored and refused (by OSS code),
+    # imports created (duplicates among them) and each import made, by id
+    grants_issued: int = 0
+    uploads_stored: int = 0
+    upload_bytes: int = 0  # of the stored uploads
+    upload_failures: Counter[str] = field(default_factory=Counter)
+    imports_applied: int = 0
+    duplicate_imports: int = 0
+    imports: dict[int, ImportMade] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -67,6 +76,34 @@ class SimStats:
             "hostile_applied": self.hostile_applied,
             "signed_by": dict(self.signed_by),
             "sts": dict(self.sts),
+            "grants_issued": self.grants_issued,
+            "uploads_stored": self.uploads_stored,
+            "upload_bytes": self.upload_bytes,
+            "upload_failures": dict(self.upload_failures),
+            "imports_applied": self.imports_applied,
+            "duplicate_imports": self.duplicate_imports,
+            "imports": [self.imports[i].snapshot() for i in sorted(self.imports)],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ImportMade:
+    """An import task as the stats show it: where, from which export's package, and its status:
+    INIT until started, then the status it ends in (drawn when it is started)."""
+
+    project_id: int
+    name: str
+    migration_id: int
+    source_migration_id: int | None
+    status: str = "INIT"
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id,
+            "name": self.name,
+            "migration_id": self.migration_id,
+            "source_migration_id": self.source_migration_id,
+            "status": self.status,
         }
 
 
@@ -139,6 +176,10 @@ class Service:
         self._faults = faults
         self._rng = rng
 
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
     def operate(self, action: ApiAction, call: Call, rid: str, host: str) -> Answer:
         try:
             return HANDLERS[action.name](self, call, rid)
@@ -156,14 +197,31 @@ class Service:
 
     def create_import(self, call: Call, rid: str) -> Answer:
         data = self.state.create_import_migration(call.params, call.now, call.access_key)
-        self.stats.creates_applied += 1
+        record = self.state.migrations[data]
+        self.stats.creates_applied += 1  # exports and imports alike
+        self.stats.imports_applied += 1
+        self.stats.duplicate_imports = self.state.duplicate_imports
+        self.stats.duplicates_created = self.state.duplicates
+        self.stats.imports[data] = ImportMade(
+            record.project_id, record.name, data, record.source_migration_id
+        )
         return ok(rid, data, detailed=True)
 
     def start(self, call: Call, rid: str) -> Answer:
-        will_fail = draw_export_failure(self._faults, self._rng)
-        started, message = self.state.start_migration(call.params, call.now, will_fail=will_fail)
+        will_fail = draw_export_failure(self._faults, self._rng)  # drawn for every start, as ever
+        started, message = self.state.start_migration(
+            call.params,
+            call.now,
+            will_fail=will_fail,
+            import_end=lambda: draw_import_end(self._faults, self._rng),
+        )
         if started:
             self.stats.starts_applied += 1
+            migration_id = int(call.params["MigrationId"].strip())
+            made = self.stats.imports.get(migration_id)
+            if made is not None:
+                status = self.state.migrations[migration_id].end_status_name()
+                self.stats.imports[migration_id] = replace(made, status=status)
         code = "" if started else "Invalid.Migration.Status"
         return ok(rid, started, detailed=True, code=code, message=message)
 

@@ -10,8 +10,10 @@ Design choices where the service is silent (see dataworks-api.md §4, §5.5):
 - StartMigration on a task that already ran answers `Data: false` with an ErrorMessage;
 - an unknown MigrationId answers 400 `Invalid.Param`;
 - ListMigrations sorts by id ascending;
-- a task finishes `duration` seconds after it was started; its DownloadUrl is presigned each
-  time it is read and stays valid for `download_ttl` seconds.
+- a task finishes `duration` seconds after it was started (an import `import_duration`); an
+  export's DownloadUrl is presigned each time it is read and stays valid for `download_ttl` s;
+- CreateImportMigration takes only a PackageFile naming an object uploaded to this simulator's
+  OSS (`objects`) whose manifest names one of its exports that ended EXPORT_SUCCESS.
 """
 
 from __future__ import annotations
@@ -19,146 +21,40 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.sim.objects import ObjectStore, StoredObject
+from runner.sim.params import SimError as SimError
+from runner.sim.params import (
+    check_json_object,
+    invalid,
+    parse_enum,
+    parse_int,
+    parse_text,
+    project_not_found,
+)
+from runner.sim.records import (
+    EXPORT,
+    EXPORT_MODES,
+    EXPORT_STEPS,
+    EXPORT_SUCCESS,
+    IMPORT,
+    IMPORT_ERROR,
+    IMPORT_STEPS,
+    MIGRATION_TYPES,
+    OBJECT_STATUSES,
+    PACKAGE_TYPES,
+    MigrationRecord,
+)
+
 FIRST_MIGRATION_ID = 100001
-INT64_MAX = 2**63 - 1
 TENANT_ID = 524257424564736
-
-EXPORT = "EXPORT"
-IMPORT = "IMPORT"
-EXPORT_MODES = ("FULL", "INCREMENTAL")
-OBJECT_STATUSES = ("SAVED", "SUBMITTED", "DEPLOYED")
-MIGRATION_TYPES = (IMPORT, EXPORT)
-PACKAGE_TYPES = ("DWMA", "DATAWORKS_MODEL", "DATAWORKS_V2", "DATAWORKS_V3")
-EXPORT_STEPS = ("EXPORT_PREPARE", "EXPORT_OBJECTS", "EXPORT_PACKAGE")
-IMPORT_STEPS = ("IMPORT_PREPARE", "IMPORT_OBJECTS", "IMPORT_COMMIT")
-FAILURE_MESSAGE = "An internal system error occurred. The export package could not be built."
-
-
-class SimError(Exception):
-    """An error answer: HTTP status, gateway code and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def missing(name: str) -> SimError:
-    return SimError(400, "MissingParameter", f"{name} is mandatory for this action.")
-
-
-def invalid(name: str, reason: str) -> SimError:
-    message = f"The specified parameter {name} is not valid: {reason}"
-    return SimError(400, "InvalidParameter", message)
-
-
-def project_not_found() -> SimError:
-    return SimError(400, "Invalid.Tenant.ProjectNotExists", "The project does not exist.")
-
-
-@dataclass(slots=True)
-class MigrationRecord:
-    """One migration task as the simulator stores it; timestamps in epoch seconds."""
-
-    migration_id: int
-    project_id: int
-    name: str
-    migration_type: str
-    package_type: str
-    description: str
-    created_at: float
-    create_user: str
-    export_mode: str | None = None
-    export_object_status: str | None = None
-    incremental_since: int | None = None
-    started_at: float | None = None
-    will_fail: bool = False
-    updated_at: float = 0.0
-    end_status: str | None = None  # a failed end other than the type's error (e.g. REVOKED)
-    visible_at: float = 0.0  # before this, reads do not show it and its name is free (apply lag)
-
-    def finished(self, now: float, duration: float) -> bool:
-        return self.started_at is not None and now >= self.started_at + duration
-
-    def summary_status(self, now: float, duration: float) -> str:
-        """The GetMigrationSummary status at `now`."""
-        running, ok, failed = (
-            ("EXPORTING", "EXPORT_SUCCESS", "EXPORT_ERROR")
-            if self.migration_type == EXPORT
-            else ("IMPORTING", "IMPORT_SUCCESS", "IMPORT_ERROR")
-        )
-        if self.started_at is None:
-            return "INIT"
-        if not self.finished(now, duration):
-            return running
-        if self.end_status is not None:
-            return self.end_status
-        return failed if self.will_fail else ok
-
-    def list_status(self, now: float, duration: float) -> str:
-        """The ListMigrations status at `now` (a coarser enum than the summary's)."""
-        if self.started_at is None:
-            return "INIT"
-        if not self.finished(now, duration):
-            return "RUNNING"
-        return "FAILURE" if self.will_fail or self.end_status is not None else "SUCCESS"
-
-    def modified_at(self, now: float, duration: float) -> float:
-        if self.started_at is not None and self.finished(now, duration):
-            return self.started_at + duration
-        return self.updated_at
 
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-def _raw(params: Mapping[str, str], name: str, required: bool) -> str | None:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        if required:
-            raise missing(name)
-        return None
-    return raw
-
-
-def parse_int(
-    params: Mapping[str, str],
-    name: str,
-    *,
-    low: int,
-    high: int = INT64_MAX,
-    default: int | None = None,
-) -> int:
-    """An integer parameter within [low, high]; required unless a default is given."""
-    raw = _raw(params, name, required=default is None)
-    if raw is None:
-        return default or 0
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise invalid(name, f"'{raw}' is not an integer.") from None
-    if not low <= value <= high:
-        raise invalid(name, f"{value} is out of range [{low}, {high}].")
-    return value
-
-
-def parse_enum(
-    params: Mapping[str, str], name: str, allowed: tuple[str, ...], *, required: bool = True
-) -> str | None:
-    raw = _raw(params, name, required)
-    if raw is not None and raw not in allowed:
-        raise invalid(name, f"'{raw}' is not one of {', '.join(allowed)}.")
-    return raw
-
-
-def parse_text(params: Mapping[str, str], name: str) -> str:
-    return _raw(params, name, required=True) or ""
 
 
 def user_of(access_key_id: str) -> str:
@@ -177,7 +73,10 @@ class DataWorksState:
     unique_names: bool = True  # False: a second task with a taken name is made (and counted)
     apply_lag: float = 0.0  # seconds before an accepted create shows in reads and takes its name
     max_page_size: int | None = None  # ListMigrations serves at most this many a page
-    duplicates: int = 0
+    import_duration: float | None = None  # seconds an import runs; None: `duration`
+    objects: ObjectStore = field(default_factory=ObjectStore)  # the uploads (runner.sim.objects)
+    duplicates: int = 0  # tasks made under a taken name, exports and imports
+    duplicate_imports: int = 0
     next_id: int = FIRST_MIGRATION_ID
     migrations: dict[int, MigrationRecord] = field(default_factory=dict)
     names: dict[tuple[int, str, str], int] = field(default_factory=dict)
@@ -189,6 +88,12 @@ class DataWorksState:
         if project_id in self.missing_projects:
             raise project_not_found()
         return project_id
+
+    def lasting(self, record: MigrationRecord) -> float:
+        """How long a task runs once started."""
+        if record.migration_type == IMPORT and self.import_duration is not None:
+            return self.import_duration
+        return self.duration
 
     def _record(self, project_id: int, migration_id: int, now: float) -> MigrationRecord:
         record = self.migrations.get(migration_id)
@@ -226,8 +131,32 @@ class DataWorksState:
         project_id = self.project(params)
         name = parse_text(params, "Name")
         package_type = parse_enum(params, "PackageType", PACKAGE_TYPES) or ""
-        parse_text(params, "PackageFile")
+        package_file = parse_text(params, "PackageFile")
+        for json_param in ("CommitRule", "CalculateEngineMap", "ResourceGroupMap", "WorkspaceMap"):
+            check_json_object(params, json_param)
+        stored = self.objects.resolve(package_file)
+        source = self._source_of(stored, package_file, now)
         record = self._add(project_id, IMPORT, name, package_type, params, now, access_key_id)
+        record.source_migration_id = source
+        record.package_sha256 = stored.sha256
+        return record.migration_id
+
+    def _source_of(self, stored: StoredObject, package_file: str, now: float) -> int:
+        """The export an uploaded package was made by: one of ours that ended EXPORT_SUCCESS."""
+        manifest = stored.manifest
+        record = None if manifest is None else self.migrations.get(manifest.migration_id)
+        if (
+            manifest is None
+            or record is None
+            or record.migration_type != EXPORT
+            or (record.project_id, record.name) != (manifest.project_id, manifest.name)
+            or record.summary_status(now, self.lasting(record)) != EXPORT_SUCCESS
+        ):
+            raise SimError(
+                400,
+                "Invalid.Param",
+                f"The PackageFile '{package_file}' is not a package of a successful export.",
+            )
         return record.migration_id
 
     def _add(
@@ -251,6 +180,7 @@ class DataWorksState:
             )
         if taken is not None:
             self.duplicates += 1
+            self.duplicate_imports += migration_type == IMPORT
         record = MigrationRecord(
             migration_id=self.next_id,
             project_id=project_id,
@@ -269,18 +199,30 @@ class DataWorksState:
         return record
 
     def start_migration(
-        self, params: Mapping[str, str], now: float, *, will_fail: bool = False
+        self,
+        params: Mapping[str, str],
+        now: float,
+        *,
+        will_fail: bool = False,
+        import_end: Callable[[], str | None] | None = None,
     ) -> tuple[bool, str]:
-        """Start a task: (Data, ErrorMessage). A task that already ran is not started again."""
+        """Start a task: (Data, ErrorMessage). A task that already ran is not started again.
+        An export fails when `will_fail`; an import ends as `import_end()` says when it is
+        started: None (IMPORT_SUCCESS), IMPORT_ERROR or PARTIAL_SUCCESS."""
         project_id = self.project(params)
         migration_id = parse_int(params, "MigrationId", low=2)
         record = self._record(project_id, migration_id, now)
         if record.started_at is not None:
-            status = record.summary_status(now, self.duration)
+            status = record.summary_status(now, self.lasting(record))
             return False, f"The migration task {migration_id} is already {status}."
         record.started_at = now
         record.updated_at = now
-        record.will_fail = will_fail
+        if record.migration_type == EXPORT:
+            record.will_fail = will_fail
+        else:
+            end = import_end() if import_end is not None else None
+            record.will_fail = end == IMPORT_ERROR
+            record.end_status = None if end in (None, IMPORT_ERROR) else end
         return True, ""
 
     # -- reads -----------------------------------------------------------------------------
@@ -294,11 +236,11 @@ class DataWorksState:
             "MigrationId": record.migration_id,
             "Name": record.name,
             "GmtCreate": _ms(record.created_at),
-            "GmtModified": _ms(record.modified_at(now, self.duration)),
+            "GmtModified": _ms(record.modified_at(now, self.lasting(record))),
             "CreateUser": record.create_user,
             "OpUser": record.create_user,
             "ProjectId": record.project_id,
-            "Status": record.summary_status(now, self.duration),
+            "Status": record.summary_status(now, self.lasting(record)),
         }
         url = self.download_url(record, now, base_url)
         if url:
@@ -311,12 +253,12 @@ class DataWorksState:
         steps = EXPORT_STEPS if record.migration_type == EXPORT else IMPORT_STEPS
         if record.started_at is None:
             statuses = ["INIT"] * len(steps)
-        elif record.finished(now, self.duration):
+        elif record.finished(now, lasting := self.lasting(record)):
             statuses = ["SUCCESS"] * len(steps)
-            if record.will_fail:
+            if record.will_fail or (record.migration_type == IMPORT and record.failed_end):
                 statuses[-1] = "FAILURE"
         else:
-            elapsed = (now - record.started_at) / self.duration if self.duration > 0 else 1.0
+            elapsed = (now - record.started_at) / lasting if lasting > 0 else 1.0
             current = min(len(steps) - 1, int(elapsed * len(steps)))
             statuses = ["SUCCESS"] * current + ["RUNNING"] + ["INIT"] * (len(steps) - current - 1)
         return [
@@ -355,20 +297,19 @@ class DataWorksState:
         }
 
     def _list_item(self, record: MigrationRecord, now: float, base_url: str) -> dict[str, Any]:
-        failed = record.will_fail and record.finished(now, self.duration)
         return {
             "Id": record.migration_id,
             "Name": record.name,
             "MigrationType": record.migration_type,
             "PackageType": record.package_type,
-            "Status": record.list_status(now, self.duration),
-            "Message": FAILURE_MESSAGE if failed else "",
+            "Status": record.list_status(now, self.lasting(record)),
+            "Message": record.message(now, self.lasting(record)),
             "DownloadUrl": self.download_url(record, now, base_url),
             "Description": record.description,
             "ProjectId": record.project_id,
             "TenantId": TENANT_ID,
             "CreateTime": _ms(record.created_at),
-            "UpdateTime": _ms(record.modified_at(now, self.duration)),
+            "UpdateTime": _ms(record.modified_at(now, self.lasting(record))),
             "CreateUser": record.create_user,
             "CreateUserName": record.create_user,
             "UpdateUser": record.create_user,
@@ -379,9 +320,9 @@ class DataWorksState:
 
     def download_url(self, record: MigrationRecord, now: float, base_url: str) -> str:
         """A presigned package URL once an export succeeded, else the empty string."""
-        if record.migration_type != EXPORT or record.summary_status(now, self.duration) != (
-            "EXPORT_SUCCESS"
-        ):
+        if record.migration_type != EXPORT:
+            return ""
+        if record.summary_status(now, self.lasting(record)) != EXPORT_SUCCESS:
             return ""
         return self.presign(record.migration_id, now + self.download_ttl, base_url)
 
@@ -410,6 +351,6 @@ class DataWorksState:
         if now > expires_at:
             raise SimError(403, "AccessDenied", "Request has expired.")
         record = self.migrations.get(migration_id)
-        if record is None or record.summary_status(now, self.duration) != "EXPORT_SUCCESS":
+        if record is None or record.summary_status(now, self.lasting(record)) != EXPORT_SUCCESS:
             raise SimError(404, "NoSuchKey", "The specified key does not exist.")
         return record

@@ -9,6 +9,7 @@ import pytest
 
 from runner.sim.faults import Fault, Faults, Throttle, draw_fault, draw_latency
 from runner.sim.state import FIRST_MIGRATION_ID, DataWorksState, SimError
+from tests.sim.uploads import store_package
 
 BASE = "http://127.0.0.1:9"
 T0 = 1_700_000_000.0
@@ -87,9 +88,16 @@ def test_duplicate_name_is_refused_per_type() -> None:
     )
     assert len(state.migrations) == 1
     assert _create(state, "dup", project=999) == 100002  # other project: its own namespace
+    state.start_migration({"ProjectId": "12345", "MigrationId": "100001"}, T0)
+    package_file = store_package(state, 100001)
     imported = state.create_import_migration(
-        {"ProjectId": "12345", "Name": "dup", "PackageType": "DATAWORKS_MODEL", "PackageFile": "f"},
-        T0,
+        {
+            "ProjectId": "12345",
+            "Name": "dup",
+            "PackageType": "DATAWORKS_MODEL",
+            "PackageFile": package_file,
+        },
+        T0 + state.duration,
     )
     assert imported == 100003  # imports have their own namespace
 
