@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio.lowlevel
 
@@ -16,6 +17,7 @@ from runner.dataworks.client import DataWorksClient
 from runner.dataworks.credentials import Credentials
 from runner.dataworks.download import DownloadError, check_url, url_expires, url_place
 from runner.dataworks.endpoints import Endpoints
+from runner.dataworks.upload import UploadGrant
 from runner.models import (
     ApiError,
     Created,
@@ -26,7 +28,8 @@ from runner.models import (
     Summary,
 )
 from runner.sim.faults import Faults
-from runner.sim.inprocess import InProcessTransport
+from runner.sim.inprocess import InProcessTransport, InProcessUploader
+from runner.sim.packages import export_package
 from runner.sim.service import Service, SimStats
 from runner.sim.state import DataWorksState
 
@@ -82,6 +85,7 @@ class FakeService:
         self.page_filter = page_filter  # what a misbehaving gateway does to a listing
         self.sim_stats = SimStats()
         service = Service(self.state, self.sim_stats, Faults(), random.Random(0))
+        self.service = service
         self._wall0 = time.time()
         self._clock0 = clock.now if clock is not None else 0.0
         transport = InProcessTransport(service, now=self.now, base_url=PACKAGE_HOST)
@@ -94,6 +98,10 @@ class FakeService:
         self.max_in_flight = 0
         self.starts: list[str] = []
         self.summaries: list[str] = []
+        self.import_creates: list[str] = []  # CreateImportMigration calls, by import name
+        self.grants = 0
+        self.import_scripts: dict[str, list[Step]] = {}  # by import name
+        self.import_end: dict[str, str] = {}  # an import's end status other than success, by name
         for (project_id, name), migration_id in (existing or {}).items():
             self.add_existing(project_id, name, migration_id)
 
@@ -134,9 +142,11 @@ class FakeService:
         ]
 
     def _set_end(self, name: str, migration_id: int) -> None:
-        status = self.end_status.get(name)
-        if status is not None and status != "EXPORT_SUCCESS":
-            self.state.migrations[migration_id].end_status = status
+        record = self.state.migrations[migration_id]
+        ends = self.end_status if record.migration_type == "EXPORT" else self.import_end
+        status = ends.get(name)
+        if status is not None and status not in ("EXPORT_SUCCESS", "IMPORT_SUCCESS"):
+            record.end_status = status
 
     # -- the client protocol -----------------------------------------------------------------
 
@@ -193,6 +203,44 @@ class FakeService:
         _after_applied(step)
         return started
 
+    async def authorize_file_upload(self, region: str) -> UploadGrant:
+        self.grants += 1
+        return await self._client.authorize_file_upload(region)
+
+    async def create_import_migration(
+        self, region: str, params: Mapping[str, str], package_file: str
+    ) -> Created:
+        name = params["Name"]
+        self.import_creates.append(name)
+        step = _next(self.import_scripts, name)
+        if isinstance(step, ApiError):
+            raise step
+        created = await self._client.create_import_migration(region, params, package_file)
+        _after_applied(step)
+        return created
+
+    def uploader(self) -> InProcessUploader:
+        """An uploader posting into this service's object store."""
+        return InProcessUploader(self.service, now=self.now)
+
+    def downloader(self) -> FakeDownloader:
+        """A downloader that saves the very package the service made for each export."""
+
+        def package(url: str) -> bytes:
+            migration_id = int(urlsplit(url).path.rsplit("/", 1)[-1].removesuffix(".zip"))
+            return export_package(self.state.migrations[migration_id])
+
+        return FakeDownloader(content_of=package)
+
+    @property
+    def imports(self) -> list[tuple[int, str, int, int | None]]:
+        """Every import task the service holds: (project id, name, id, source export id)."""
+        return [
+            (r.project_id, r.name, r.migration_id, r.source_migration_id)
+            for r in self.state.migrations.values()
+            if r.migration_type == "IMPORT"
+        ]
+
     def url(self, migration_id: int, expires: float) -> str:
         """A package URL as the service presigns it, working until `expires` (epoch seconds)."""
         return self.state.presign(migration_id, expires, PACKAGE_HOST)
@@ -231,8 +279,13 @@ class FakeDownloader:
     """A downloader for tests: answers from a function of the URL, writes atomically like the
     real one, and records every URL it was asked for."""
 
-    def __init__(self, content: bytes = b"PK\x05\x06" + bytes(18)) -> None:
+    def __init__(
+        self,
+        content: bytes = b"PK\x05\x06" + bytes(18),
+        content_of: Callable[[str], bytes] | None = None,
+    ) -> None:
         self.content = content
+        self.content_of = content_of  # the body for a URL, when it depends on the URL
         self.urls: list[str] = []
         self.fail_with: dict[str, list[DownloadError]] = {}  # by url_place: errors to raise first
         self.refuse_expired_before: float | None = None  # epoch s: URLs expiring earlier get 403
@@ -252,6 +305,7 @@ class FakeDownloader:
             raise DownloadError(f"connection lost from {url_place(url)}", retryable=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
-        part.write_bytes(self.content)
+        content = self.content if self.content_of is None else self.content_of(url)
+        part.write_bytes(content)
         os.replace(part, dest)
-        return len(self.content)
+        return len(content)

@@ -60,7 +60,8 @@ async def test_authorize_is_a_signed_get_to_openplatform_with_the_target_region(
 def test_a_grant_never_shows_its_policy_or_signature() -> None:
     """A grant's repr names where it posts, never the policy or the signature it carries."""
     grant = UploadGrant("b", "e.example", "k", "id", "POLICY-TEXT", "SIGNATURE-TEXT")
-    assert "POLICY-TEXT" not in repr(grant) and "SIGNATURE-TEXT" not in repr(grant)
+    assert "POLICY-TEXT" not in repr(grant)
+    assert "SIGNATURE-TEXT" not in repr(grant)
 
 
 @pytest.mark.anyio
