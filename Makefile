@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/adaptive_rate.py
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/apply_lag.py
+	$(BIN)/python bench/upload_memory.py
 
 # Regenerate both locks from pyproject.toml and requirements-install.in, keeping every pin that
 # still fits; `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed versions.
