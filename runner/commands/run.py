@@ -44,7 +44,7 @@ from runner.phases import Stage
 from runner.phases.create import DEFAULT_VISIBILITY_WINDOW
 from runner.phases.tasks import LifecycleTask
 from runner.plan import SENDING, interleaved, pair_in_order, plan_in_order
-from runner.pool import PhaseProgress
+from runner.pool import PhaseProgress, steady_gc
 from runner.ratelimit import RateLimiter
 
 __all__ = ["RunRequest", "RunResult", "execute", "run", "summary_line"]
@@ -310,7 +310,8 @@ async def _until_terminated(work: Callable[[], Awaitable[RunStats]]) -> RunStats
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch, tg.cancel_scope)
-        stats = await work()
+        with steady_gc():
+            stats = await work()
         tg.cancel_scope.cancel()
     if terminated.is_set():
         raise KeyboardInterrupt
