@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from runner.dataworks.identity import KeyRing, describe
 from runner.dataworks.keys import KeyProvider
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.engine import PhaseOptions, RunStats, run_phases
-from runner.journal import Journal, JournalError
+from runner.journal import Journal, JournalError, TaskRow
 from runner.journal_writer import JournalWriter
 from runner.logs import REDACTOR, get_logger
 from runner.models import Action, ActionKind, Manifest
@@ -178,9 +178,14 @@ async def run(
         raise UsageError(str(error)) from error
     started = time.monotonic()
     try:
+        fresh = not any(journal.counts().values())  # a first run: every row registered new
         journal.register(manifest.specs, default_profile=request.profile)
         sending, totals = _plan(
-            manifest, journal, only_failed=request.only_failed, default_profile=request.profile
+            manifest,
+            journal,
+            only_failed=request.only_failed,
+            default_profile=request.profile,
+            fresh=fresh,
         )
         sent_workspaces = journal.sent_workspaces()
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
@@ -249,11 +254,7 @@ async def run(
                     sent_workspaces=sent_workspaces,
                 )
             )
-        states = Counter(
-            row.state.value
-            for _, row in pair_in_order(manifest.specs, journal.iter_rows())
-            if row is not None
-        )
+        states = _states(manifest, journal)
     finally:
         journal.close()
     elapsed = time.monotonic() - started
@@ -276,13 +277,20 @@ async def run(
 
 
 def _plan(
-    manifest: Manifest, journal: Journal, *, only_failed: bool, default_profile: str | None
+    manifest: Manifest,
+    journal: Journal,
+    *,
+    only_failed: bool,
+    default_profile: str | None,
+    fresh: bool = False,
 ) -> tuple[list[Action], dict[str, int]]:
     """The actions that send, and the totals of every kind; drifted tasks are logged. Rows are
-    merged with the specs in key order, so no map of the journal is ever held."""
+    merged with the specs in key order, so no map of the journal is ever held. A `fresh`
+    journal (empty before this run registered the manifest) is not read back: its rows are all
+    pending and never sent, planned as the same actions as no row."""
     sending: list[Action] = []
     totals = dict.fromkeys((kind.value for kind in ActionKind), 0)
-    rows = journal.iter_rows()
+    rows: Iterable[TaskRow] = () if fresh else journal.iter_rows()
     planned = plan_in_order(
         manifest.specs, rows, only_failed=only_failed, default_profile=default_profile
     )
@@ -293,6 +301,17 @@ def _plan(
         elif action.kind is ActionKind.DRIFTED:
             log.warning("drifted", task=str(action.spec.key), reason=action.reason)
     return sending, totals
+
+
+def _states(manifest: Manifest, journal: Journal) -> dict[str, int]:
+    """The manifest's tasks per state (the states some task is in). When the journal holds only
+    the manifest's tasks (it registered them all, so equal counts mean the same tasks), one
+    GROUP BY counts them; otherwise the rows are merged with the specs in key order."""
+    counts = journal.counts()
+    if sum(counts.values()) == len({spec.key for spec in manifest.specs}):
+        return {state.value: n for state, n in counts.items() if n}
+    pairs = pair_in_order(manifest.specs, journal.iter_rows())
+    return dict(Counter(row.state.value for _, row in pairs if row is not None))
 
 
 async def _until_terminated(work: Callable[[], Awaitable[RunStats]]) -> RunStats:
