@@ -416,6 +416,11 @@ class Journal:
             found = self._fetch(f"{sql} {BY_KEY} ORDER BY id", _key_args(key))
         return [_attempt_row(r) for r in found]
 
+    def exported_without_import(self) -> int:
+        """Tasks exported that have no import target."""
+        sql = "SELECT COUNT(*) FROM tasks WHERE state = 'exported' AND import_region IS NULL"
+        return int(self._fetch(sql)[0][0])
+
     def counts(self) -> dict[TaskState, int]:
         """Tasks per state; every state is present, zero when none."""
         counts = dict.fromkeys(TaskState, 0)

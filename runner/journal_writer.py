@@ -1,27 +1,31 @@
 """The journal's single writer for async code: group commit, off the event loop.
 
 Workers `await writer.write(op, ...)`; the writer task commits every op waiting at that moment in
-one transaction (in a worker thread, so the loop never waits on fsync) and wakes each caller
+one transaction (in a thread of its own, so the loop never waits on fsync) and wakes each caller
 only once its ops are on disk.
 """
 
 from __future__ import annotations
 
+import queue
+import socket
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from runner.journal import JournalDataError, JournalError, JournalWriteError, Op
 from runner.logs import get_logger
 
 log = get_logger("runner.journal")
+
+T = TypeVar("T")
 
 
 class SupportsApply(Protocol):
@@ -45,6 +49,56 @@ def _apply_isolated(journal: SupportsApply, batch: Sequence[_Waiter]) -> dict[in
         except JournalDataError as exc:
             errors[index] = exc
     return errors
+
+
+class _CommitThread:
+    """The thread a writer's commits run in, one at a time, for the length of its `run`.
+
+    Cheap to reach from a busy event loop: a job is handed over through a C queue, at once (no
+    task switch first), and its end told back through a socket the writer task waits on. A
+    pooled thread (anyio.to_thread) takes the GIL several more times per job, and yields to
+    every ready task before the job even starts.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._done, self._signal = socket.socketpair()
+        self._done.setblocking(False)
+        self._thread = threading.Thread(target=self._serve, name="journal commits", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    async def run(self, func: Callable[[], T]) -> T:
+        """`func()` in the thread; returns (or raises) what it did once it is done. Not
+        cancellable: whoever waits for it learns the true outcome."""
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def job() -> None:
+            try:
+                outcome.append(func())
+            except BaseException as exc:  # handed to the awaiting task, never lost in the thread
+                failure.append(exc)
+            finally:
+                self._signal.send(b"\0")
+
+        self._jobs.put(job)
+        with anyio.CancelScope(shield=True):
+            await anyio.wait_readable(self._done)
+        self._done.recv(1)
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    def stop(self) -> None:
+        """No more jobs (none is running: each was awaited); the thread ends."""
+        self._jobs.put(None)
+        self._thread.join()
+        self._done.close()
+        self._signal.close()
 
 
 @dataclass(slots=True, eq=False)
@@ -86,6 +140,7 @@ class JournalWriter:
         self._closed = False
         self._task_group: TaskGroup | None = None
         self._failed: BaseException | None = None  # a posted batch that could not be committed
+        self._thread: _CommitThread | None = None  # while `run` runs
 
     async def write(self, *ops: Op) -> None:
         """Return once `ops` are committed, all in one transaction; else raise JournalWriteError.
@@ -146,6 +201,7 @@ class JournalWriter:
 
     async def run(self) -> None:
         """Commit batches of whatever is waiting until closed and drained (one run at a time)."""
+        self._thread = _CommitThread()
         try:
             while self._queue or not self._closed:
                 if not self._queue:
@@ -156,6 +212,8 @@ class JournalWriter:
                 size = min(len(self._queue), self._max_batch)
                 await self._commit([self._queue.popleft() for _ in range(size)])
         finally:  # stopped early (cancelled): whoever still waits is told, not left hanging
+            self._thread.stop()
+            self._thread = None
             self._closed = True
             self._wakeup = None
             stopped = JournalError("the journal writer stopped before this write was committed")
@@ -166,10 +224,11 @@ class JournalWriter:
         error: BaseException | None = None
         rejected: dict[int, BaseException] = {}
         try:
-            # In a worker thread, so the event loop never waits on fsync. Shielded: a batch taken
-            # off the queue is always applied, so its waiters learn the true outcome.
-            with anyio.CancelScope(shield=True):
-                rejected = await anyio.to_thread.run_sync(_apply_isolated, self._journal, batch)
+            # In the writer's thread, so the event loop never waits on fsync. Not cancellable: a
+            # batch taken off the queue is always applied, so its waiters learn the true outcome.
+            assert self._thread is not None
+            journal = self._journal
+            rejected = await self._thread.run(lambda: _apply_isolated(journal, batch))
         except JournalDataError as exc:  # the batch's one waiter held a value that cannot be stored
             rejected = {0: exc}
         except Exception as exc:

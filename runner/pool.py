@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Iterable
+import gc
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Protocol, Self, TypeVar
 
@@ -12,6 +14,10 @@ import anyio
 from runner.models import TaskKey
 
 Item = TypeVar("Item")
+
+# Allocations between two collections of the youngest generation while phases run (Python's
+# default is 700): a phase makes a steady stream of short-lived objects per request.
+STEADY_GC_THRESHOLD = 10_000
 
 
 class TaskOutcome(enum.StrEnum):
@@ -93,3 +99,19 @@ async def run_pool(
     async with anyio.create_task_group() as tg:
         for _ in range(max(1, concurrency)):
             tg.start_soon(worker)
+
+
+@contextmanager
+def steady_gc() -> Iterator[None]:
+    """For the length of the block (the phases), the cyclic garbage collector leaves alone what
+    exists when it starts (the manifest, the plan: held for the whole run) and collects the
+    young generation every STEADY_GC_THRESHOLD allocations; both restored after. Otherwise each
+    collection walks every object of the requests in flight, and now and then the whole heap."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], STEADY_GC_THRESHOLD), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()

@@ -15,7 +15,16 @@ from runner.context import RunContext
 from runner.engine import PhaseOptions, RunStats, run_phases
 from runner.journal import Journal, MarkInFlight, Register
 from runner.journal_writer import JournalWriter
-from runner.models import Action, ActionKind, ExportSpec, MigrationPage, TaskKey, TaskState
+from runner.models import (
+    Action,
+    ActionKind,
+    ApiError,
+    ErrorKind,
+    ExportSpec,
+    MigrationPage,
+    TaskKey,
+    TaskState,
+)
 from runner.ratelimit import RateLimiter
 from runner.retry import RetryPolicy
 from tests.fakes import FakeService
@@ -299,3 +308,26 @@ async def test_a_task_found_taken_is_looked_up_again_even_where_the_journal_sent
         )
     assert (stats.creates_sent, service.state.duplicates) == (0, 0)
     assert journal.get(spec("a").key).state is TaskState.EXISTS  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_a_first_listing_refused_ahead_fails_the_first_task_only(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A workspace's first listing, made ahead of its creates, refused for good: its first task
+    fails unsent, as if it had listed itself; the next lists again; the others are created."""
+    refusals = [ApiError(ErrorKind.PERMANENT, "Forbidden.Access", "no", http_status=403)]
+
+    def refuse_once(page: MigrationPage) -> MigrationPage:
+        if refusals:
+            raise refusals.pop()
+        return page
+
+    service = FakeService(clock=clock, page_filter=refuse_once)
+    specs = [spec(f"t{i}") for i in range(3)]
+    stats = await census_run(journal, service, clock, specs)
+    assert (stats.failed, stats.created, stats.creates_sent, service.lists) == (1, 2, 2, 2)
+    row = journal.get(specs[0].key)
+    assert row is not None
+    assert row.state is TaskState.FAILED
+    assert "could not be listed" in (row.error_message or "")

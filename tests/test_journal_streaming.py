@@ -4,12 +4,20 @@ writer's posted (unawaited) outcomes."""
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import anyio
 import pytest
 
+from runner.clock import FakeClock
+from runner.commands.common import ExitCode
+from runner.commands.run import RunRequest, run
+from runner.dataworks.credentials import Credentials
+from runner.dataworks.transport import HttpRequest, HttpResponse
 from runner.journal import (
     Journal,
     JournalWriteError,
@@ -20,8 +28,12 @@ from runner.journal import (
     Register,
 )
 from runner.journal_writer import JournalWriter
-from runner.models import ExportSpec, TaskKey
+from runner.models import ExportSpec, TaskKey, TaskState
 from runner.plan import make_plan, plan_in_order
+from runner.sim.faults import Faults
+from runner.sim.inprocess import InProcessTransport
+from runner.sim.service import Service, SimStats
+from runner.sim.state import DataWorksState
 
 REGIONS = ("cn-shanghai", "cn-beijing", "ap-southeast-1")
 
@@ -41,6 +53,64 @@ def test_writes_are_synchronous_full(tmp_path: Path) -> None:
     """The writer connection syncs every commit to disk (PRAGMA synchronous = FULL)."""
     with Journal.open(tmp_path / "j.db") as journal:
         assert journal._conn.execute("PRAGMA synchronous").fetchone() == (2,)
+
+
+class CreatesChecked:
+    """The simulator in process; each create, as it reaches the transport, is first checked."""
+
+    def __init__(self, check: Any) -> None:
+        self._inner = InProcessTransport(
+            Service(DataWorksState(), SimStats(), Faults(), random.Random(0)), now=time.time
+        )
+        self._check = check
+
+    async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
+        if request.headers.get("x-acs-action") == "CreateExportMigration":
+            self._check(request)
+        return await self._inner.send(request, timeout)
+
+
+@pytest.mark.anyio
+async def test_a_run_sends_each_create_only_once_its_intent_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through run() and the real client: as each create leaves, another reader already sees
+    its task in_flight, and the run's journal connection syncs every commit (synchronous=FULL)."""
+    opened: list[Journal] = []
+    open_journal = Journal.open
+
+    def spy(path: Path, **kwargs: Any) -> Journal:
+        opened.append(open_journal(path, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(Journal, "open", spy)
+    path = tmp_path / "j.db"
+    seen: list[tuple[TaskState, int]] = []
+
+    def check(request: HttpRequest) -> None:
+        params = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        key = TaskKey("cn-shanghai", int(params["ProjectId"]), params["Name"])
+        with Journal.open_readonly(path) as reader:
+            row = reader.get(key)
+        journal = opened[0]
+        with journal._mutex:  # not while the writer's thread commits another batch
+            synchronous = journal._conn.execute("PRAGMA synchronous").fetchone()[0]
+        assert row is not None
+        seen.append((row.state, synchronous))
+
+    manifest = tmp_path / "m.yaml"
+    lines = ["version: 1", "defaults: {region: cn-shanghai}", "workspaces:"]
+    for project in (101, 102):
+        lines.append(f"  - project_id: {project}")
+        lines.append("    tasks: [" + ", ".join(f"{{name: t{i}}}" for i in range(6)) + "]")
+    manifest.write_text("\n".join(lines) + "\n")
+    request = RunRequest(manifests=(str(manifest),), journal=path, progress=False, concurrency=4)
+    credentials = Credentials("AK", "secret")
+    result = await run(
+        request, credentials=credentials, transport=CreatesChecked(check), clock=FakeClock()
+    )
+    assert result.exit_code is ExitCode.OK, result
+    assert seen == [(TaskState.IN_FLIGHT, 2)] * 12  # 2: FULL
 
 
 def test_register_streams_specs_and_keeps_existing_rows(tmp_path: Path) -> None:

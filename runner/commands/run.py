@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,7 @@ from runner.phases import Stage
 from runner.phases.create import DEFAULT_VISIBILITY_WINDOW
 from runner.phases.tasks import LifecycleTask
 from runner.plan import SENDING, interleaved, pair_in_order, plan_in_order
-from runner.pool import PhaseProgress
+from runner.pool import PhaseProgress, steady_gc
 from runner.ratelimit import RateLimiter
 
 __all__ = ["RunRequest", "RunResult", "execute", "run", "summary_line"]
@@ -207,9 +207,14 @@ async def run(
         raise UsageError(str(error)) from error
     started = time.monotonic()
     try:
+        fresh = not any(journal.counts().values())  # a first run: every row registered new
         journal.register(manifest.specs, default_profile=request.profile)
         sending, totals = _plan(
-            manifest, journal, only_failed=request.only_failed, default_profile=request.profile
+            manifest,
+            journal,
+            only_failed=request.only_failed,
+            default_profile=request.profile,
+            fresh=fresh,
         )
         sent_workspaces = journal.sent_workspaces()
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
@@ -295,13 +300,7 @@ async def run(
                     sent_workspaces=sent_workspaces,
                 )
             )
-        states: Counter[str] = Counter()
-        ended = 0  # with --import: tasks without an import leg, at their end once exported
-        for spec, row in pair_in_order(manifest.specs, journal.iter_rows()):
-            if row is not None:
-                states[row.state.value] += 1
-                ended += spec.import_into is None and row.state is TaskState.EXPORTED
-
+        states, ended = _states(manifest, journal)
     finally:
         journal.close()
     elapsed = time.monotonic() - started
@@ -328,13 +327,20 @@ async def run(
 
 
 def _plan(
-    manifest: Manifest, journal: Journal, *, only_failed: bool, default_profile: str | None
+    manifest: Manifest,
+    journal: Journal,
+    *,
+    only_failed: bool,
+    default_profile: str | None,
+    fresh: bool = False,
 ) -> tuple[list[Action], dict[str, int]]:
     """The actions that send, and the totals of every kind; drifted tasks are logged. Rows are
-    merged with the specs in key order, so no map of the journal is ever held."""
+    merged with the specs in key order, so no map of the journal is ever held. A `fresh`
+    journal (empty before this run registered the manifest) is not read back: its rows are all
+    pending and never sent, planned as the same actions as no row."""
     sending: list[Action] = []
     totals = dict.fromkeys((kind.value for kind in ActionKind), 0)
-    rows = journal.iter_rows()
+    rows: Iterable[TaskRow] = () if fresh else journal.iter_rows()
     planned = plan_in_order(
         manifest.specs, rows, only_failed=only_failed, default_profile=default_profile
     )
@@ -345,6 +351,24 @@ def _plan(
         elif action.kind is ActionKind.DRIFTED:
             log.warning("drifted", task=str(action.spec.key), reason=action.reason)
     return sending, totals
+
+
+def _states(manifest: Manifest, journal: Journal) -> tuple[dict[str, int], int]:
+    """The manifest's tasks per state (the states some task is in), and how many of them are
+    exported with no import target (with --import, at their end). When the journal holds only
+    the manifest's tasks (it registered them all, so equal counts mean the same tasks), one
+    GROUP BY counts them; otherwise the rows are merged with the specs in key order."""
+    counts = journal.counts()
+    if sum(counts.values()) == len({spec.key for spec in manifest.specs}):
+        states = {state.value: n for state, n in counts.items() if n}
+        return states, journal.exported_without_import()
+    found: Counter[str] = Counter()
+    ended = 0
+    for spec, row in pair_in_order(manifest.specs, journal.iter_rows()):
+        if row is not None:
+            found[row.state.value] += 1
+            ended += spec.import_into is None and row.state is TaskState.EXPORTED
+    return dict(found), ended
 
 
 async def _until_terminated(work: Callable[[], Awaitable[RunStats]]) -> RunStats:
@@ -362,7 +386,8 @@ async def _until_terminated(work: Callable[[], Awaitable[RunStats]]) -> RunStats
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch, tg.cancel_scope)
-        stats = await work()
+        with steady_gc():
+            stats = await work()
         tg.cancel_scope.cancel()
     if terminated.is_set():
         raise KeyboardInterrupt

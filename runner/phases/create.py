@@ -7,8 +7,9 @@ create may be ours (or with --adopt-existing), and fails otherwise.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
@@ -44,6 +45,9 @@ CREATE_POLICY = Policy(
 # documents no bound; a minute is well past the client's 10 s timeout and any plausible apply
 # delay behind it, and it costs time only when an answer is lost.
 DEFAULT_VISIBILITY_WINDOW = 60.0
+# Actions taken at a time: the first listings of their workspaces are made together, before any
+# of their creates, so no worker waits at a new workspace for its listing.
+LIST_AHEAD = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,9 @@ class CreatePhase:
         self._adopt_existing = adopt_existing
         self._progress = progress or Silent()
         self._index = NameIndex(ctx)
+        # a first listing made ahead that failed: the first task that needs it gets the failure,
+        # as if it had listed itself (later ones list again, as they would have)
+        self._unlisted: dict[tuple[str, int], Unresolved] = {}
         self.stats = CreateStats()
 
     async def run(self, actions: Iterable[Action]) -> CreateStats:
@@ -118,11 +125,37 @@ class CreatePhase:
             )
             self._finish(later.spec.key, outcome)
 
-        await run_pool(actions, self._concurrency, first)
+        source = iter(actions)
+        listed = set(self._sent_workspaces)
+        while chunk := list(itertools.islice(source, LIST_AHEAD)):
+            await run_pool(self._to_list(chunk, listed), self._concurrency, self._list_ahead)
+            await run_pool(chunk, self._concurrency, first)
         while self._later:
             due, self._later = sorted(self._later, key=lambda later: later.due), []
             await run_pool(due, self._concurrency, again)
         return self.stats
+
+    def _to_list(self, chunk: list[Action], listed: set[tuple[str, int]]) -> Iterator[ExportSpec]:
+        """A task in each workspace of `chunk` that `_listed_before` will list whole and that
+        is not in `listed` (which it joins): one whose create goes out with no lookup first."""
+        for action in chunk:
+            key = action.spec.key
+            workspace = (key.region, key.project_id)
+            if workspace in listed or action.taken or action.create_sent:
+                continue
+            if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
+                listed.add(workspace)
+                yield action.spec
+
+    async def _list_ahead(self, spec: ExportSpec) -> None:
+        """The first listing of `spec`'s workspace, made before its tasks need it."""
+        client = self._ctx.client_for(spec.profile)
+        if self._ctx.is_stopped(spec.key, client):
+            return
+        try:
+            await self._index.census(spec.key, client)
+        except Unresolved as failure:
+            self._unlisted[(spec.key.region, spec.key.project_id)] = failure
 
     def _finish(self, key: TaskKey, outcome: TaskOutcome | None) -> None:
         if outcome is not None:  # None: deferred, finished by a later pass
@@ -238,6 +271,9 @@ class CreatePhase:
         workspace = (key.region, key.project_id)
         if workspace in self._sent_workspaces:
             return None
+        failure = self._unlisted.pop(workspace, None)
+        if failure is not None:
+            raise failure
         await self._index.census(key, client)
         return self._index.seen(key)
 
