@@ -744,3 +744,17 @@ def test_all_problems_at_once(tmp_path: Path) -> None:
         f"{path}:13:19: 'import_into' belongs to the workspace, not to one of its tasks",
         f"{path}:15:62: import_into.commit_rule.ignoreLock must be a boolean, got a string",
     ]
+
+
+def test_the_shipped_import_example() -> None:
+    """manifests/import.yaml shows imports across regions, named both ways, and an export only."""
+    path = Path(__file__).resolve().parent.parent / "manifests" / "import.yaml"
+    found = imports(path)
+    assert len(found) == 6
+    assert sum(target is None for target in found.values()) == 1
+    targets = [target for target in found.values() if target is not None]
+    assert {(t.key.region, t.package_type) for t in targets} >= {
+        ("cn-hangzhou", PackageType.DATAWORKS_MODEL),
+        ("cn-beijing", PackageType.DATAWORKS_V3),
+    }
+    assert any(t.key.name != k.rsplit("/", 1)[1] for k, t in found.items() if t is not None)
