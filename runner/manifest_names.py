@@ -43,7 +43,7 @@ class Workspace(Protocol):
     def placeholders(self) -> dict[str | None, str]: ...  # "" for literal text (None)
 
 
-def template(sink: Sink, node: Node, key: str) -> Template:
+def make_template(sink: Sink, node: Node, key: str) -> Template:
     """The template node holds, the value of key (name or import_name)."""
     if (text := sink.text(node, key)) is None:
         return Template("", None)
@@ -82,7 +82,7 @@ def _unstable(sink: Sink, node: Node, text: str, key: str, detail: str) -> Templ
     return Template(text, None)
 
 
-def name(
+def make_name(
     sink: Sink,
     ws: Workspace,
     template: Template | None,
@@ -112,14 +112,14 @@ def name(
     else:
         values = ws.placeholders
         made = "".join([literal + values[field] for literal, field in parts])
+    if made and len(made) <= MAX_NAME_LENGTH and made.isprintable() and made == made.strip():
+        return made
     where = site if pair is None else pair[1]
     what = "task name" if key == "name" else "import name"
     if not made.strip():
         sink.at(where, f"{what} is empty")
     elif len(made) > MAX_NAME_LENGTH:
         sink.at(where, f"{what} is {len(made)} characters long; the limit is {MAX_NAME_LENGTH}")
-    elif not made.isprintable() or made != made.strip():
-        sink.at(where, f"{what} {made!r} has control, invisible or surrounding blank characters")
     else:
-        return made
+        sink.at(where, f"{what} {made!r} has control, invisible or surrounding blank characters")
     return None

@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from runner import manifest_import, manifest_names, manifest_values
+from runner import manifest_import, manifest_values
 from runner.manifest_events import Item, Tree
 from runner.manifest_import import Target
-from runner.manifest_names import Template
+from runner.manifest_names import Template, make_name, make_template
 from runner.manifest_yaml import Node, Pair, Sink
 from runner.models import ExportMode, ExportSpec, ImportSpec, ObjectStatus, TaskKey
 
@@ -141,12 +141,11 @@ class Rules:
             text = manifest_values.free_text(sink, pair[1], "description")
             description = description if text is None else text
         if (pair := fields.get("name")) is not None:
-            name = manifest_names.template(sink, pair[1], "name")
+            name = make_template(sink, pair[1], "name")
         if (pair := fields.get("incremental_since")) is not None:
             since = Since(pair[0], sink.instant(pair[1], "incremental_since"))
         if (pair := fields.get("import_name")) is not None:
-            template = manifest_names.template(sink, pair[1], "import_name")
-            import_name = ImportName(pair[1], template)
+            import_name = ImportName(pair[1], make_template(sink, pair[1], "import_name"))
         return Level(
             region,
             mode,
@@ -255,9 +254,7 @@ class Rules:
         """One task: its name, its mode and since, its import, then a spec unless its key or its
         import's is taken. own: the task's own keys (None for a workspace's one task)."""
         sink = self.sink
-        name = manifest_names.name(
-            sink, ws, level.name, site, None if own is None else own.get("name")
-        )
+        name = make_name(sink, ws, level.name, site, None if own is None else own.get("name"))
         mode = level.export_mode or ExportMode.FULL
         since = None
         if level.bad_mode:
@@ -325,7 +322,7 @@ class Rules:
         if level.import_name is None:
             return None if name is None else manifest_import.named(ws.target, name)
         pair = None if own is None else own.get("import_name")
-        import_name = manifest_names.name(
+        import_name = make_name(
             self.sink, ws, level.import_name.template, site, pair, "import_name"
         )
         return None if import_name is None else manifest_import.named(ws.target, import_name)
