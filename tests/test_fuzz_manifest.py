@@ -117,8 +117,7 @@ def test_any_yaml_of_manifest_words_loads_or_fails_with_positions(document: Any)
 def test_any_import_into_loads_or_fails_with_positions(
     defaults: Any, own: Any, import_name: Any
 ) -> None:
-    """import_into at defaults and on a workspace, and import_name, with any values (nested
-    maps, lists, numbers where strings belong): a manifest, or problems each at FILE:LINE:COL."""
+    """Any import_into and import_name: a manifest, or problems each at FILE:LINE:COL."""
     document = {
         "version": 1,
         "defaults": {"region": "cn-shanghai", "import_into": defaults},

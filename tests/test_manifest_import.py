@@ -161,8 +161,7 @@ def test_the_json_text_does_not_depend_on_the_order_written(tmp_path: Path) -> N
 
 
 def test_region_and_profile_default_to_the_source_workspace(tmp_path: Path) -> None:
-    """Without region or profile, the target is in the source's region, reached with the
-    source's profile (the defaults', the workspace's, or none)."""
+    """Without region or profile, the target takes the source workspace's (or none)."""
     path = write(
         tmp_path,
         """\
@@ -232,8 +231,7 @@ def test_defaults_with_a_project_id_import_every_workspace(tmp_path: Path) -> No
 
 
 def test_defaults_without_a_project_id_import_only_workspaces_that_ask(tmp_path: Path) -> None:
-    """Defaults without a project_id are shared settings: a workspace without import_into of its
-    own has no import."""
+    """Defaults without a project_id only share keys: a workspace without its own has no import."""
     path = write(
         tmp_path,
         ISSUE + "  - {project_id: 710002, region: cn-shanghai, name: c}\n",
@@ -250,8 +248,7 @@ def test_no_import_anywhere_is_none(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("parser")
 def test_import_name_at_every_level(tmp_path: Path) -> None:
-    """import_name is a template with name's placeholders; a task's beats its workspace's, which
-    beats the defaults'; without any, the import is named after the export task."""
+    """import_name templates: task beats workspace beats defaults; else the export's name."""
     path = write(
         tmp_path,
         """\
@@ -288,8 +285,7 @@ def test_import_name_at_every_level(tmp_path: Path) -> None:
 
 
 def test_the_export_fingerprint_does_not_see_the_import(tmp_path: Path) -> None:
-    """ExportSpec.fingerprint (the export's drift check) and its request are the same with and
-    without import_into, whatever import_into says."""
+    """ExportSpec.fingerprint and request_params are the same with and without import_into."""
     plain = write(tmp_path, WS, "plain.yaml")
     with_import = write(
         tmp_path, WS + "    import_into: {project_id: 810001, commit_rule: {ignoreLock: true}}\n"
@@ -331,8 +327,7 @@ def test_defaults_written_after_the_workspaces_apply_to_them(tmp_path: Path) -> 
 
 @pytest.mark.usefixtures("parser")
 def test_a_long_task_list_before_the_import_into(tmp_path: Path) -> None:
-    """A workspace's import_into written after a tasks list longer than the loader holds still
-    applies to every task of it."""
+    """import_into written after a tasks list too long to hold applies to all its tasks."""
     lines = ["version: 1", "workspaces:", "  - tasks:"]
     lines += [f"      - {{name: t{i}}}" for i in range(HELD_TASKS + 1)]
     lines += ["    project_id: 7", "    region: cn-beijing", "    import_into: {project_id: 8}"]
@@ -626,8 +621,7 @@ def test_import_name_problems(
 
 
 def test_a_bad_defaults_import_into_is_reported_once_at_defaults(tmp_path: Path) -> None:
-    """A problem in the defaults' import_into is reported once, where it is written, however
-    many workspaces take it, and nothing more is said about them."""
+    """A bad defaults' import_into is reported once, at defaults, not at each workspace."""
     path = write(
         tmp_path,
         """\
@@ -649,8 +643,7 @@ def test_a_bad_defaults_import_into_is_reported_once_at_defaults(tmp_path: Path)
 
 
 def test_two_tasks_importing_into_one_task_in_one_file(tmp_path: Path) -> None:
-    """Two tasks that would import into the same (region, project, name) are a problem at the
-    second, naming the first."""
+    """A second task importing into one (region, project, name) is a problem naming the first."""
     path = write(
         tmp_path,
         """\
@@ -707,8 +700,7 @@ def test_one_import_name_into_other_targets_is_fine(tmp_path: Path) -> None:
 
 
 def test_all_problems_at_once(tmp_path: Path) -> None:
-    """Problems of import_into and import_name at every level come together, in file order,
-    with the other problems of the manifest."""
+    """Import problems at every level come at once, in order, with the manifest's others."""
     path = write(
         tmp_path,
         """\
