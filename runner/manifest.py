@@ -114,6 +114,7 @@ class _Loader:
         self.problems = problems
         self.specs: list[ExportSpec] = []
         self.seen: dict[tuple[str, int, str], str] = {}  # (region, project_id, name): where
+        self.imports: dict[tuple[str, int, str], str] = {}  # the same, of the import tasks
         self.settings: dict[str, _Setting] = {}
 
     def merged_settings(self) -> Settings:
@@ -125,7 +126,7 @@ class _Loader:
         )
 
     def load(self, path: Path) -> None:
-        walk = _File(path, self.seen, self.settings)
+        walk = _File(path, self.seen, self.imports, self.settings)
         parsed = manifest_events.read(path, walk.yaml, walk.root)
         if parsed and walk.rewalk:  # defaults came after the workspaces: walk them again
             parsed = manifest_events.read(path, walk.yaml, walk.workspaces_again)
@@ -144,13 +145,17 @@ class _File:
     parsed: a YAML error, or a version other than 1, drops some or all of them."""
 
     def __init__(
-        self, path: Path, seen: dict[tuple[str, int, str], str], settings: dict[str, _Setting]
+        self,
+        path: Path,
+        seen: dict[tuple[str, int, str], str],
+        imports: dict[tuple[str, int, str], str],
+        settings: dict[str, _Setting],
     ) -> None:
         name = str(path)
         self.yaml = Sink(name, [])  # unreadable, not UTF-8, anchors, syntax: nothing else counts
         self.top = Sink(name, [])  # top-level keys and the version
         self.rest = Sink(name, [])  # settings and defaults: dropped with another version
-        self.rules = Rules(Sink(name, []), seen)  # the workspaces: dropped likewise
+        self.rules = Rules(Sink(name, []), seen, imports)  # the workspaces: dropped likewise
         self.earlier = settings  # of the files before this one
         self.settings: dict[str, _Setting] = {}
         self.version_ok = True
@@ -191,11 +196,12 @@ class _File:
             else:
                 first[name] = key
                 node = events.take()
-                pairs = events.mapping(node)
                 if name == "settings":
-                    settings = (node, pairs)
+                    settings = (node, events.mapping(node))
                 else:  # read with rules of their own, to report into rest
-                    self.defaults = Rules(self.rest, self.rules.seen).defaults(node, pairs)
+                    pairs, tree = events.mapping_with_tree(node, "import_into")
+                    rules = Rules(self.rest, self.rules.seen, self.rules.imports)
+                    self.defaults = rules.defaults(node, pairs, tree)
         if "version" not in first:
             top.at(
                 root,
@@ -228,8 +234,9 @@ class _File:
         self._check_defaults_used()
 
     def _check_defaults_used(self) -> None:
-        since = None if self.defaults is None else self.defaults.since
-        self.rules.check_used(since, "no INCREMENTAL task in this file uses it")
+        defaults = self.defaults or Level()
+        self.rules.check_used(defaults.since, "no INCREMENTAL task in this file uses it")
+        self.rules.check_import_name_used(defaults.import_name)
 
     def _workspaces(self, events: Events, trail: Trail, node: Node, defaults: Level) -> None:
         rules = self.rules
@@ -238,9 +245,11 @@ class _File:
             rules.sink.wrong(node, "workspaces", "a list")
             return
         for item in events.each_item():
-            pairs, held, spilled = events.mapping_with_list(item, "tasks", HELD_TASKS)
+            pairs, held, spilled, tree = events.mapping_with_list(
+                item, "tasks", HELD_TASKS, "import_into"
+            )
             tasks = held if spilled is None else trail.items(spilled)
-            rules.workspace(item, pairs, tasks, defaults)
+            rules.workspace(item, pairs, tasks, defaults, tree)
 
     def _version(self, node: Node) -> bool:
         version = self.top.integer(node, "version")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import yaml
 from yaml.composer import ComposerError
@@ -26,10 +26,22 @@ from yaml.events import (
 from runner import manifest_yaml
 from runner.manifest_yaml import MAP, SEQ, STR, Node, Pair, Sink, tag
 
-__all__ = ["Events", "Item", "Trail", "is_list", "is_mapping", "is_text", "read"]
+__all__ = ["Events", "Item", "Trail", "Tree", "is_list", "is_mapping", "is_text", "read"]
 
 _CHUNK = 1 << 16  # characters per read of the decoding check
 Item: TypeAlias = tuple[Node, list[Pair] | None]  # a list item, and its pairs if it is a mapping
+# How many levels of mappings a Tree is read to: enough for import_into's deepest value (its
+# calculate_engine_map's ODPS map's strings). Anything deeper is skipped, as wrong as it is.
+TREE_DEPTH = 3
+
+
+class Tree(NamedTuple):
+    """A value read whole, a few levels deep: its node and, when it is a plain mapping read, its
+    pairs, each value a Tree in turn. pairs is None for anything else: a scalar, a list, another
+    tag, a mapping below TREE_DEPTH (their contents were skipped)."""
+
+    node: Node
+    pairs: list[tuple[Node, Tree]] | None = None
 
 
 def is_mapping(node: Node) -> bool:
@@ -97,22 +109,68 @@ class Events:
             pairs.append((key, value))
         return pairs
 
-    def mapping_with_list(
-        self, node: Node, name: str, most: int
-    ) -> tuple[list[Pair] | None, list[Item] | None, Node | None]:
-        """Like mapping(), but the value of the first key `name`, when it is a plain list, is read
-        one level deeper: its items, each with its pairs when it is a plain mapping. A list of
-        more than `most` items is skipped instead, and its start returned last (see Trail)."""
+    def mapping_with_tree(self, node: Node, deep: str) -> tuple[list[Pair] | None, Tree | None]:
+        """Like mapping(), and the value of the first key `deep`, when it is a collection, read
+        whole as a Tree as well (None when there is no such key or its value is a scalar)."""
         if not is_mapping(node):
             self.skip(node)
-            return None, None, None
+            return None, None
+        get = self._get
+        pairs: list[Pair] = []
+        tree = None
+        while type(key := get()) is not MappingEndEvent:
+            if type(key) is not ScalarEvent:
+                self._skip()
+            value = get()
+            if type(value) is not ScalarEvent:
+                if tree is None and is_text(key, deep):
+                    tree = self.tree(value)
+                else:
+                    self._skip()
+            pairs.append((key, value))
+        return pairs, tree
+
+    def tree(self, node: Node, depth: int = TREE_DEPTH) -> Tree:
+        """The node just taken, read whole down to depth levels of mappings (see Tree)."""
+        if depth <= 0 or not is_mapping(node):
+            self.skip(node)
+            return Tree(node)
+        get = self._get
+        pairs: list[tuple[Node, Tree]] = []
+        while type(key := get()) is not MappingEndEvent:
+            if type(key) is not ScalarEvent:
+                self._skip()
+            value = get()
+            pairs.append(
+                (key, Tree(value) if type(value) is ScalarEvent else self.tree(value, depth - 1))
+            )
+        return Tree(node, pairs)
+
+    def mapping_with_list(
+        self, node: Node, name: str, most: int, deep: str
+    ) -> tuple[list[Pair] | None, list[Item] | None, Node | None, Tree | None]:
+        """Like mapping(), but the value of the first key `name`, when it is a plain list, is read
+        one level deeper: its items, each with its pairs when it is a plain mapping. A list of
+        more than `most` items is skipped instead, and its start returned third (see Trail). The
+        value of the first key `deep` is read whole, as mapping_with_tree() reads it, and returned
+        last."""
+        if not is_mapping(node):
+            self.skip(node)
+            return None, None, None, None
+        get = self._get
         pairs: list[Pair] = []
         items: list[Item] | None = None
-        spilled = None
+        spilled = tree = None
         seen = False
         for key in self.each_key():
             if seen or not is_text(key, name):
-                pairs.append((key, self.node()))
+                value = get()
+                if type(value) is not ScalarEvent:  # rare: a workspace's other values are scalars
+                    if tree is None and is_text(key, deep):
+                        tree = self.tree(value)
+                    else:
+                        self._skip()
+                pairs.append((key, value))
                 continue
             seen = True
             value = self.take()
@@ -122,7 +180,7 @@ class Events:
             else:
                 self.skip(value)
             pairs.append((key, value))
-        return pairs, items, spilled
+        return pairs, items, spilled, tree
 
     def _items(self, most: int) -> list[Item] | None:
         items: list[Item] = []

@@ -231,6 +231,13 @@ class Sink:
         self.wrong(node, what, "a number")
         return None
 
+    def boolean(self, node: Node, what: str) -> bool | None:
+        """true or false (YAML 1.1's yes/no and on/off too: they resolve to booleans)."""
+        if type(node) is ScalarEvent and tag(node) == BOOL:
+            return node.value.lower() in ("true", "yes", "on")
+        self.wrong(node, what, "a boolean")
+        return None
+
     def choice(self, node: Node, what: str, enum: type[E]) -> E | None:
         if type(node) is ScalarEvent and tag(node) == STR:
             members: dict[str, E] = _members(enum)

@@ -36,6 +36,16 @@ WORDS = (
     "label",
     "tasks",
     "incremental_since",
+    "import_into",
+    "import_name",
+    "package_type",
+    "commit_rule",
+    "calculate_engine_map",
+    "resource_group_map",
+    "workspace_map",
+    "ignoreLock",
+    "ODPS",
+    "DI_RESOURCE_GROUP",
 )
 SCALARS = st.one_of(
     st.none(),
@@ -45,7 +55,15 @@ SCALARS = st.one_of(
     st.floats(),
     st.text(max_size=20),
     st.sampled_from(
-        ["FULL", "INCREMENTAL", "SAVED", "cn-shanghai", "backup-{project_id}", "2020-05-20"]
+        [
+            "FULL",
+            "INCREMENTAL",
+            "SAVED",
+            "cn-shanghai",
+            "backup-{project_id}",
+            "2020-05-20",
+            "DATAWORKS_MODEL",
+        ]
     ),
 )
 DOCUMENTS = st.recursive(
@@ -91,6 +109,23 @@ def test_any_bytes_load_or_fail_with_positions(content: bytes) -> None:
 def test_any_yaml_of_manifest_words_loads_or_fails_with_positions(document: Any) -> None:
     """YAML shaped like a manifest, with any values (huge integers, floats, nulls, nesting):
     a manifest, or problems each at FILE:LINE:COL."""
+    text = yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+    check(load(text.encode()))
+
+
+@given(defaults=DOCUMENTS, own=DOCUMENTS, import_name=SCALARS)
+def test_any_import_into_loads_or_fails_with_positions(
+    defaults: Any, own: Any, import_name: Any
+) -> None:
+    """Any import_into and import_name: a manifest, or problems each at FILE:LINE:COL."""
+    document = {
+        "version": 1,
+        "defaults": {"region": "cn-shanghai", "import_into": defaults},
+        "workspaces": [
+            {"project_id": 101, "name": "a", "import_into": own, "import_name": import_name},
+            {"project_id": 102, "tasks": [{"name": "b", "import_name": import_name}]},
+        ],
+    }
     text = yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
     check(load(text.encode()))
 
