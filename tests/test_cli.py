@@ -211,6 +211,19 @@ def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     assert faults.hostile_rate == 0.15
     assert not config.unique_names
     assert (config.export_duration, config.download_ttl) == (2.0, 60.0)
+    imports = (
+        "sim --import-duration 3 --import-failure-rate 0.2 --import-partial-rate 0.1"
+        " --upload-reset-rate 0.3 --upload-policy-ttl 90 --upload-max-bytes 1000"
+        " --faults-only-on CreateImportMigration --faults-only-on StartMigration"
+    )
+    result = CliRunner().invoke(cli, imports.split(), standalone_mode=False)
+    assert result.exception is None, result.output
+    config = seen[-1][0]
+    faults = config.faults
+    assert (config.import_duration, config.upload_max_bytes) == (3.0, 1000)
+    assert (faults.import_failure_rate, faults.import_partial_rate) == (0.2, 0.1)
+    assert (faults.upload_reset_rate, faults.upload_policy_ttl) == (0.3, 90.0)
+    assert faults.faults_only_on == {"CreateImportMigration", "StartMigration"}
 
 
 def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,6 +254,29 @@ def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -
     assert (request.download, request.wait_timeout, request.poll_interval) == (Path("pk"), 5, 6)
     assert request.stage is Stage.DOWNLOAD
     assert request.max_package_size == 500 * 1024**2
+
+
+def test_import_flag_implies_the_whole_chain_and_a_packages_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run --import` asks for the import stage and saves packages beside the journal unless
+    --download names a folder."""
+    from runner.commands import run as command
+    from runner.phases import Stage
+
+    seen: list[command.RunRequest] = []
+
+    def capture(request: command.RunRequest) -> ExitCode:
+        seen.append(request)
+        return ExitCode.OK
+
+    monkeypatch.setattr(command, "execute", capture)
+    for args in ("run m.yaml --journal d/j.db --import", "run m.yaml --import --download pk"):
+        CliRunner().invoke(cli, args.split(), standalone_mode=False)
+    plain, named = seen
+    assert plain.stage is named.stage is Stage.IMPORT
+    assert plain.packages == Path("d") / "packages"
+    assert named.packages == Path("pk")
 
 
 @pytest.mark.parametrize(
