@@ -336,11 +336,17 @@ def sim(**options: Any) -> None:
     show_default=True,
     help="The manifest to rehearse.",
 )
-def demo(manifest_path: str) -> None:
-    """Rehearse a whole run on the simulator, with faults, then rerun it."""
+@click.option(
+    "--migration",
+    default="manifests/import.yaml",
+    show_default=True,
+    help="The manifest whose migration (run --import) is rehearsed after it.",
+)
+def demo(manifest_path: str, migration: str) -> None:
+    """Rehearse a whole run on the simulator, with faults, then rerun it; then a migration."""
     from runner.commands import demo as command
 
-    sys.exit(command.execute(manifest_path))
+    sys.exit(command.execute(manifest_path, migration=migration))
 
 
 def disable_core_dumps() -> None:

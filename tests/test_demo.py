@@ -57,3 +57,36 @@ async def test_rehearsal_creates_each_task_once_and_the_rerun_sends_nothing(
     assert second.stats.requests == 0
     assert sim2["creates_applied"] == 40
     assert sim2["downloads"] == 40
+
+
+@pytest.mark.anyio
+async def test_migration_rehearsal_imports_each_package_once_and_the_rerun_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    """The demo's migration (manifests/import.yaml with --import), through write faults and
+    uploads cut short: every task with a target is imported once, from its own export, the
+    export-only task ends downloaded, exit 0; the rerun sends nothing."""
+    faults = Faults(reset_rate=0.1, applied_error_rate=0.1, upload_reset_rate=0.3)
+    clock = FakeClock()
+    offset = time.time() - clock.now
+    first, second, sim1, sim2 = await rehearse(
+        "manifests/import.yaml",
+        tmp_path / "migration.db",
+        faults=faults,
+        rate=10_000,
+        clock=clock,
+        packages=tmp_path / "packages",
+        sim_clock=lambda: offset + clock.now,
+        imports=True,
+    )
+    assert first.exit_code is ExitCode.OK
+    assert first.states == {"imported": 5, "exported": 1}
+    assert (first.stats.uploaded, first.stats.imports_created, first.stats.imported) == (5, 5, 5)
+    imports = sim1["imports"]
+    assert isinstance(imports, list)
+    assert len({(i["project_id"], i["name"]) for i in imports}) == len(imports) == 5
+    assert sim1["duplicate_imports"] == 0
+    assert sim1["faults"]  # the faults did happen
+    assert second.exit_code is ExitCode.OK
+    assert second.stats.requests == 0
+    assert sim2["imports_applied"] == 5
