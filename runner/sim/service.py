@@ -96,12 +96,14 @@ class ImportMade:
     migration_id: int
     source_migration_id: int | None
     status: str = "INIT"
+    created_by: str = ""  # the access key id that signed its CreateImportMigration
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "project_id": self.project_id,
             "name": self.name,
             "migration_id": self.migration_id,
+            "created_by": self.created_by,
             "source_migration_id": self.source_migration_id,
             "status": self.status,
         }
@@ -203,7 +205,11 @@ class Service:
         self.stats.duplicate_imports = self.state.duplicate_imports
         self.stats.duplicates_created = self.state.duplicates
         self.stats.imports[data] = ImportMade(
-            record.project_id, record.name, data, record.source_migration_id
+            record.project_id,
+            record.name,
+            data,
+            record.source_migration_id,
+            created_by=call.access_key,
         )
         return ok(rid, data, detailed=True)
 

@@ -316,7 +316,7 @@ async def test_stats_list_every_import_with_its_source_export() -> None:
     assert snapshot["upload_bytes"] > 0
     assert snapshot["upload_failures"] == {}
     assert (snapshot["imports_applied"], snapshot["duplicate_imports"]) == (2, 0)
-    row = {"project_id": 23456}
+    row = {"project_id": 23456, "created_by": "anonymous"}  # the key that signed it (none here)
     assert snapshot["imports"] == [
         {**row, "name": "ia", "migration_id": a, "source_migration_id": first, "status": "INIT"},
         {
