@@ -79,3 +79,37 @@ def test_validate_online_exits_2_naming_what_would_fail(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "FAIL profile nope" in result.stderr
     assert "1 failed" in result.stdout
+
+
+IMPORT_MANIFEST = """\
+version: 1
+defaults: {region: cn-shanghai, name: t}
+workspaces:
+  - {project_id: 101, import_into: {project_id: 201, region: cn-beijing, profile: b}}
+  - {project_id: 102, import_into: {project_id: 404, profile: c}}
+"""
+
+
+@pytest.mark.anyio
+async def test_preflight_checks_import_targets_with_their_profiles(tmp_path: Path) -> None:
+    """Import targets are read too, for their import tasks, with their own profile's
+    credentials: a target that does not answer and a target profile without credentials fail."""
+    path = tmp_path / "m.yaml"
+    path.write_text(IMPORT_MANIFEST)
+    manifest = load_manifests([path])
+    state = DataWorksState(missing_projects=frozenset({404}))
+    sim = Service(state, SimStats(), Faults(), random.Random(0))
+    given = {None: Credentials("AK-D", "sd"), "b": Credentials("AK-B", "sb")}
+    findings = await preflight(
+        manifest,
+        Probe(),
+        credentials=given,
+        transport=InProcessTransport(sim, now=time.time),
+        clock=FakeClock(),
+    )
+    failed = {f.where for f in findings if not f.ok}
+    passed = {f.where: f.message for f in findings if f.ok}
+    assert failed == {"profile c"}  # its target is not read: it has no credentials
+    assert passed["cn-beijing/201 (profile b) (import target)"] == "answers (0 import tasks)"
+    assert {"cn-shanghai/101", "cn-shanghai/102", "profile b"} <= set(passed)
+    assert set(sim.stats.requests) == {"ListMigrations"}

@@ -22,6 +22,7 @@ from runner.dataworks.keys import KeyProvider
 from runner.dataworks.transport import AiohttpTransport, Transport
 from runner.journal import Op
 from runner.logs import REDACTOR
+from runner.lookup import EXPORT, IMPORT
 from runner.models import Manifest, MigrationPage, TaskKey
 from runner.pool import run_pool
 from runner.ratelimit import RateLimiter
@@ -63,6 +64,21 @@ class Probe:
     concurrency: int = 8
 
 
+# (profile, region, project id, migration type): a workspace to read once
+Workspace = tuple[str | None, str, int, str]
+
+
+def _workspaces(manifest: Manifest, default: str | None) -> list[Workspace]:
+    """Every workspace of the manifest with the profile it is reached with: the sources, read
+    for their export tasks, and the import targets, read for their import tasks."""
+    found: set[Workspace] = set()
+    for spec in manifest.specs:
+        found.add((spec.profile or default, spec.key.region, spec.key.project_id, EXPORT))
+        if (target := spec.import_into) is not None:
+            found.add((target.profile or default, target.key.region, target.key.project_id, IMPORT))
+    return sorted(found, key=lambda w: (str(w[0]), w[1], w[2], w[3]))
+
+
 async def _identities(
     manifest: Manifest,
     default: str | None,
@@ -73,7 +89,7 @@ async def _identities(
     finding for each: where its credentials come from, or why they give no key."""
     found: dict[str | None, Credentials | KeyProvider] = {}
     findings: list[Finding] = []
-    for name in sorted({spec.profile or default for spec in manifest.specs}, key=str):
+    for name in sorted({profile for profile, *_ in _workspaces(manifest, default)}, key=str):
         label = f"profile {name}" if name else "default credentials"
         if (creds := given.get(name)) is not None:
             REDACTOR.add(creds.access_key_secret, creds.security_token)
@@ -99,11 +115,9 @@ async def preflight(
     transport: Transport | None = None,
     clock: Clock | None = None,
 ) -> list[Finding]:
-    """The findings for every profile and every workspace of the manifest."""
-    workspaces = sorted(
-        {(s.profile or probe.profile, s.key.region, s.key.project_id) for s in manifest.specs},
-        key=lambda w: (str(w[0]), w[1], w[2]),
-    )
+    """The findings for every profile and every workspace of the manifest, import targets
+    included."""
+    workspaces = _workspaces(manifest, probe.profile)
     clock = clock or SystemClock()
     endpoints = Endpoints(probe.endpoint)
     async with (
@@ -133,16 +147,20 @@ async def preflight(
             random.Random(),
         )
 
-        async def check(workspace: tuple[str | None, str, int]) -> None:
-            profile, region, project_id = workspace
+        async def check(workspace: Workspace) -> None:
+            profile, region, project_id, kind = workspace
             where = f"{region}/{project_id}" + (f" (profile {profile})" if profile else "")
+            if kind == IMPORT:
+                where += " (import target)"
             client = clients.get(profile)
             if client is None:
                 return  # its credentials were reported already
             key = TaskKey(region, project_id, "")
 
             async def call() -> MigrationPage:
-                return await client.list_migrations(region, project_id, page_size=10)
+                return await client.list_migrations(
+                    region, project_id, page_size=10, migration_type=kind
+                )
 
             try:
                 page = await read(ctx, key, PROBE, call, client=client)
@@ -151,7 +169,8 @@ async def preflight(
                 findings.append(Finding(where, f"ListMigrations failed: {reason}", ok=False))
                 return
             tasks = page.total_count if page.total_count is not None else len(page.migrations)
-            findings.append(Finding(where, f"answers ({tasks} export tasks)", ok=True))
+            noun = "import" if kind == IMPORT else "export"
+            findings.append(Finding(where, f"answers ({tasks} {noun} tasks)", ok=True))
 
         await run_pool(workspaces, probe.concurrency, check)
     return findings
