@@ -4,12 +4,14 @@ partial imports, taken names, and reruns that pick each task up where it stopped
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import anyio
 import pytest
 
 from runner.clock import FakeClock
@@ -146,6 +148,10 @@ async def test_every_export_is_imported_once_and_a_rerun_sends_nothing(
         assert row.imports.migration_id is not None
         assert row.imports.package_file is not None
         assert row.imports.package_file.startswith("http://runner-sim-cn-hangzhou.")
+        # the import was made from the downloaded file itself, byte for byte
+        assert row.package_path is not None
+        saved = hashlib.sha256(await anyio.Path(row.package_path).read_bytes()).hexdigest()
+        assert service.state.migrations[row.imports.migration_id].package_sha256 == saved
     seen = service.sim_stats.requests.total()
     again = await run(journal, service, clock, tmp_path, tasks)
     assert again.requests == 0
