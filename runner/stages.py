@@ -8,19 +8,9 @@ from collections import Counter
 from collections.abc import Iterable
 
 from runner.journal import TaskRow
-from runner.models import ExportSpec, TaskState
+from runner.models import IMPORT_STATES, ExportSpec, TaskState
 
-_STARTED = frozenset(
-    {
-        TaskState.STARTED,
-        TaskState.EXPORTED,
-        TaskState.UPLOADED,
-        TaskState.IMPORT_CREATED,
-        TaskState.IMPORTING,
-        TaskState.IMPORTED,
-        TaskState.IMPORT_FAILED,
-    }
-)
+_STARTED = IMPORT_STATES | {TaskState.STARTED, TaskState.EXPORTED}
 _EXPORTED = _STARTED - {TaskState.STARTED}
 _IMPORT_STARTED = frozenset({TaskState.IMPORTING, TaskState.IMPORTED})
 

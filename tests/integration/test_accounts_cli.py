@@ -18,6 +18,24 @@ WORKSPACES, PER_WORKSPACE = 15, 10  # per account: 150 tasks, 300 in all
 RATE = 10
 
 
+def profiles_env(home: Path) -> dict[str, str]:
+    """The CLI's environment with one credentials.ini profile per account, and nothing else."""
+    ini = home / "credentials.ini"
+    ini.write_text(
+        "".join(
+            f"[{profile}]\ntype = access_key\naccess_key_id = {key_id}\n"
+            f"access_key_secret = {secret}\n\n"
+            for profile, (key_id, secret) in KEYS.items()
+        )
+    )
+    return {
+        **cli_env(),
+        "HOME": str(home),
+        "ALIBABA_CLOUD_CREDENTIALS_FILE": str(ini),
+        "ALIBABA_CLOUD_CLI_PROFILE_DISABLED": "true",
+    }
+
+
 def manifest(path: Path) -> Path:
     lines = ["version: 1", "defaults: {region: cn-shanghai}", "workspaces:"]
     for n, profile in enumerate(KEYS):
@@ -40,20 +58,7 @@ def test_two_accounts_run_side_by_side_each_at_its_own_limit(
     tasks are created with its own key."""
     keys = [arg for key_id, secret in KEYS.values() for arg in ("--key", f"{key_id}:{secret}")]
     sim = sim_factory(*keys, "--qps", str(RATE))
-    ini = tmp_path / "credentials.ini"
-    ini.write_text(
-        "".join(
-            f"[{profile}]\ntype = access_key\naccess_key_id = {key_id}\n"
-            f"access_key_secret = {secret}\n\n"
-            for profile, (key_id, secret) in KEYS.items()
-        )
-    )
-    env = {
-        **cli_env(),
-        "HOME": str(tmp_path),
-        "ALIBABA_CLOUD_CREDENTIALS_FILE": str(ini),
-        "ALIBABA_CLOUD_CLI_PROFILE_DISABLED": "true",
-    }
+    env = profiles_env(tmp_path)
     args = [sys.executable, "-m", "runner", "run", str(manifest(tmp_path / "m.yaml"))]
     args += ["--journal", str(tmp_path / "j.db"), "--endpoint", sim.url, "--rate", str(RATE)]
     result = subprocess.run(
@@ -79,20 +84,7 @@ def test_imports_into_another_account_are_made_with_its_own_key(
     created with A's key, every import with B's, once each, and the run exits 0."""
     keys = [arg for key_id, secret in KEYS.values() for arg in ("--key", f"{key_id}:{secret}")]
     sim = sim_factory(*keys, "--export-duration", "0.3", "--import-duration", "0.3")
-    ini = tmp_path / "credentials.ini"
-    ini.write_text(
-        "".join(
-            f"[{profile}]\ntype = access_key\naccess_key_id = {key_id}\n"
-            f"access_key_secret = {secret}\n\n"
-            for profile, (key_id, secret) in KEYS.items()
-        )
-    )
-    env = {
-        **cli_env(),
-        "HOME": str(tmp_path),
-        "ALIBABA_CLOUD_CREDENTIALS_FILE": str(ini),
-        "ALIBABA_CLOUD_CLI_PROFILE_DISABLED": "true",
-    }
+    env = profiles_env(tmp_path)
     path = tmp_path / "migrate.yaml"
     lines = ["version: 1", "defaults: {region: cn-shanghai}", "workspaces:"]
     for w in range(3):
