@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from runner.cli import cli
 from runner.journal import (
     Journal,
     MarkCreated,
@@ -41,13 +44,19 @@ def journal_with(path: Path, spec: ExportSpec, *ops: Op) -> TaskRow:
     return row
 
 
-EXPORTED = (
-    MarkInFlight(KEY, SPEC.fingerprint()),
-    MarkCreated(KEY, 5001, "r1"),
-    MarkStarted(KEY, "r2"),
-    MarkExported(KEY, "https://oss/x.zip", "r3"),
-    MarkDownloaded(KEY, "/p/a-5001.zip"),
-)
+def exported(spec: ExportSpec) -> tuple[Op, ...]:
+    """The ops that take a task from pending to downloaded."""
+    key = spec.key
+    return (
+        MarkInFlight(key, spec.fingerprint()),
+        MarkCreated(key, 5001, "r1"),
+        MarkStarted(key, "r2"),
+        MarkExported(key, "https://oss/x.zip", "r3"),
+        MarkDownloaded(key, f"/p/{key.name}-5001.zip"),
+    )
+
+
+EXPORTED = exported(SPEC)
 
 
 def test_register_keeps_the_target_and_its_parameters(tmp_path: Path) -> None:
@@ -162,3 +171,37 @@ def test_stage_counts_count_every_stage_got_through(tmp_path: Path) -> None:
     counts = stage_counts([row])
     assert counts["downloaded"] == 1
     assert counts["uploaded"] == 0
+
+
+MIGRATION = """\
+version: 1
+defaults: {region: cn-shanghai, import_into: {region: cn-hangzhou}}
+workspaces:
+  - project_id: 710001
+    import_into: {project_id: 810001}
+    tasks: [{name: a}, {name: b}, {name: c}]
+"""
+
+
+def test_plan_shows_each_tasks_next_step_and_their_totals(tmp_path: Path) -> None:
+    """`runner plan --format json` gives each task its next step along the chain and totals
+    per step: a new task is created, a downloaded one uploaded, an uploaded one imported."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(MIGRATION)
+    path = tmp_path / "j.db"
+    target = ImportSpec(TaskKey("cn-hangzhou", 810001, "b"))
+    b = ExportSpec(TaskKey("cn-shanghai", 710001, "b"), import_into=target)
+    c_key = TaskKey("cn-shanghai", 710001, "c")
+    c = ExportSpec(c_key, import_into=ImportSpec(TaskKey("cn-hangzhou", 810001, "c")))
+    journal_with(path, b, *exported(b))  # downloaded
+    journal_with(path, c, *exported(c), MarkUploaded(c_key, "http://b.e/k"))
+    result = CliRunner().invoke(
+        cli, ["plan", str(manifest), "--journal", str(path), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    steps = {task["name"]: task["next_step"] for task in plan["tasks"]}
+    assert steps == {"a": "create", "b": "upload", "c": "create_import"}
+    assert plan["next_steps"]["create"] == 1
+    assert plan["next_steps"]["upload"] == 1
+    assert plan["next_steps"]["create_import"] == 1

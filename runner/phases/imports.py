@@ -135,6 +135,7 @@ class ImportPhase:
         progress = self._progress("importing", len(tasks))
 
         async def handle(task: ImportTask) -> None:
+            failed = self.stats.failed
             try:
                 found = await self._carry(task)
             except Unresolved:
@@ -143,6 +144,8 @@ class ImportPhase:
             if found is not None:
                 created.append(found)
                 outcome = TaskOutcome.CREATED
+            elif self.stats.failed > failed:
+                outcome = TaskOutcome.FAILED
             else:
                 outcome = TaskOutcome.UNRESOLVED
             progress.task_finished(task.key, outcome)
