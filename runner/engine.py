@@ -245,7 +245,8 @@ class _ImportLeg:
             uploader,
             timeout=options.download_timeout,
             visibility_window=options.visibility_window,
-            concurrency=min(options.upload_concurrency, options.concurrency),
+            concurrency=options.concurrency,
+            upload_concurrency=min(options.upload_concurrency, options.concurrency),
             wall=self._wall,
             progress=self._progress,
         )

@@ -19,7 +19,7 @@ from runner.context import RunContext
 from runner.engine import PhaseOptions, RunStats, run_phases
 from runner.journal import Journal, MarkImportInFlight, MarkUploaded, TaskRow
 from runner.journal_writer import JournalWriter
-from runner.models import ExportSpec, ImportSpec, TaskKey, TaskState
+from runner.models import ApiError, ErrorKind, ExportSpec, ImportSpec, TaskKey, TaskState
 from runner.phases import Stage
 from runner.phases.tasks import LifecycleTask
 from runner.plan import make_plan
@@ -292,3 +292,24 @@ async def test_a_name_taken_in_the_target_by_another_fails_clearly(
     assert row is not None
     assert (row.state, row.error_code) == (TaskState.IMPORT_FAILED, "ImportNameTaken")
     assert len(service.imports) == 1
+
+
+@pytest.mark.anyio
+async def test_a_lost_create_not_applied_is_sent_again_only_after_the_window(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A CreateImportMigration lost before it was applied: the lookup says absent, the task
+    waits out the visibility window in a later pass (the others go on meanwhile), is looked up
+    again and only then sent a second time: one import, no duplicate."""
+    service = FakeService(clock=clock, export_duration=30.0, unique_names=False)
+    lost = ApiError(ErrorKind.UNKNOWN_OUTCOME, "ExchangeError", "timed out")
+    service.import_scripts = {"task-0": [lost]}
+    tasks = specs(1, 2)
+    began = clock.now
+    stats = await run(journal, service, clock, tmp_path, tasks, visibility_window=60.0)
+    assert states(journal) == {TaskState.IMPORTED: 2}
+    assert stats.imports_created == 2
+    assert Counter(service.import_creates) == {"task-0": 2, "task-1": 1}
+    assert service.state.duplicates == 0
+    assert clock.now - began >= 60.0
+    assert_one_import_each_from_its_export(service, tasks)

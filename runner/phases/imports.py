@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +91,23 @@ class ImportTask:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Later:
+    """A create whose earlier send may show late: looked up (and sent) from `due` on."""
+
+    task: ImportTask
+    package_file: str
+    due: float  # clock time
+
+
+class _Deferred:
+    """A task left for a later pass (its visibility window has not passed yet)."""
+
+
+_DEFERRED = _Deferred()
+Carried = LifecycleTask | _Deferred | None
+
+
 @dataclass(slots=True)
 class ImportStats:
     uploaded: int = 0
@@ -116,7 +133,8 @@ class ImportPhase:
         *,
         timeout: float,
         visibility_window: float,
-        concurrency: int = 4,
+        concurrency: int = 16,
+        upload_concurrency: int = 4,
         wall: Callable[[], float] = time.time,
         progress: ProgressFactory = silent,
     ) -> None:
@@ -124,24 +142,32 @@ class ImportPhase:
         self._uploader = uploader
         self._timeout = timeout
         self._window = visibility_window
-        self._concurrency = concurrency  # uploads at once: each streams a whole package
+        self._concurrency = concurrency
+        # uploads at once: each streams a whole package
+        self._uploads = anyio.CapacityLimiter(upload_concurrency)
         self._wall = wall
         self._progress = progress
         self._index = NameIndex(ctx, migration_type=IMPORT)
+        self._later: list[_Later] = []
         self.stats = ImportStats()
 
     async def run(self, tasks: Sequence[ImportTask]) -> list[LifecycleTask]:
+        """Upload and create every import; creates whose answers were lost (or an earlier run's
+        intents) are looked up again, together, once their visibility window has passed, and
+        only then sent again if still absent. Returns the imports created."""
         created: list[LifecycleTask] = []
         progress = self._progress("importing", len(tasks))
 
-        async def handle(task: ImportTask) -> None:
+        async def finish(task: ImportTask, work: Awaitable[Carried]) -> None:
             failed = self.stats.failed
             try:
-                found = await self._carry(task)
+                found = await work
             except Unresolved:
                 found = None
                 self.stats.not_created += 1
-            if found is not None:
+            if found is _DEFERRED:
+                return  # finished by a later pass
+            if isinstance(found, LifecycleTask):
                 created.append(found)
                 outcome = TaskOutcome.CREATED
             elif self.stats.failed > failed:
@@ -150,12 +176,21 @@ class ImportPhase:
                 outcome = TaskOutcome.UNRESOLVED
             progress.task_finished(task.key, outcome)
 
+        async def first(task: ImportTask) -> None:
+            await finish(task, self._carry(task))
+
+        async def again(later: _Later) -> None:
+            await finish(later.task, self._create(later.task, later.package_file, later.due))
+
         with progress:
-            await run_pool(tasks, self._concurrency, handle)
+            await run_pool(tasks, self._concurrency, first)
+            while self._later:
+                due, self._later = sorted(self._later, key=lambda later: later.due), []
+                await run_pool(due, self._concurrency, again)
         return created
 
-    async def _carry(self, task: ImportTask) -> LifecycleTask | None:
-        """Upload if needed, then create the import; the created import, or None."""
+    async def _carry(self, task: ImportTask) -> Carried:
+        """Upload if needed, then create the import: the created import, None, or _DEFERRED."""
         if task.sent:  # an earlier create may have landed: never a second one
             found = await self._lookup(task)
             if found is not None:
@@ -165,11 +200,16 @@ class ImportPhase:
             package_file = await self._upload(task)
             if package_file is None:
                 return None
-        visible_after = None
         if task.sent:  # absent so far: sent again only once the window from its send passed
             wait = task.updated_at + self._window - self._wall()
-            visible_after = self._ctx.clock.monotonic() + max(0.0, wait)
-        return await self._create(task, package_file, visible_after)
+            if wait > 0:
+                return self._defer(task, package_file, self._ctx.clock.monotonic() + wait)
+            return await self._create(task, package_file, self._ctx.clock.monotonic())
+        return await self._create(task, package_file, None)
+
+    def _defer(self, task: ImportTask, package_file: str, due: float) -> Carried:
+        self._later.append(_Later(task, package_file, due))
+        return _DEFERRED
 
     async def _lookup(self, task: ImportTask) -> int | None:
         client = self._ctx.client_for(task.profile)
@@ -188,7 +228,8 @@ class ImportPhase:
         async def send() -> tuple[str, int]:
             grant = await client.authorize_file_upload(target.region)
             try:
-                size = await self._uploader.upload(grant, Path(path), self._timeout)
+                async with self._uploads:
+                    size = await self._uploader.upload(grant, Path(path), self._timeout)
             except UploadError as error:
                 raise _upload_error(error) from error
             return grant.package_file, size
@@ -216,34 +257,33 @@ class ImportPhase:
 
     async def _create(
         self, task: ImportTask, package_file: str, visible_after: float | None
-    ) -> LifecycleTask | None:
+    ) -> Carried:
+        """CreateImportMigration, its intent committed first; with `visible_after` (clock
+        time), an earlier send may have landed: looked up then, and sent only if absent."""
         key, target = task.key, task.target
         client = self._ctx.client_for(task.profile)
-        maybe_ours = task.sent
 
         async def settle() -> Created | None:
             found = await self._lookup(task)
             return None if found is None else Created(found, None)
 
-        while True:
-            result: Result[Created] = await attempt(
-                self._ctx,
-                key,
-                CREATE_IMPORT_POLICY,
-                lambda: client.create_import_migration(target.region, task.params, package_file),
-                settle=settle,
-                intent=MarkImportInFlight(key),
-                maybe_applied=maybe_ours,
-                visible_after=visible_after,
-                client=client,
-                target=target,
-            )
-            if result.outcome is not Outcome.LOST:
-                break
-            # a lost answer not visible yet: look again once the visibility window has passed
-            assert result.lost_at is not None
-            maybe_ours, visible_after = True, result.lost_at + self._window
+        result: Result[Created] = await attempt(
+            self._ctx,
+            key,
+            CREATE_IMPORT_POLICY,
+            lambda: client.create_import_migration(target.region, task.params, package_file),
+            settle=settle,
+            intent=MarkImportInFlight(key),
+            maybe_applied=task.sent or visible_after is not None,
+            visible_after=visible_after,
+            client=client,
+            target=target,
+        )
         match result.outcome:
+            case Outcome.LOST:
+                # a lost answer not visible yet: looked up again once the window has passed
+                assert result.lost_at is not None
+                return self._defer(task, package_file, result.lost_at + self._window)
             case Outcome.DONE | Outcome.SETTLED:
                 assert result.value is not None
                 return await self._created(task, result.value.migration_id, result.value.request_id)
