@@ -20,7 +20,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from runner.journal import JournalDataError, JournalError, JournalWriteError, Op
+from runner.journal import Journal, JournalDataError, JournalError, JournalWriteError, Op
 from runner.logs import get_logger
 
 log = get_logger("runner.journal")
@@ -141,6 +141,9 @@ class JournalWriter:
         self._task_group: TaskGroup | None = None
         self._failed: BaseException | None = None  # a posted batch that could not be committed
         self._thread: _CommitThread | None = None  # while `run` runs
+        # a real journal applies a batch here, on the loop (a few executemany runs), and only its
+        # commit, the fsync, goes to the thread: the thread no longer holds the GIL per statement
+        self._stage = journal.stage if isinstance(journal, Journal) else None
 
     async def write(self, *ops: Op) -> None:
         """Return once `ops` are committed, all in one transaction; else raise JournalWriteError.
@@ -224,11 +227,17 @@ class JournalWriter:
         error: BaseException | None = None
         rejected: dict[int, BaseException] = {}
         try:
-            # In the writer's thread, so the event loop never waits on fsync. Not cancellable: a
-            # batch taken off the queue is always applied, so its waiters learn the true outcome.
+            # The commit in the writer's thread, so the event loop never waits on fsync. Not
+            # cancellable: a batch taken off the queue is always applied, so its waiters learn
+            # the true outcome.
             assert self._thread is not None
-            journal = self._journal
-            rejected = await self._thread.run(lambda: _apply_isolated(journal, batch))
+            if self._stage is not None:
+                staged = self._stage([waiter.ops for waiter in batch])
+                rejected = dict(staged.rejected)
+                await self._thread.run(staged.commit)
+            else:
+                journal = self._journal
+                rejected = await self._thread.run(lambda: _apply_isolated(journal, batch))
         except JournalDataError as exc:  # the batch's one waiter held a value that cannot be stored
             rejected = {0: exc}
         except Exception as exc:
