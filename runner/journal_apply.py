@@ -98,35 +98,36 @@ def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> No
     all its rows. A RecordAttempt followed by another change to its task is counted in that
     change's UPDATE. Raises JournalError for a task never registered, and lets the sqlite3
     module's errors for a value it cannot bind (DATA_ERRORS) through."""
-    rounds: dict[TaskKey, int] = {}
+    rounds: dict[tuple[str, int, str], int] = {}  # by task, as plain tuples (hashed in C)
     steps: dict[tuple[int, int, str], list[tuple[Any, ...]]] = {}
-    counted: tuple[TaskKey, int, tuple[str, int, str], tuple[Any, ...]] | None = None
+    counted: tuple[int, tuple[str, int, str], tuple[Any, ...]] | None = None
     for op in ops:
         key = op.spec.key if isinstance(op, Register) else op.key
-        turn = rounds.get(key, 0)
-        rounds[key] = turn + 1
-        if counted is not None and (counted[0] != key or isinstance(op, RecordAttempt | Register)):
-            _, at, where, history = counted  # counted on its own
-            steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *where))
+        where = (key.region, key.project_id, key.name)
+        turn = rounds.get(where, 0)
+        rounds[where] = turn + 1
+        apart = isinstance(op, RecordAttempt | Register)  # changes no row, or inserts one
+        if counted is not None and (counted[1] != where or apart):
+            at, alone, history = counted  # counted on its own
+            steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *alone))
             steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
             counted = None
         if isinstance(op, Register):
             args = register_args(op.spec, now, op.spec.profile)
             steps.setdefault((turn, _INSERT, _INSERT_TASK), []).append(args)
             continue
-        where = (key.region, key.project_id, key.name)
         if isinstance(op, RecordAttempt):
-            counted = (key, turn, where, _history(op, where, now))
+            counted = (turn, where, _history(op, where, now))
             continue
         sets, values = changes_of(op)
         if counted is not None:  # the same task's attempt, just before: one UPDATE for both
             sets = f"{_COUNTED}, {sets}"
-            steps.setdefault((turn, _APPEND, _INSERT_ATTEMPT), []).append(counted[3])
+            steps.setdefault((turn, _APPEND, _INSERT_ATTEMPT), []).append(counted[2])
             counted = None
         steps.setdefault((turn, _UPDATE, _update(sets)), []).append((*values, now, *where))
     if counted is not None:
-        _, at, where, history = counted
-        steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *where))
+        at, alone, history = counted
+        steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *alone))
         steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
     for (_, kind, sql), rows in sorted(steps.items(), key=lambda step: step[0][:2]):
         changed = conn.executemany(sql, rows).rowcount
