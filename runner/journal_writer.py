@@ -11,10 +11,10 @@ import queue
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -111,24 +111,47 @@ class _Waiter:
 class _Batch:
     """Waiters queued together, committed together: one event wakes them all."""
 
-    __slots__ = ("done", "waiters")
+    __slots__ = ("done", "finished", "waiters")
 
     def __init__(self) -> None:
         self.waiters: list[_Waiter] = []
         self.done: anyio.Event | None = None  # made once someone waits
+        self.finished = False
 
     async def wait(self, waiter: _Waiter) -> BaseException | None:
         """Wait until the batch is committed; `waiter`'s error, if any."""
-        if self.done is None:
-            self.done = anyio.Event()
-        await self.done.wait()
+        if not self.finished:
+            if self.done is None:
+                self.done = anyio.Event()
+            await self.done.wait()
         return waiter.error
 
     def finish(self, errors: Callable[[int], BaseException | None]) -> None:
         for index, waiter in enumerate(self.waiters):
             waiter.error = errors(index)
+        self.finished = True
         if self.done is not None:
             self.done.set()
+
+
+class Committed:
+    """The commit of ops queued with `JournalWriter.queue`: awaiting it returns once they are
+    committed, else raises JournalWriteError. Left unawaited, the ops are committed all the
+    same (and nothing warns)."""
+
+    __slots__ = ("_batch", "_waiter")
+
+    def __init__(self, batch: _Batch, waiter: _Waiter) -> None:
+        self._batch = batch
+        self._waiter = waiter
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        error = await self._batch.wait(self._waiter)
+        if error is not None:
+            raise JournalWriteError(f"journal write failed: {error}") from error
 
 
 class JournalWriter:
@@ -174,6 +197,20 @@ class JournalWriter:
         error = await self._enqueue(waiter).wait(waiter)
         if error is not None:
             raise JournalWriteError(f"journal write failed: {error}") from error
+
+    def queue(self, *ops: Op) -> Committed:
+        """Queue `ops` (at least one) to be committed in one transaction, as `write` does, and
+        return at once what to await for their commit: the caller may work meanwhile (build the
+        request whose intent they are) and await it before anything leaves. The writer takes
+        the batch at its next turn: a caller that yields once lets the commit start."""
+        if not ops:
+            raise ValueError("nothing to queue")
+        if self._closed:
+            raise JournalWriteError("the journal writer is closed: nothing was written")
+        if self._failed is not None:
+            raise JournalWriteError(f"journal write failed: {self._failed}") from self._failed
+        waiter = _Waiter(ops)
+        return Committed(self._enqueue(waiter), waiter)
 
     async def flush(self) -> None:
         """Return once everything queued before this call (posted ops too) is committed."""

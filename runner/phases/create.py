@@ -231,6 +231,7 @@ class CreatePhase:
             key,
             CREATE_POLICY,
             lambda: client.create_export_migration(spec),
+            send_after=lambda committed: client.create_export_migration(spec, after=committed),
             settle=lambda: self._settle(spec),
             intent=MarkInFlight(key, spec.fingerprint()),
             done=lambda created: (MarkCreated(key, created.migration_id, created.request_id),),
