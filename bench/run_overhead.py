@@ -70,15 +70,30 @@ KEY = Key("bench-access-key-id", "bench-access-key-secret")
 CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # The target: the runner sends at least MIN_THROUGHPUT times raw aiohttp's requests per second
 # (runner wall time <= raw wall time / MIN_THROUGHPUT), with the journal at synchronous=FULL.
-# Measured on this 2-core machine (quiet): raw ~4,400 req/s, the runner ~2,050-2,300 req/s, i.e.
-# 0.46-0.51x: not met yet. Where the time goes (cProfile of run() over an instant transport,
-# ~190 µs/task): the journal's Python in its writer thread and the hand-offs around each
-# group commit (~60 µs/task), signing (~19 µs), the attempt loop and the create phase's
-# bookkeeping (~30 µs), the client's request building and answer checks (~25 µs), and the load,
-# register and plan before the first send (~30 µs). What already changed it: outcomes posted
-# to the writer instead of awaited (-25 µs), workers drawing from one iterator instead of a
-# memory stream (-15 µs), a direct V3 canonical form (-15 µs), registration and planning
-# streamed in key order.
+# Not met yet. On this 2-core machine (shared; best of 3, interleaved) raw aiohttp takes
+# ~0.68-0.70 s, the runner ~1.05-1.09 s: 0.63-0.66x (0.55-0.57x before the changes below).
+#
+# Where the time goes (py-spy --gil over 8 runs, perf_counter probes, a run's timeline): the
+# process is one event loop, busy ~99% of the run. The workers go in step: one group commit per
+# 31 creates (intents, with the previous outcomes), then 32 sends, the simulator's 32 answers,
+# the next intents. Before: each cycle waited ~1.3 ms on its commit with the loop idle (the ops
+# applied in the writer's thread, statement by statement, fighting the loop for the GIL), and
+# the loop spent ~140 µs per create beyond raw aiohttp's (signing 23, the transport's own work
+# 22, the journal writer 17, the client and the answer 19, the attempt loop and the create
+# phase 20, the limiter 5, ~60 ms of manifest load, register and plan before the first send).
+#
+# What changed it (instant transport, µs of CPU per task: 141 -> 112):
+# - Journal.stage applies a batch on the loop as a few executemany runs (an attempt counted in
+#   its outcome's UPDATE); only the COMMIT (the fsync) goes to the writer's thread.
+# - Waiters queued together share one event, instead of an anyio.Event made per write.
+# - A create is signed while its intent's commit runs (JournalWriter.queue, the client's
+#   `after`): the loop no longer idles on the fsync (blocked in select 50 -> 10 ms a run).
+# - Trims: the transport parses its URL and timeout once and reads a small answer whole; one
+#   JSON decoder; the V3 template's headers checked once; the timestamp from time.time; the
+#   fingerprint written out in order; plain tuples as dict keys.
+# Left (per create, beyond raw): the batch's SQL ~15 µs (three statements, AUTOINCREMENT, an
+# index), signing ~12, the attempt loop, the create phase and the client ~30, one more task
+# switch; before the first send: manifest load ~26 ms, register ~20 ms, 60 listings ~30 ms.
 MIN_THROUGHPUT = 0.7
 
 

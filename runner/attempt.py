@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import anyio.lowlevel
+
 from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import ApiAction
 from runner.journal import Op, RecordAttempt
@@ -100,6 +102,7 @@ async def attempt(
     visible_after: float | None = None,
     client: ApiClient | None = None,
     target: TaskKey | None = None,
+    send_after: Callable[[Awaitable[None]], Awaitable[T]] | None = None,
 ) -> Result[T]:
     """Send until answered for good, as `policy` says.
 
@@ -109,7 +112,9 @@ async def attempt(
     run's send may have been applied. With `visible_after` (clock time) the loop first waits until
     then and looks: a send lost before is only resent once that last lookup says absent.
     `key` is the journal's task; `target` is where the request goes when that is elsewhere (an
-    import's target workspace): its region's bucket and stops apply.
+    import's target workspace): its region's bucket and stops apply. With an intent,
+    `send_after(committed)` may stand for `send`: it builds the request while the intent's commit
+    runs and sends it once `committed` (which it always awaits) is done.
     """
     retry, clock = ctx.retry, ctx.clock
     client = client or ctx.client  # the task's account: its bucket, its stops
@@ -134,12 +139,20 @@ async def attempt(
                 if ctx.is_stopped(where, client):  # stopped while this one waited for its slot
                     return Result(Outcome.STOPPED, maybe_applied=maybe_applied, sent=sent)
             ctx.counts.by_action[action.name] += 1
+        sending: Awaitable[T] | None = None
         if intent is not None:
-            await ctx.writer.write(intent)
+            if send_after is None:
+                await ctx.writer.write(intent)
+            else:
+                committed = ctx.writer.queue(intent)
+                # the writer takes the batch and starts its commit: meanwhile the request is
+                # built and signed; it leaves only once the commit is done
+                await anyio.lowlevel.checkpoint()
+                sending = send_after(committed)
         sent = True
         began = clock.monotonic()
         try:
-            value = await send()
+            value = await (send() if sending is None else sending)
         except ApiError as error:
             latency = (clock.monotonic() - began) * 1000
             if action is not None and error.is_throttling:

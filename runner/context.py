@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,7 +34,10 @@ class ApiClient(Protocol):
 
     def limit_scope(self, region: str) -> str: ...
 
-    async def create_export_migration(self, spec: ExportSpec) -> Created: ...
+    async def create_export_migration(
+        self, spec: ExportSpec, *, after: Awaitable[None] | None = None
+    ) -> Created:
+        """With `after`: the request leaves only once it is done (built meanwhile)."""
 
     async def create_import_migration(
         self, region: str, params: Mapping[str, str], package_file: str
@@ -63,6 +66,9 @@ class Writer(Protocol):
     """The journal's single writer: returns once the ops are committed, together."""
 
     async def write(self, *ops: Op) -> None: ...
+
+    def queue(self, *ops: Op) -> Awaitable[None]:
+        """Queue ops as `write` does; awaiting the result returns once they are committed."""
 
     def post(self, *ops: Op) -> None:
         """Queue ops to be committed without waiting: for what a crash may lose harmlessly."""

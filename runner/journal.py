@@ -8,13 +8,13 @@ moment in one transaction (group commit) and wakes each caller only once its ops
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,6 +24,14 @@ from runner.files import (
     check_not_linked,
     check_private,
     make_private_dirs,
+)
+from runner.journal_apply import (
+    REGISTER_COLUMNS,
+    REGISTER_UPDATE,
+    REGISTER_VALUES,
+    apply_batch,
+    key_args,
+    register_args,
 )
 from runner.journal_lock import acquire_lock, check_side_files, private
 from runner.journal_ops import (
@@ -56,7 +64,6 @@ from runner.journal_ops import (
     RecordAttempt,
     Register,
     TaskRow,
-    changes_of,
 )
 from runner.journal_schema import MIGRATIONS
 from runner.models import ExportSpec, TaskKey, TaskState
@@ -94,62 +101,6 @@ __all__ = [
 BUSY_TIMEOUT_MS = 5000
 
 
-def _key_args(key: TaskKey) -> tuple[str, int, str]:
-    return (key.region, key.project_id, key.name)
-
-
-def _op_key(op: Op) -> TaskKey:
-    return op.spec.key if isinstance(op, Register) else op.key
-
-
-def _apply_op(conn: sqlite3.Connection, op: Op, now: float) -> None:
-    if isinstance(op, Register):
-        conn.execute(
-            f"INSERT INTO tasks ({_REGISTER_COLUMNS}) VALUES ({_REGISTER_VALUES})"
-            " ON CONFLICT DO NOTHING",
-            _register_args(op.spec, now, op.spec.profile),
-        )
-        return
-    sets, args = changes_of(op)
-    sql = f"UPDATE tasks SET {sets}, updated_at = ? {BY_KEY}"
-    if conn.execute(sql, (*args, now, *_key_args(op.key))).rowcount == 0:
-        raise JournalError(f"unknown task {op.key}: it was never registered in the journal")
-    if isinstance(op, RecordAttempt):
-        at = now if op.at is None else op.at
-        head = (*_key_args(op.key), at, op.action, op.http_status, op.error_code, op.request_id)
-        conn.execute(
-            f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*head, op.latency_ms, op.outcome),
-        )
-
-
-_REGISTER_COLUMNS = (
-    "region, project_id, name, state, fingerprint, created_at, updated_at, profile,"
-    " import_region, import_project_id, import_name, import_profile, import_params"
-)
-_REGISTER_VALUES = "?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?"
-# A rerun takes the manifest's profile for a task no create was sent for yet, and its import
-# target for a task no import was sent for yet; what was sent keeps what it was sent with.
-_IMPORT_FIELDS = ("import_region", "import_project_id", "import_name", "import_profile")
-_REGISTER_UPDATE = (
-    " ON CONFLICT DO UPDATE SET"
-    " profile = CASE WHEN create_sent = 0 THEN excluded.profile ELSE profile END, "
-    + ", ".join(
-        f"{c} = CASE WHEN import_sent = 0 THEN excluded.{c} ELSE {c} END"
-        for c in (*_IMPORT_FIELDS, "import_params")
-    )
-    + " WHERE (create_sent = 0 AND profile IS NOT excluded.profile) OR (import_sent = 0 AND ("
-    + " OR ".join(f"{c} IS NOT excluded.{c}" for c in (*_IMPORT_FIELDS, "import_params"))
-    + "))"
-)
-
-
-def _register_args(spec: ExportSpec, now: float, profile: str | None) -> tuple[Any, ...]:
-    key = spec.key
-    head = (key.region, key.project_id, key.name, spec.fingerprint(), now, now, profile)
-    return (*head, *_import_columns(spec, profile))
-
-
 def _task_row(r: Sequence[Any]) -> TaskRow:
     key, state = TaskKey(r[0], r[1], r[2]), TaskState(r[3])
     imports = None
@@ -172,16 +123,6 @@ def _task_row(r: Sequence[Any]) -> TaskRow:
         r[14],
         imports,
     )
-
-
-def _import_columns(spec: ExportSpec, default_profile: str | None) -> tuple[Any, ...]:
-    """The import leg's columns of a task as the manifest gives it (all None when it has none)."""
-    target = spec.import_into
-    if target is None:
-        return (None, None, None, None, None)
-    params = json.dumps(target.params(), sort_keys=True, separators=(",", ":"))
-    profile = target.profile or default_profile
-    return (target.key.region, target.key.project_id, target.key.name, profile, params)
 
 
 def _attempt_row(r: Sequence[Any]) -> AttemptRow:
@@ -350,16 +291,43 @@ class Journal:
         if not ops:
             return
         with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
-            now = self._clock()
-            for op in ops:
-                try:
-                    _apply_op(self._conn, op, now)
-                except (OverflowError, UnicodeEncodeError, sqlite3.InterfaceError) as exc:
-                    raise JournalDataError(
-                        f"journal {self.path}: {type(op).__name__} of {_op_key(op)} holds a value"
-                        f" that cannot be stored ({type(exc).__name__})"
-                    ) from exc
+            rejected = apply_batch(self._conn, (ops,), self._clock(), self.path)
+            if rejected:
+                raise rejected[0]
         self.transactions += 1
+
+    def stage(self, groups: Sequence[Sequence[Op]]) -> Staged:
+        """Apply the groups' ops in one transaction on this thread and leave it open for
+        `Staged.commit` (from any thread: the fsync is there); the journal is held until then.
+        A group holding a value that cannot be stored is left out, whole (`Staged.rejected`);
+        any other error rolls back and is raised."""
+        if self.readonly:
+            raise JournalError(f"journal {self.path} is open read-only")
+        self._mutex.acquire()
+        try:
+            with _sqlite_errors(self.path, "write failed"):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    return Staged(self, apply_batch(self._conn, groups, self._clock(), self.path))
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def _commit_staged(self) -> None:
+        try:
+            with _sqlite_errors(self.path, "write failed"):
+                try:
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            self.transactions += 1
+        finally:
+            self._mutex.release()
 
     def register(self, specs: Iterable[ExportSpec], default_profile: str | None = None) -> None:
         """Register every task (as `Register` does) in one transaction, streamed, with the
@@ -367,11 +335,11 @@ class Journal:
         sent for takes the manifest's profile; one sent for keeps the profile that sent it."""
         if self.readonly:
             raise JournalError(f"journal {self.path} is open read-only")
-        sql = f"INSERT INTO tasks ({_REGISTER_COLUMNS}) VALUES ({_REGISTER_VALUES})"
-        sql += _REGISTER_UPDATE
+        sql = f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES ({REGISTER_VALUES})"
+        sql += REGISTER_UPDATE
         with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
             now = self._clock()
-            rows = (_register_args(s, now, s.profile or default_profile) for s in specs)
+            rows = (register_args(s, now, s.profile or default_profile) for s in specs)
             self._conn.executemany(sql, rows)
         self.transactions += 1
 
@@ -404,7 +372,7 @@ class Journal:
         return {row.key: row for row in self.rows()}
 
     def get(self, key: TaskKey) -> TaskRow | None:
-        found = self._fetch(f"SELECT {TASK_COLUMNS} FROM tasks {BY_KEY}", _key_args(key))
+        found = self._fetch(f"SELECT {TASK_COLUMNS} FROM tasks {BY_KEY}", key_args(key))
         return _task_row(found[0]) if found else None
 
     def attempts(self, key: TaskKey | None = None) -> list[AttemptRow]:
@@ -413,7 +381,7 @@ class Journal:
         if key is None:
             found = self._fetch(f"{sql} ORDER BY id")
         else:
-            found = self._fetch(f"{sql} {BY_KEY} ORDER BY id", _key_args(key))
+            found = self._fetch(f"{sql} {BY_KEY} ORDER BY id", key_args(key))
         return [_attempt_row(r) for r in found]
 
     def exported_without_import(self) -> int:
@@ -429,4 +397,13 @@ class Journal:
         return counts
 
 
-# --- the single writer for async code ------------------------------------------------------------
+@dataclass(frozen=True, slots=True, eq=False)
+class Staged:
+    """A batch applied by `Journal.stage`, its transaction still open: `commit` exactly once."""
+
+    journal: Journal
+    rejected: dict[int, JournalDataError]  # groups left out, by index
+
+    def commit(self) -> None:
+        """Commit (on error roll back) and let the journal be used again."""
+        self.journal._commit_staged()

@@ -11,16 +11,16 @@ import queue
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from runner.journal import JournalDataError, JournalError, JournalWriteError, Op
+from runner.journal import Journal, JournalDataError, JournalError, JournalWriteError, Op
 from runner.logs import get_logger
 
 log = get_logger("runner.journal")
@@ -105,17 +105,53 @@ class _CommitThread:
 class _Waiter:
     ops: tuple[Op, ...]
     posted: bool = False  # nobody waits for it
-    done: anyio.Event | None = None
     error: BaseException | None = None
 
-    def __post_init__(self) -> None:
-        if not self.posted:
-            self.done = anyio.Event()
 
-    def finish(self, error: BaseException | None) -> None:
-        self.error = error
+class _Batch:
+    """Waiters queued together, committed together: one event wakes them all."""
+
+    __slots__ = ("done", "finished", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: list[_Waiter] = []
+        self.done: anyio.Event | None = None  # made once someone waits
+        self.finished = False
+
+    async def wait(self, waiter: _Waiter) -> BaseException | None:
+        """Wait until the batch is committed; `waiter`'s error, if any."""
+        if not self.finished:
+            if self.done is None:
+                self.done = anyio.Event()
+            await self.done.wait()
+        return waiter.error
+
+    def finish(self, errors: Callable[[int], BaseException | None]) -> None:
+        for index, waiter in enumerate(self.waiters):
+            waiter.error = errors(index)
+        self.finished = True
         if self.done is not None:
             self.done.set()
+
+
+class Committed:
+    """The commit of ops queued with `JournalWriter.queue`: awaiting it returns once they are
+    committed, else raises JournalWriteError. Left unawaited, the ops are committed all the
+    same (and nothing warns)."""
+
+    __slots__ = ("_batch", "_waiter")
+
+    def __init__(self, batch: _Batch, waiter: _Waiter) -> None:
+        self._batch = batch
+        self._waiter = waiter
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        error = await self._batch.wait(self._waiter)
+        if error is not None:
+            raise JournalWriteError(f"journal write failed: {error}") from error
 
 
 class JournalWriter:
@@ -133,14 +169,18 @@ class JournalWriter:
     def __init__(self, journal: SupportsApply, *, max_batch: int = 1000) -> None:
         self._journal = journal
         self._max_batch = max_batch
-        # A waiter leaves the queue only into a batch that is then applied, so none is lost to a
-        # cancellation. Unbounded, yet bounded in practice: each caller awaits its own commit.
-        self._queue: deque[_Waiter] = deque()
+        # A batch leaves the queue only to be applied, so no waiter is lost to a cancellation;
+        # only the last one takes new waiters, up to max_batch. Unbounded, yet bounded in
+        # practice: each caller awaits its own commit.
+        self._queue: deque[_Batch] = deque()
         self._wakeup: anyio.Event | None = None
         self._closed = False
         self._task_group: TaskGroup | None = None
         self._failed: BaseException | None = None  # a posted batch that could not be committed
         self._thread: _CommitThread | None = None  # while `run` runs
+        # a real journal applies a batch here, on the loop (a few executemany runs), and only its
+        # commit, the fsync, goes to the thread: the thread no longer holds the GIL per statement
+        self._stage = journal.stage if isinstance(journal, Journal) else None
 
     async def write(self, *ops: Op) -> None:
         """Return once `ops` are committed, all in one transaction; else raise JournalWriteError.
@@ -154,23 +194,30 @@ class JournalWriter:
         if self._failed is not None:
             raise JournalWriteError(f"journal write failed: {self._failed}") from self._failed
         waiter = _Waiter(ops)
-        self._queue.append(waiter)
-        self._wake()
-        assert waiter.done is not None
-        await waiter.done.wait()
-        if waiter.error is not None:
-            raise JournalWriteError(f"journal write failed: {waiter.error}") from waiter.error
+        error = await self._enqueue(waiter).wait(waiter)
+        if error is not None:
+            raise JournalWriteError(f"journal write failed: {error}") from error
+
+    def queue(self, *ops: Op) -> Committed:
+        """Queue `ops` (at least one) to be committed in one transaction, as `write` does, and
+        return at once what to await for their commit: the caller may work meanwhile (build the
+        request whose intent they are) and await it before anything leaves. The writer takes
+        the batch at its next turn: a caller that yields once lets the commit start."""
+        if not ops:
+            raise ValueError("nothing to queue")
+        if self._closed:
+            raise JournalWriteError("the journal writer is closed: nothing was written")
+        if self._failed is not None:
+            raise JournalWriteError(f"journal write failed: {self._failed}") from self._failed
+        waiter = _Waiter(ops)
+        return Committed(self._enqueue(waiter), waiter)
 
     async def flush(self) -> None:
         """Return once everything queued before this call (posted ops too) is committed."""
         if self._closed:
             return
         waiter = _Waiter(())  # behind whatever is queued or being committed now
-        self._queue.append(waiter)
-        self._wake()
-        assert waiter.done is not None
-        await waiter.done.wait()
-        error = waiter.error or self._failed
+        error = await self._enqueue(waiter).wait(waiter) or self._failed
         if error is not None:
             raise JournalWriteError(f"journal write failed: {error}") from error
 
@@ -187,8 +234,16 @@ class JournalWriter:
             raise JournalWriteError("the journal writer is closed: nothing was written")
         if self._failed is not None:
             raise JournalWriteError(f"journal write failed: {self._failed}") from self._failed
-        self._queue.append(_Waiter(ops, posted=True))
+        self._enqueue(_Waiter(ops, posted=True))
+
+    def _enqueue(self, waiter: _Waiter) -> _Batch:
+        batch = self._queue[-1] if self._queue else None
+        if batch is None or len(batch.waiters) >= self._max_batch:
+            batch = _Batch()
+            self._queue.append(batch)
+        batch.waiters.append(waiter)
         self._wake()
+        return batch
 
     def _wake(self) -> None:
         if self._wakeup is not None:
@@ -209,8 +264,7 @@ class JournalWriter:
                     await self._wakeup.wait()
                     continue
                 await anyio.lowlevel.checkpoint_if_cancelled()
-                size = min(len(self._queue), self._max_batch)
-                await self._commit([self._queue.popleft() for _ in range(size)])
+                await self._commit(self._queue.popleft())
         finally:  # stopped early (cancelled): whoever still waits is told, not left hanging
             self._thread.stop()
             self._thread = None
@@ -218,31 +272,37 @@ class JournalWriter:
             self._wakeup = None
             stopped = JournalError("the journal writer stopped before this write was committed")
             while self._queue:
-                self._queue.popleft().finish(stopped)
+                self._queue.popleft().finish(lambda _: stopped)
 
-    async def _commit(self, batch: list[_Waiter]) -> None:
+    async def _commit(self, batch: _Batch) -> None:
         error: BaseException | None = None
         rejected: dict[int, BaseException] = {}
+        waiters = batch.waiters
         try:
-            # In the writer's thread, so the event loop never waits on fsync. Not cancellable: a
-            # batch taken off the queue is always applied, so its waiters learn the true outcome.
+            # The commit in the writer's thread, so the event loop never waits on fsync. Not
+            # cancellable: a batch taken off the queue is always applied, so its waiters learn
+            # the true outcome.
             assert self._thread is not None
-            journal = self._journal
-            rejected = await self._thread.run(lambda: _apply_isolated(journal, batch))
+            if self._stage is not None:
+                staged = self._stage([waiter.ops for waiter in waiters])
+                rejected = dict(staged.rejected)
+                await self._thread.run(staged.commit)
+            else:
+                journal = self._journal
+                rejected = await self._thread.run(lambda: _apply_isolated(journal, waiters))
         except JournalDataError as exc:  # the batch's one waiter held a value that cannot be stored
             rejected = {0: exc}
         except Exception as exc:
             error = exc
-            if any(waiter.posted for waiter in batch):
+            if any(waiter.posted for waiter in waiters):
                 self._failed = exc
         finally:
-            for index, waiter in enumerate(batch):
-                own = rejected.get(index)
-                if own is not None and waiter.posted:
+            for index, own in rejected.items():
+                if waiters[index].posted:
                     # an outcome a crash could have lost as well: the row stays as its intent
                     # left it (in flight: the next run looks it up); the run goes on
                     log.error("journal record dropped", reason=str(own))
-                waiter.finish(own or error)
+            batch.finish(lambda index: rejected.get(index) or error)
 
     async def __aenter__(self) -> Self:
         task_group = anyio.create_task_group()

@@ -177,8 +177,18 @@ class ExportSpec:
         return params
 
     def fingerprint(self) -> str:
-        """A stable text of what would be sent, so a rerun can tell when the manifest drifted."""
-        return "&".join(f"{k}={v}" for k, v in sorted(self.request_params().items()))
+        """A stable text of what would be sent, so a rerun can tell when the manifest drifted:
+        request_params() as `name=value` joined by '&' in sorted name order, written out in
+        that order (made twice per create: when registered and in its intent)."""
+        parts = [] if self.description is None else [f"Description={self.description}"]
+        parts.append(f"ExportMode={self.export_mode.value}")
+        if self.export_object_status is not None:
+            parts.append(f"ExportObjectStatus={self.export_object_status.value}")
+        if self.incremental_since is not None and self.export_mode is ExportMode.INCREMENTAL:
+            parts.append(f"IncrementalSince={self.incremental_since}")
+        parts.append(f"Name={self.key.name}")
+        parts.append(f"ProjectId={self.key.project_id}")
+        return "&".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -259,12 +259,13 @@ class RateLimiter:
         self._clock = clock
         self._rates = {Access.WRITE: write_rate, Access.READ: read_rate or write_rate}
         self._shared = read_rate is None
-        self._buckets: dict[BucketKey, Bucket] = {}
+        # by (account, region, access) as a plain tuple: hashed in C, once per request
+        self._buckets: dict[tuple[str, str, Access], Bucket] = {}
 
     def bucket(self, account: str, region: str, access: Access) -> Bucket:
         if self._shared:
             access = Access.WRITE
-        key = BucketKey(account, region, access)
+        key = (account, region, access)
         found = self._buckets.get(key)
         if found is None:
             found = self._buckets[key] = Bucket(self._clock, self._rates[access])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -153,7 +153,11 @@ class FakeService:
     def limit_scope(self, region: str) -> str:
         return region
 
-    async def create_export_migration(self, spec: ExportSpec) -> Created:
+    async def create_export_migration(
+        self, spec: ExportSpec, *, after: Awaitable[None] | None = None
+    ) -> Created:
+        if after is not None:
+            await after  # the intent's commit: only then is a create sent
         self.creates.append(spec.key.name)
         if self.on_create is not None:
             self.on_create(spec)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.models import ActionKind, ExportMode, ExportSpec, TaskKey, TaskState
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runner.models import ActionKind, ExportMode, ExportSpec, ObjectStatus, TaskKey, TaskState
 from runner.plan import make_plan
 
 
@@ -109,3 +113,27 @@ def test_interleaved_takes_each_account_and_region_in_turn() -> None:
     actions += [act("r1", "c1", "p"), act("r1", "c2", "p")]
     names = [a.spec.key.name for a in interleaved(actions)]
     assert names == ["a1", "b1", "c1", "a2", "c2", "a3"]
+
+
+@pytest.mark.fuzz
+@given(
+    name=st.text(min_size=1, max_size=12),
+    project_id=st.integers(1, 2**63 - 1),
+    mode=st.sampled_from(ExportMode),
+    status=st.none() | st.sampled_from(ObjectStatus),
+    description=st.none() | st.text(max_size=12),
+    since=st.none() | st.integers(0, 2**50),
+)
+def test_the_fingerprint_is_the_request_parameters_in_sorted_order(
+    name: str,
+    project_id: int,
+    mode: ExportMode,
+    status: ObjectStatus | None,
+    description: str | None,
+    since: int | None,
+) -> None:
+    """The fingerprint, written out field by field, is the create's parameters as
+    `name=value` joined by '&' in sorted name order."""
+    spec = ExportSpec(TaskKey("cn-shanghai", project_id, name), mode, status, description, since)
+    params = sorted(spec.request_params().items())
+    assert spec.fingerprint() == "&".join(f"{k}={v}" for k, v in params)

@@ -5,7 +5,7 @@ Every problem is reported at once; a run of thousands of tasks starts only on a 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -38,11 +38,21 @@ class NoJournal:
     async def write(self, *ops: Op) -> None:
         return None
 
+    def queue(self, *ops: Op) -> Awaitable[None]:
+        return _Kept()
+
     def post(self, *ops: Op) -> None:
         return None
 
     async def flush(self) -> None:
         return None
+
+
+class _Kept:
+    """Ops NoJournal keeps nowhere: awaited, done at once (dropped, nothing warns)."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
 
 
 @dataclass(frozen=True, slots=True)

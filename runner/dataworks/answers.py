@@ -109,11 +109,15 @@ def _finite(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def load_json(body: bytes) -> Any:
     """The JSON document in `body`; _Unreadable when it is not one (or nests without end,
     holds NaN or Infinity, or a number beyond a float's range)."""
     try:
-        return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+        # json.loads(body, parse_constant=..., parse_float=...), without a decoder per call
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except _Unreadable:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

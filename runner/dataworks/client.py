@@ -7,9 +7,10 @@ attempt loop (`runner.attempt`), so that every attempt passes through the rate l
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -91,7 +92,7 @@ def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
 
 
 def _new_nonce() -> str:
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # secrets.token_hex(16), without its two calls
 
 
 def _utcnow() -> datetime:
@@ -132,9 +133,14 @@ class DataWorksClient:
         """The rate-limit scope of a region's requests (see Endpoints.limit_scope)."""
         return self._endpoints.limit_scope(region)
 
-    async def create_export_migration(self, spec: ExportSpec) -> Created:
-        """Send CreateExportMigration once. An unknown outcome raises UNKNOWN_OUTCOME."""
-        body = await self._call(spec.key.region, CREATE_EXPORT, spec.request_params())
+    async def create_export_migration(
+        self, spec: ExportSpec, *, after: Awaitable[None] | None = None
+    ) -> Created:
+        """Send CreateExportMigration once. An unknown outcome raises UNKNOWN_OUTCOME. With
+        `after` (the commit of the create's intent), the request is built and signed first,
+        and leaves only once `after` is done (whatever else happens, it is awaited)."""
+        params = spec.request_params()
+        body = await self._call(spec.key.region, CREATE_EXPORT, params, after=after)
         data, rid = body.get("Data"), _request_id(body)
         if not is_id(data):
             raise malformed(
@@ -256,17 +262,27 @@ class DataWorksClient:
         )
 
     async def _call(
-        self, region: str, action: ApiAction, params: Mapping[str, str]
+        self,
+        region: str,
+        action: ApiAction,
+        params: Mapping[str, str],
+        *,
+        after: Awaitable[None] | None = None,
     ) -> dict[str, Any]:
         mutating = action.mutating
         try:
             creds = await self._keys.current()
-        except CredentialsError as exc:  # nothing was sent; no key can be had for this account
-            raise ApiError(ErrorKind.FATAL, "CredentialsUnavailable", str(exc)) from None
-        try:
             request = self._build(region, action, params, creds)
+        except CredentialsError as exc:  # nothing was sent; no key can be had for this account
+            refusal = ApiError(ErrorKind.FATAL, "CredentialsUnavailable", str(exc))
+            await _seen_through(after)
+            raise refusal from None
         except signing.SigningError as exc:  # nothing was sent: this request can never be
-            raise ApiError(ErrorKind.PERMANENT, "InvalidRequest", str(exc)) from exc
+            refusal = ApiError(ErrorKind.PERMANENT, "InvalidRequest", str(exc))
+            await _seen_through(after)
+            raise refusal from exc
+        if after is not None:
+            await after  # the request leaves only now
         try:
             response = await self._transport.send(request, self._timeout)
             return parse_answer(response, mutating=mutating)
@@ -289,6 +305,12 @@ class DataWorksClient:
 
     def _timestamp(self) -> str:
         """The signing timestamp of now; formatted once per second."""
+        if self._now is _utcnow:  # the system clock: the second read without a datetime
+            second = int(time.time())
+            if second != self._stamp[0]:
+                now = datetime.fromtimestamp(second, UTC)
+                self._stamp = (second, signing.timestamp_of(now))
+            return self._stamp[1]
         now = self._now()
         second = int(now.timestamp())
         if second != self._stamp[0]:
@@ -328,6 +350,13 @@ class DataWorksClient:
             headers=signed.headers,
             body=signed.body,
         )
+
+
+async def _seen_through(after: Awaitable[None] | None) -> None:
+    """What the request was to wait for, awaited even when it will not leave: its error (the
+    intent not committed) is the one the caller hears."""
+    if after is not None:
+        await after
 
 
 def _secrets(creds: Credentials) -> tuple[str, ...]:

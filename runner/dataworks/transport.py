@@ -36,6 +36,7 @@ from runner.files import make_private_dirs
 MAX_ANSWER = 8 * 1024 * 1024  # bytes of an API answer, after decompression
 TOTAL_FACTOR = 30  # a package must arrive within this many per-read timeouts ...
 TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
+_KEPT = 64  # parsed URLs and timeouts a transport keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,10 @@ class AiohttpTransport(_OneSession):
         super().__init__(limit=limit)
         self._connect_timeout = connect_timeout
         self._max_answer = max_answer
+        # the few URLs a run posts to (V3 signs the path, not the query) and timeouts it uses,
+        # parsed once; bounded, for URLs that carry a query that changes (V1, GET)
+        self._urls: dict[str, URL] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
@@ -139,49 +144,72 @@ class AiohttpTransport(_OneSession):
             auto_decompress=True,
         )
 
+    def _url(self, url: str) -> URL:
+        found = self._urls.get(url)
+        if found is None:
+            if len(self._urls) >= _KEPT:
+                self._urls.clear()
+            found = self._urls[url] = URL(url, encoded=True)
+        return found
+
+    def _timeout(self, timeout: float) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(timeout)
+        if found is None:
+            if len(self._timeouts) >= _KEPT:
+                self._timeouts.clear()
+            connect = min(timeout, self._connect_timeout)
+            found = self._timeouts[timeout] = aiohttp.ClientTimeout(
+                total=timeout, sock_connect=connect
+            )
+        return found
+
     async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         session = self._open_session()
-        connect = min(timeout, self._connect_timeout)
-        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect)
-        # Errors name their type and the host only: aiohttp's messages may quote the whole URL,
-        # and a V1 URL carries the AccessKeyId and the signature.
-        host = url_host(request.url)
+        # Errors name their type and the host only (url_host): aiohttp's messages may quote the
+        # whole URL, and a V1 URL carries the AccessKeyId and the signature.
         try:
             async with session.request(
                 request.method,
-                URL(request.url, encoded=True),
+                self._url(request.url),
                 headers=request.headers,
                 data=request.body or None,
-                timeout=client_timeout,
+                timeout=self._timeout(timeout),
                 allow_redirects=False,
             ) as resp:
-                body = await self._read_bounded(resp, host)
+                body = await self._read_bounded(resp, request.url)
                 headers = {k.lower(): v for k, v in resp.headers.items()}
                 return HttpResponse(resp.status, headers, body)
         except aiohttp.ClientSSLError as exc:
             # the handshake may have failed after bytes were sent: treat as unknown
+            host = url_host(request.url)
             raise ExchangeError(f"TLS error ({type(exc).__name__}) with {host}") from exc
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # refused, unreachable, DNS failure or no connection in time: nothing was sent
+            host = url_host(request.url)
             raise ConnectError(f"{type(exc).__name__}: cannot connect to {host}") from exc
         except TimeoutError as exc:
+            host = url_host(request.url)
             raise ExchangeError(f"no answer from {host} within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
-            raise ExchangeError(f"{type(exc).__name__} from {host}") from exc
+            raise ExchangeError(f"{type(exc).__name__} from {url_host(request.url)}") from exc
 
-    async def _read_bounded(self, resp: aiohttp.ClientResponse, host: str) -> bytes:
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
         """The body, decompressed a chunk at a time (aiohttp bounds each inflation), refused as
-        soon as it would pass the limit: a gzip bomb is never inflated, a huge answer never held."""
+        soon as it would pass the limit: a gzip bomb is never inflated, a huge answer never held.
+        An answer that is not compressed and says its length within the limit is read whole."""
         limit = self._max_answer
         length = resp.content_length  # what travels (compressed or not): known too big at once
         if length is not None and length > limit:
+            host = url_host(url)
             raise ResponseTooLarge(f"{host} announced an answer of {length} bytes (limit {limit})")
+        if length is not None and "Content-Encoding" not in resp.headers:
+            return await resp.read()  # what travels is what is read: at most `length` bytes
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(CHUNK):
             size += len(chunk)
             if size > limit:
-                raise ResponseTooLarge(f"the answer from {host} passed {limit} bytes")
+                raise ResponseTooLarge(f"the answer from {url_host(url)} passed {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 

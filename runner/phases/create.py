@@ -69,16 +69,19 @@ class CreateStats:
     drifted: int = 0  # of those, listed with other values than the manifest's
 
     def count(self, outcome: TaskOutcome) -> None:
-        field = {
-            TaskOutcome.CREATED: "created",
-            TaskOutcome.ADOPTED: "adopted",
-            TaskOutcome.FAILED: "failed",
-            TaskOutcome.UNRESOLVED: "unresolved",
-            TaskOutcome.STOPPED: "stopped",
-            TaskOutcome.EXISTS: "exists",
-        }.get(outcome)
+        field = _COUNTED.get(outcome)
         if field is not None:
             setattr(self, field, getattr(self, field) + 1)
+
+
+_COUNTED = {  # the CreateStats field each outcome is counted in
+    TaskOutcome.CREATED: "created",
+    TaskOutcome.ADOPTED: "adopted",
+    TaskOutcome.FAILED: "failed",
+    TaskOutcome.UNRESOLVED: "unresolved",
+    TaskOutcome.STOPPED: "stopped",
+    TaskOutcome.EXISTS: "exists",
+}
 
 
 class CreatePhase:
@@ -228,6 +231,7 @@ class CreatePhase:
             key,
             CREATE_POLICY,
             lambda: client.create_export_migration(spec),
+            send_after=lambda committed: client.create_export_migration(spec, after=committed),
             settle=lambda: self._settle(spec),
             intent=MarkInFlight(key, spec.fingerprint()),
             done=lambda created: (MarkCreated(key, created.migration_id, created.request_id),),

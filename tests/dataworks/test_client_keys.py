@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import random
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,6 +15,7 @@ import pytest
 
 from runner.attempt import Outcome, Policy, attempt
 from runner.clock import FakeClock
+from runner.commands.preflight import NoJournal
 from runner.context import RunContext
 from runner.dataworks.actions import CREATE_EXPORT
 from runner.dataworks.client import DataWorksClient
@@ -130,6 +132,9 @@ class Writer:
 
     async def write(self, *ops: Op) -> None:
         return None
+
+    def queue(self, *ops: Op) -> Awaitable[None]:
+        return NoJournal().queue(*ops)
 
     def post(self, *ops: Op) -> None:
         return None

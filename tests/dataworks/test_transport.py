@@ -38,12 +38,23 @@ async def drop(request: web.Request) -> web.StreamResponse:
     return web.Response()
 
 
+async def cut_short(request: web.Request) -> web.StreamResponse:
+    """Announces 100 bytes, sends 10, closes."""
+    response = web.StreamResponse(headers={"Content-Length": "100"})
+    await response.prepare(request)
+    await response.write(b"0123456789")
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/echo", echo)
     app.router.add_post("/hang", hang)
     app.router.add_post("/drop", drop)
+    app.router.add_post("/cut", cut_short)
     async with serving(app) as url:
         yield url
 
@@ -88,6 +99,15 @@ async def test_dropped_connection_is_an_exchange_error(base_url: str) -> None:
     async with AiohttpTransport() as transport:
         with pytest.raises(ExchangeError):
             await transport.send(request(base_url + "/drop"), timeout=5)
+
+
+@pytest.mark.anyio
+async def test_an_answer_shorter_than_its_length_is_an_exchange_error(base_url: str) -> None:
+    """A body cut short of its Content-Length (read whole, not in chunks) is never taken for
+    the answer: the outcome is unknown."""
+    async with AiohttpTransport() as transport:
+        with pytest.raises(ExchangeError, match=r"from 127\.0\.0\.1:\d+"):
+            await transport.send(request(base_url + "/cut"), timeout=5)
 
 
 @pytest.mark.anyio

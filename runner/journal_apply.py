@@ -1,0 +1,179 @@
+"""How the journal's ops become SQL: a batch is applied as a few `executemany` runs, each task's
+ops in their order; a value SQLite cannot store fails only its own group of ops."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.journal_ops import (
+    ATTEMPT_COLUMNS,
+    BY_KEY,
+    JournalDataError,
+    JournalError,
+    Op,
+    RecordAttempt,
+    Register,
+    changes_of,
+)
+from runner.models import ExportSpec, TaskKey
+
+# What the sqlite3 module raises for a value it cannot bind (an integer beyond 64 bits, text that
+# is not valid Unicode, a type it does not know): the op's fault, not the journal's.
+DATA_ERRORS = (OverflowError, UnicodeEncodeError, sqlite3.InterfaceError)
+
+REGISTER_COLUMNS = (
+    "region, project_id, name, state, fingerprint, created_at, updated_at, profile,"
+    " import_region, import_project_id, import_name, import_profile, import_params"
+)
+REGISTER_VALUES = "?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?"
+# A rerun takes the manifest's profile for a task no create was sent for yet, and its import
+# target for a task no import was sent for yet; what was sent keeps what it was sent with.
+_IMPORT_FIELDS = ("import_region", "import_project_id", "import_name", "import_profile")
+REGISTER_UPDATE = (
+    " ON CONFLICT DO UPDATE SET"
+    " profile = CASE WHEN create_sent = 0 THEN excluded.profile ELSE profile END, "
+    + ", ".join(
+        f"{c} = CASE WHEN import_sent = 0 THEN excluded.{c} ELSE {c} END"
+        for c in (*_IMPORT_FIELDS, "import_params")
+    )
+    + " WHERE (create_sent = 0 AND profile IS NOT excluded.profile) OR (import_sent = 0 AND ("
+    + " OR ".join(f"{c} IS NOT excluded.{c}" for c in (*_IMPORT_FIELDS, "import_params"))
+    + "))"
+)
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES ({REGISTER_VALUES}) ON CONFLICT DO NOTHING"
+)
+_INSERT_ATTEMPT = f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COUNTED = "attempts = attempts + 1"  # RecordAttempt's change to its task
+_UPDATES: dict[str, str] = {}  # SET clause -> its UPDATE (changes_of has a few fixed clauses)
+# the order of a round's statements: a task inserted, then rows changed, then history appended
+_INSERT, _UPDATE, _APPEND = 0, 1, 2
+
+
+def key_args(key: TaskKey) -> tuple[str, int, str]:
+    return (key.region, key.project_id, key.name)
+
+
+def op_key(op: Op) -> TaskKey:
+    return op.spec.key if isinstance(op, Register) else op.key
+
+
+def register_args(spec: ExportSpec, now: float, profile: str | None) -> tuple[Any, ...]:
+    key = spec.key
+    head = (key.region, key.project_id, key.name, spec.fingerprint(), now, now, profile)
+    return (*head, *_import_columns(spec, profile))
+
+
+def _import_columns(spec: ExportSpec, default_profile: str | None) -> tuple[Any, ...]:
+    """The import leg's columns of a task as the manifest gives it (all None when it has none)."""
+    target = spec.import_into
+    if target is None:
+        return (None, None, None, None, None)
+    params = json.dumps(target.params(), sort_keys=True, separators=(",", ":"))
+    profile = target.profile or default_profile
+    return (target.key.region, target.key.project_id, target.key.name, profile, params)
+
+
+def _update(sets: str) -> str:
+    sql = _UPDATES.get(sets)
+    if sql is None:
+        sql = _UPDATES[sets] = f"UPDATE tasks SET {sets}, updated_at = ? {BY_KEY}"
+    return sql
+
+
+def _history(op: RecordAttempt, where: tuple[str, int, str], now: float) -> tuple[Any, ...]:
+    at = now if op.at is None else op.at
+    head = (*where, at, op.action, op.http_status, op.error_code, op.request_id)
+    return (*head, op.latency_ms, op.outcome)
+
+
+def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> None:
+    """Apply `ops` in the open transaction as a few `executemany` runs. An op goes in the round
+    after the previous op of its task, so each task's ops keep their order (tasks' rows are
+    apart, so the order between tasks does not matter); a round runs each statement once, over
+    all its rows. A RecordAttempt followed by another change to its task is counted in that
+    change's UPDATE. Raises JournalError for a task never registered, and lets the sqlite3
+    module's errors for a value it cannot bind (DATA_ERRORS) through."""
+    rounds: dict[tuple[str, int, str], int] = {}  # by task, as plain tuples (hashed in C)
+    steps: dict[tuple[int, int, str], list[tuple[Any, ...]]] = {}
+    counted: tuple[int, tuple[str, int, str], tuple[Any, ...]] | None = None
+    for op in ops:
+        key = op.spec.key if isinstance(op, Register) else op.key
+        where = (key.region, key.project_id, key.name)
+        turn = rounds.get(where, 0)
+        rounds[where] = turn + 1
+        apart = isinstance(op, RecordAttempt | Register)  # changes no row, or inserts one
+        if counted is not None and (counted[1] != where or apart):
+            at, alone, history = counted  # counted on its own
+            steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *alone))
+            steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
+            counted = None
+        if isinstance(op, Register):
+            args = register_args(op.spec, now, op.spec.profile)
+            steps.setdefault((turn, _INSERT, _INSERT_TASK), []).append(args)
+            continue
+        if isinstance(op, RecordAttempt):
+            counted = (turn, where, _history(op, where, now))
+            continue
+        sets, values = changes_of(op)
+        if counted is not None:  # the same task's attempt, just before: one UPDATE for both
+            sets = f"{_COUNTED}, {sets}"
+            steps.setdefault((turn, _APPEND, _INSERT_ATTEMPT), []).append(counted[2])
+            counted = None
+        steps.setdefault((turn, _UPDATE, _update(sets)), []).append((*values, now, *where))
+    if counted is not None:
+        at, alone, history = counted
+        steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *alone))
+        steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
+    for (_, kind, sql), rows in sorted(steps.items(), key=lambda step: step[0][:2]):
+        changed = conn.executemany(sql, rows).rowcount
+        if kind == _UPDATE and changed != len(rows):
+            _refuse_unknown(conn, rows)
+
+
+def _refuse_unknown(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    for row in rows:
+        where = row[-3:]
+        if conn.execute(f"SELECT 1 FROM tasks {BY_KEY}", where).fetchone() is None:
+            key = TaskKey(*where)
+            raise JournalError(f"unknown task {key}: it was never registered in the journal")
+    raise JournalError("an update changed fewer tasks than it named")  # pragma: no cover
+
+
+def apply_batch(
+    conn: sqlite3.Connection, groups: Sequence[Sequence[Op]], now: float, path: Path
+) -> dict[int, JournalDataError]:
+    """Apply every group's ops in the open transaction. When some op holds a value that cannot
+    be stored, each group is applied on its own instead (in a savepoint), so that such a value
+    leaves out only its own group, whole: returns those groups' errors by index. Any other
+    error (a task never registered, SQLite's) is raised, the transaction left to roll back."""
+    conn.execute("SAVEPOINT batch")
+    try:
+        apply_grouped(conn, [op for group in groups for op in group], now)
+        return {}
+    except DATA_ERRORS:
+        conn.execute("ROLLBACK TO batch")
+    finally:
+        conn.execute("RELEASE batch")
+    rejected: dict[int, JournalDataError] = {}
+    for index, group in enumerate(groups):
+        conn.execute("SAVEPOINT one")
+        try:
+            for op in group:
+                try:
+                    apply_grouped(conn, (op,), now)
+                except DATA_ERRORS as exc:
+                    raise JournalDataError(
+                        f"journal {path}: {type(op).__name__} of {op_key(op)} holds a value"
+                        f" that cannot be stored ({type(exc).__name__})"
+                    ) from exc
+        except JournalDataError as exc:
+            rejected[index] = exc
+            conn.execute("ROLLBACK TO one")
+        finally:
+            conn.execute("RELEASE one")
+    return rejected
