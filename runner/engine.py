@@ -249,6 +249,12 @@ class _ImportLeg:
             upload_concurrency=min(options.upload_concurrency, options.concurrency),
             wall=self._wall,
             progress=self._progress,
+            # targets this journal has sent an import to: the others are listed whole first
+            sent_workspaces={
+                (r.imports.target.region, r.imports.target.project_id)
+                for r in rows
+                if r.imports is not None and r.imports.sent
+            },
         )
         self.imports = phase.stats
         created = await phase.run(to_create)

@@ -131,11 +131,14 @@ class NameIndex:
         self._census: dict[tuple[str, int], anyio.Lock] = {}
         self._counted: set[tuple[str, int]] = set()
 
-    async def census(self, key: TaskKey, client: ApiClient | None = None) -> None:
-        """List `key`'s whole workspace once for the run (every caller after the first waits for
-        it): afterwards `seen` answers for every name the workspace held. Raises Unresolved when
-        the listing cannot be read or shown complete."""
-        workspace = (key.region, key.project_id)
+    async def census(
+        self, key: TaskKey, client: ApiClient | None = None, *, target: TaskKey | None = None
+    ) -> None:
+        """List `key`'s (or `target`'s) whole workspace once for the run (every caller after the
+        first waits for it): afterwards `seen` answers for every name the workspace held.
+        Raises Unresolved when the listing cannot be read or shown complete."""
+        at = target or key
+        workspace = (at.region, at.project_id)
         if workspace in self._counted:
             return
         lock = self._census.setdefault(workspace, anyio.Lock())
@@ -148,7 +151,7 @@ class NameIndex:
                 known.update((m.name, m) for m in page.migrations)
                 return False
 
-            await scan_exports(self._ctx, key, never, client=client, where=Place(key, self._type))
+            await scan_exports(self._ctx, key, never, client=client, where=Place(at, self._type))
             self._counted.add(workspace)
 
     def seen(self, key: TaskKey) -> Migration | None:

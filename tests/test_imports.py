@@ -287,11 +287,33 @@ async def test_a_name_taken_in_the_target_by_another_fails_clearly(
     key = tasks[0].key
     await run(journal, service, clock, tmp_path, tasks, stage=Stage.DOWNLOAD)
     await import_behind_the_journal(service, journal, key, ours=False)
+    creates = list(service.import_creates)
     await run(journal, service, clock, tmp_path, tasks)
     row = journal.get(key)
     assert row is not None
     assert (row.state, row.error_code) == (TaskState.IMPORT_FAILED, "ImportNameTaken")
     assert len(service.imports) == 1
+    assert service.import_creates == creates  # found by the target's listing: nothing sent
+
+
+@pytest.mark.anyio
+async def test_a_lost_journal_never_imports_twice(clock: FakeClock, tmp_path: Path) -> None:
+    """A whole migration, then the journal lost: a run on a new journal (adopting the exports it
+    finds) lists each target before its first import there, so on a service that accepts a
+    taken name no import is made a second time."""
+    service = FakeService(clock=clock, export_duration=30.0, unique_names=False)
+    tasks = specs(2, 2)
+    with Journal.open(tmp_path / "first.db") as first:
+        await run(first, service, clock, tmp_path, tasks)
+        assert states(first) == {TaskState.IMPORTED: 4}
+    creates = list(service.import_creates)
+    with Journal.open(tmp_path / "second.db") as second:
+        await run(second, service, clock, tmp_path / "again", tasks, adopt_existing=True)
+        assert states(second) == {TaskState.IMPORT_FAILED: 4}
+        assert {row.error_code for row in second.rows()} == {"ImportNameTaken"}
+    assert service.import_creates == creates
+    assert len(service.imports) == 4
+    assert service.state.duplicates == 0
 
 
 @pytest.mark.anyio

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,8 +137,10 @@ class ImportPhase:
         upload_concurrency: int = 4,
         wall: Callable[[], float] = time.time,
         progress: ProgressFactory = silent,
+        sent_workspaces: Collection[tuple[str, int]] = (),
     ) -> None:
         self._ctx = ctx
+        self._sent_workspaces = frozenset(sent_workspaces)
         self._uploader = uploader
         self._timeout = timeout
         self._window = visibility_window
@@ -205,7 +207,29 @@ class ImportPhase:
             if wait > 0:
                 return self._defer(task, package_file, self._ctx.clock.monotonic() + wait)
             return await self._create(task, package_file, self._ctx.clock.monotonic())
+        if await self._listed_before(task):
+            await self._fail(task.key, NAME_TAKEN, self._taken_message(task.target))
+            return None
         return await self._create(task, package_file, None)
+
+    async def _listed_before(self, task: ImportTask) -> bool:
+        """Whether the target workspace already holds an import of this name, when this journal
+        never sent an import there: it is listed whole once per run first, so that after a lost
+        journal an import made before is never made again."""
+        target = task.target
+        if (target.region, target.project_id) in self._sent_workspaces:
+            return False
+        client = self._ctx.client_for(task.profile)
+        await self._index.census(task.key, client, target=target)
+        return self._index.seen(target) is not None
+
+    @staticmethod
+    def _taken_message(target: TaskKey) -> str:
+        return (
+            f"the target workspace {target.region}/{target.project_id} already holds an import"
+            f" task named {target.name!r} that this journal never made; give the import another"
+            " import_name"
+        )
 
     def _defer(self, task: ImportTask, package_file: str, due: float) -> Carried:
         self._later.append(_Later(task, package_file, due))
@@ -291,11 +315,7 @@ class ImportPhase:
                 error = result.error
                 assert error is not None
                 if error.code == DUPLICATE_NAME_CODE or error.is_duplicate_name:
-                    message = (
-                        f"the target workspace {target.region}/{target.project_id} already holds"
-                        f" an import task named {target.name!r} that this journal never made;"
-                        " give the import another import_name"
-                    )
+                    message = self._taken_message(target)
                     if result.maybe_applied:
                         message = (
                             "the service says the import name exists but ListMigrations does"
