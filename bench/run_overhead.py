@@ -94,6 +94,20 @@ CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # Left (per create, beyond raw): the batch's SQL ~15 µs (three statements, AUTOINCREMENT, an
 # index), signing ~12, the attempt loop, the create phase and the client ~30, one more task
 # switch; before the first send: manifest load ~26 ms, register ~20 ms, 60 listings ~30 ms.
+#
+# perf4 (profiled, nothing changed the number: 0.64x, runner 1.04-1.06 s, raw 0.67-0.70 s).
+# The loop is CPU-bound: select() blocks 22-37 ms a run (raw aiohttp 5), the GC takes ~3 ms
+# (raw 10), sys.setswitchinterval(0.0002) changes nothing. Every create waits for its intent's
+# commit (3,000 of 3,000, 97 commits of ~1.2 ms), and the writer is idle when each batch's
+# first intent comes, so the yield after `queue` is what overlaps the signing with the fsync:
+# skipping it when the writer is busy saves no task switch (3.1 worker steps per create either
+# way, raw 1.0). Timeline: first create at ~87 ms (load 26-31, open 5, register 20, plan 5,
+# listings 25-30), then ~1,000 ms of creates. Per create, timed inside a real run (cache-cold:
+# about twice their timeit figures): build and sign 27 µs, Journal.stage 17 (its SQL ~10,
+# apply_grouped ~3), parse 7, fingerprint 3.3 (twice), limiter 4, queue/post/record 5. A new
+# attempts table (no AUTOINCREMENT, index or foreign key) saves <= 2-3 µs per create in
+# isolation (noise in a run): not worth a migration step. py-spy --gil shows ~27 ms a run in
+# asyncio's Event._get_loop under Committed._wait; timed directly it is 2 ms: an artefact.
 MIN_THROUGHPUT = 0.7
 
 
