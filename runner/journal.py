@@ -64,6 +64,8 @@ from runner.journal_ops import (
     RecordAttempt,
     Register,
     TaskRow,
+    attempt_row,
+    task_row,
 )
 from runner.journal_schema import MIGRATIONS
 from runner.models import ExportSpec, TaskKey, TaskState
@@ -99,34 +101,6 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_MS = 5000
-
-
-def _task_row(r: Sequence[Any]) -> TaskRow:
-    key, state = TaskKey(r[0], r[1], r[2]), TaskState(r[3])
-    imports = None
-    if r[15] is not None:  # the import leg: target, profile, params, file, id, sent
-        target = TaskKey(r[15], r[16], r[17])
-        imports = ImportRow(target, r[18], r[19], r[20], r[21], bool(r[22]))
-    return TaskRow(
-        key,
-        state,
-        r[4],
-        r[5],
-        r[6],
-        r[7],
-        r[8],
-        r[9],
-        r[10],
-        bool(r[11]),
-        r[12],
-        r[13],
-        r[14],
-        imports,
-    )
-
-
-def _attempt_row(r: Sequence[Any]) -> AttemptRow:
-    return AttemptRow(TaskKey(r[0], r[1], r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
 
 
 @contextmanager
@@ -353,7 +327,7 @@ class Journal:
                 found = cursor.fetchmany(chunk)
             if not found:
                 return
-            yield from (_task_row(r) for r in found)
+            yield from (task_row(r) for r in found)
 
     def sent_workspaces(self) -> set[tuple[str, int]]:
         """The (region, project id) of every workspace this journal has sent a create to."""
@@ -366,14 +340,14 @@ class Journal:
 
     def rows(self) -> list[TaskRow]:
         sql = f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY region, project_id, name"
-        return [_task_row(r) for r in self._fetch(sql)]
+        return [task_row(r) for r in self._fetch(sql)]
 
     def row_map(self) -> dict[TaskKey, TaskRow]:
         return {row.key: row for row in self.rows()}
 
     def get(self, key: TaskKey) -> TaskRow | None:
         found = self._fetch(f"SELECT {TASK_COLUMNS} FROM tasks {BY_KEY}", key_args(key))
-        return _task_row(found[0]) if found else None
+        return task_row(found[0]) if found else None
 
     def attempts(self, key: TaskKey | None = None) -> list[AttemptRow]:
         """The history in the order it was written, of one task or of all."""
@@ -382,7 +356,7 @@ class Journal:
             found = self._fetch(f"{sql} ORDER BY id")
         else:
             found = self._fetch(f"{sql} {BY_KEY} ORDER BY id", key_args(key))
-        return [_attempt_row(r) for r in found]
+        return [attempt_row(r) for r in found]
 
     def exported_without_import(self) -> int:
         """Tasks exported that have no import target."""

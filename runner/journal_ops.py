@@ -3,6 +3,7 @@ made of (small frozen values; `Journal.apply` commits a batch of them in one tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, assert_never
 
@@ -88,6 +89,36 @@ class AttemptRow:
     request_id: str | None
     latency_ms: float | None
     outcome: str
+
+
+def task_row(r: Sequence[Any]) -> TaskRow:
+    """A task row as `TASK_COLUMNS` selects it."""
+    key, state = TaskKey(r[0], r[1], r[2]), TaskState(r[3])
+    imports = None
+    if r[15] is not None:  # the import leg: target, profile, params, file, id, sent
+        target = TaskKey(r[15], r[16], r[17])
+        imports = ImportRow(target, r[18], r[19], r[20], r[21], bool(r[22]))
+    return TaskRow(
+        key,
+        state,
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        bool(r[11]),
+        r[12],
+        r[13],
+        r[14],
+        imports,
+    )
+
+
+def attempt_row(r: Sequence[Any]) -> AttemptRow:
+    """An attempt row as `ATTEMPT_COLUMNS` selects it."""
+    return AttemptRow(TaskKey(r[0], r[1], r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9])
 
 
 # --- ops: small values; a batch of them is applied in one transaction -----------------------------
