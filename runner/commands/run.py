@@ -270,7 +270,8 @@ def _states(manifest: Manifest, journal: Journal) -> tuple[dict[str, int], int]:
     the manifest's tasks (it registered them all, so equal counts mean the same tasks), one
     GROUP BY counts them; otherwise the rows are merged with the specs in key order."""
     counts = journal.counts()
-    if sum(counts.values()) == len({spec.key for spec in manifest.specs}):
+    # the manifest's keys are unique (the loader refuses a task twice): no set of them is made
+    if sum(counts.values()) == len(manifest.specs):
         states = {state.value: n for state, n in counts.items() if n}
         return states, journal.exported_without_import()
     found: Counter[str] = Counter()
