@@ -154,6 +154,9 @@ async def attempt(
         try:
             value = await (send() if sending is None else sending)
         except ApiError as error:
+            # kept past this block, its traceback would tie this frame to the request's frames
+            # (and an answer's body) in a cycle only the collector can free
+            error.__traceback__ = None
             latency = (clock.monotonic() - began) * 1000
             if action is not None and error.is_throttling:
                 ctx.counts.throttled += 1
