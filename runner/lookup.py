@@ -36,7 +36,7 @@ class Incomplete(Unresolved):
     """A listing that could not be shown to hold every task: nothing is absent on its word."""
 
 
-async def scan_exports(
+async def scan_migrations(
     ctx: RunContext,
     key: TaskKey,
     until: Callable[[MigrationPage, int], bool],
@@ -45,9 +45,9 @@ async def scan_exports(
     client: ApiClient | None = None,
     where: Place | None = None,
 ) -> None:
-    """Read the export migrations of `key`'s workspace page by page, until `until(page, seen)`
-    says enough or every one was seen. With `where`, the import (or export) migrations of
-    another workspace, for the journal's task `key`.
+    """Read the migrations of `key`'s workspace page by page (its export tasks; with `where`,
+    another workspace's, of `where`'s migration type, for the journal's task `key`), until
+    `until(page, seen)` says enough or every one was seen.
 
     Returning without `until` saying enough means every task of the workspace was seen: the
     pages held TotalCount distinct tasks. Anything that leaves that in doubt raises Incomplete:
@@ -151,7 +151,7 @@ class NameIndex:
                 known.update((m.name, m) for m in page.migrations)
                 return False
 
-            await scan_exports(self._ctx, key, never, client=client, where=Place(at, self._type))
+            await scan_migrations(self._ctx, key, never, client=client, where=Place(at, self._type))
             self._counted.add(workspace)
 
     def seen(self, key: TaskKey) -> Migration | None:
@@ -169,5 +169,5 @@ class NameIndex:
                 known.update((m.name, m) for m in page.migrations)
                 return at.name in known
 
-            await scan_exports(self._ctx, key, until, client=client, where=Place(at, self._type))
+            await scan_migrations(self._ctx, key, until, client=client, where=Place(at, self._type))
         return known.get(at.name)

@@ -199,14 +199,16 @@ async def test_a_crash_after_the_intent_looks_before_it_sends(
     journal: Journal, clock: FakeClock, tmp_path: Path
 ) -> None:
     """A row left uploaded with its create's intent committed, the import made: the rerun finds
-    it by name and adopts it, uploading nothing and creating nothing, then starts and waits."""
+    it by name at once and adopts it, uploading nothing and creating nothing, then starts and
+    waits."""
     service = FakeService(clock=clock, export_duration=30.0, unique_names=False)
     tasks = specs(1, 1)
     await run(journal, service, clock, tmp_path, tasks, stage=Stage.DOWNLOAD)
     await import_behind_the_journal(service, journal, tasks[0].key)
-    grants, creates = service.grants, list(service.import_creates)
-    await run(journal, service, clock, tmp_path, tasks)
+    grants, creates, began = service.grants, list(service.import_creates), clock.now
+    await run(journal, service, clock, tmp_path, tasks, visibility_window=600.0)
     assert states(journal) == {TaskState.IMPORTED: 1}
+    assert clock.now - began < 300.0  # found at once: the 600 s window was not waited out
     assert (service.grants, service.import_creates) == (grants, creates)
     assert len(service.imports) == 1
     assert service.state.duplicates == 0

@@ -100,16 +100,23 @@ async def rehearse(
     return first, second, after_first, after_second
 
 
-def _summary(
-    first: RunResult, second: RunResult, sim1: dict[str, object], sim2: dict[str, object]
-) -> Table:
-    table = Table(title="runner demo: the example manifest against the simulator")
+def _two_runs(title: str) -> tuple[Table, Callable[[str, object, object], None]]:
+    """A table of the first run beside the second, and how to add a row to it."""
+    table = Table(title=title)
     table.add_column("")
     table.add_column("first run", justify="right")
     table.add_column("second run", justify="right")
 
     def row(name: str, a: object, b: object) -> None:
         table.add_row(name, str(a), str(b))
+
+    return table, row
+
+
+def _summary(
+    first: RunResult, second: RunResult, sim1: dict[str, object], sim2: dict[str, object]
+) -> Table:
+    table, row = _two_runs("runner demo: the example manifest against the simulator")
 
     row("exit code", int(first.exit_code), int(second.exit_code))
     row("tasks created", first.stats.created, second.stats.created)
@@ -135,13 +142,7 @@ def _summary(
 def _migration_summary(
     first: RunResult, second: RunResult, sim1: dict[str, object], sim2: dict[str, object]
 ) -> Table:
-    table = Table(title="runner demo: a migration (export, download, upload, import)")
-    table.add_column("")
-    table.add_column("first run", justify="right")
-    table.add_column("second run", justify="right")
-
-    def row(name: str, a: object, b: object) -> None:
-        table.add_row(name, str(a), str(b))
+    table, row = _two_runs("runner demo: a migration (export, download, upload, import)")
 
     one, two = first.stats, second.stats
     row("exit code", int(first.exit_code), int(second.exit_code))

@@ -17,7 +17,7 @@ import aiohttp
 from yarl import URL
 
 from runner.dataworks.download import DownloadError, check_url
-from runner.dataworks.transport import TOTAL_FACTOR, TOTAL_FLOOR, _OneSession
+from runner.dataworks.transport import TOTAL_FACTOR, TOTAL_FLOOR, OneSession
 from runner.dataworks.upload import UploadError, UploadGrant
 from runner.text import printable
 
@@ -25,7 +25,7 @@ MAX_ERROR_BODY = 64 * 1024  # bytes of an OSS error answer read for its code
 _CODE = re.compile(rb"<Code>([A-Za-z0-9._-]{1,64})</Code>")
 
 
-class AiohttpUploader(_OneSession):
+class AiohttpUploader(OneSession):
     """Posts packages with one aiohttp session; errors mapped to UploadError."""
 
     def __init__(

@@ -90,8 +90,9 @@ class FunctionTransport:
         return await self._handler(request)
 
 
-class _OneSession:
-    """Owns one aiohttp session for the length of an `async with` block."""
+class OneSession:
+    """Owns one aiohttp session for the length of an `async with` block (the transport, the
+    downloader and the uploader each have one)."""
 
     def __init__(self, *, limit: int) -> None:
         self._limit = limit
@@ -121,7 +122,7 @@ class _OneSession:
         return self._session
 
 
-class AiohttpTransport(_OneSession):
+class AiohttpTransport(OneSession):
     """One shared aiohttp session for the whole run; errors mapped to the two transport kinds."""
 
     def __init__(
@@ -214,7 +215,7 @@ class AiohttpTransport(_OneSession):
         return b"".join(chunks)
 
 
-class AiohttpDownloader(_OneSession):
+class AiohttpDownloader(OneSession):
     """Streams packages with one aiohttp session; errors mapped to DownloadError.
 
     A package is bounded (`max_size`, checked against Content-Length before anything is written

@@ -206,7 +206,8 @@ class ImportPhase:
             wait = task.updated_at + self._window - self._wall()
             if wait > 0:
                 return self._defer(task, package_file, self._ctx.clock.monotonic() + wait)
-            return await self._create(task, package_file, self._ctx.clock.monotonic())
+            # the window has passed and the lookup above said absent: no second lookup first
+            return await self._create(task, package_file, None)
         if await self._listed_before(task):
             await self._fail(task.key, NAME_TAKEN, self._taken_message(task.target))
             return None

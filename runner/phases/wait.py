@@ -19,7 +19,7 @@ from runner.lookup import (
     POLL_SUMMARY_POLICY,
     Place,
     read_summary,
-    scan_exports,
+    scan_migrations,
 )
 from runner.models import Migration, MigrationPage, TaskKey
 from runner.phases.tasks import EXPORT_LEG, Leg, LifecycleTask
@@ -30,8 +30,6 @@ log = get_logger("runner.wait")
 # ListMigrations statuses that end an export (GetMigrationSummary's are EXPORT_SUCCESS etc.)
 LIST_SUCCESS = "SUCCESS"
 LIST_FAILURE = "FAILURE"
-# Export statuses that end a wait without a package, with the code the task fails with.
-FAILED_EXPORTS = EXPORT_LEG.failures
 
 OnExported = Callable[[LifecycleTask, str | None], Awaitable[TaskOutcome]]
 
@@ -160,7 +158,7 @@ class WaitPhase:
         first = group[0]
         client = self._ctx.client_for(first.profile)
         where = Place(first.at, self._leg.migration_type)
-        await scan_exports(
+        await scan_migrations(
             self._ctx, first.key, until, policy=POLL_LIST_POLICY, client=client, where=where
         )
         return found
