@@ -7,6 +7,7 @@ only once its ops are on disk.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import socket
 import threading
@@ -115,15 +116,18 @@ class _Batch:
 
     def __init__(self) -> None:
         self.waiters: list[_Waiter] = []
-        self.done: anyio.Event | None = None  # made once someone waits
+        # made once someone waits; asyncio's own (the run is on asyncio, aiohttp needs it):
+        # a waiter awaits it directly, without anyio's wrapper around it
+        self.done: asyncio.Event | None = None
         self.finished = False
 
-    async def wait(self, waiter: _Waiter) -> BaseException | None:
-        """Wait until the batch is committed; `waiter`'s error, if any."""
+    def wait(self, waiter: _Waiter) -> Generator[Any, None, BaseException | None]:
+        """Wait until the batch is committed; `waiter`'s error, if any. A generator to `yield
+        from` in an `__await__`: no coroutine of its own per waiter."""
         if not self.finished:
             if self.done is None:
-                self.done = anyio.Event()
-            await self.done.wait()
+                self.done = asyncio.Event()
+            yield from self.done.wait().__await__()
         return waiter.error
 
     def finish(self, errors: Callable[[int], BaseException | None]) -> None:
@@ -146,10 +150,7 @@ class Committed:
         self._waiter = waiter
 
     def __await__(self) -> Generator[Any, None, None]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> None:
-        error = await self._batch.wait(self._waiter)
+        error = yield from self._batch.wait(self._waiter)
         if error is not None:
             raise JournalWriteError(f"journal write failed: {error}") from error
 
@@ -194,9 +195,7 @@ class JournalWriter:
         if self._failed is not None:
             raise JournalWriteError(f"journal write failed: {self._failed}") from self._failed
         waiter = _Waiter(ops)
-        error = await self._enqueue(waiter).wait(waiter)
-        if error is not None:
-            raise JournalWriteError(f"journal write failed: {error}") from error
+        await Committed(self._enqueue(waiter), waiter)
 
     def queue(self, *ops: Op) -> Committed:
         """Queue `ops` (at least one) to be committed in one transaction, as `write` does, and
@@ -217,7 +216,8 @@ class JournalWriter:
         if self._closed:
             return
         waiter = _Waiter(())  # behind whatever is queued or being committed now
-        error = await self._enqueue(waiter).wait(waiter) or self._failed
+        await Committed(self._enqueue(waiter), waiter)
+        error = self._failed
         if error is not None:
             raise JournalWriteError(f"journal write failed: {error}") from error
 

@@ -91,8 +91,21 @@ def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
     return message
 
 
+_NONCES_PER_READ = 256
+_nonces: tuple[int, list[str]] = (-1, [])  # this process's id, nonces not yet used
+
+
 def _new_nonce() -> str:
-    return os.urandom(16).hex()  # secrets.token_hex(16), without its two calls
+    """A fresh signature nonce: 16 random bytes in hex, as secrets.token_hex(16) makes. The
+    system's randomness is read for 256 of them at once (one call, not one a request); a
+    forked child reads its own."""
+    global _nonces
+    pid, left = _nonces
+    if not left or pid != os.getpid():
+        raw = os.urandom(16 * _NONCES_PER_READ).hex()
+        left = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+        _nonces = (os.getpid(), left)
+    return left.pop()
 
 
 def _utcnow() -> datetime:
@@ -271,7 +284,8 @@ class DataWorksClient:
     ) -> dict[str, Any]:
         mutating = action.mutating
         try:
-            creds = await self._keys.current()
+            # a key in hand needs no await (the common case: one coroutine less per request)
+            creds = self._keys.ready() or await self._keys.current()
             request = self._build(region, action, params, creds)
         except CredentialsError as exc:  # nothing was sent; no key can be had for this account
             refusal = ApiError(ErrorKind.FATAL, "CredentialsUnavailable", str(exc))

@@ -72,6 +72,10 @@ class KeyProvider(Protocol):
     async def current(self) -> Credentials:
         """The key to sign the next request with; CredentialsError when none can be had."""
 
+    def ready(self) -> Credentials | None:
+        """The key `current` would return at once, with nothing to fetch or refresh; None when
+        `current` has work to do (the caller then awaits it)."""
+
     def invalidate(self, access_key_id: str) -> bool:
         """The service refused this key as expired: never hand it out again. True when a fresh
         key can be fetched (the request is worth sending again), False for a fixed key."""
@@ -89,6 +93,9 @@ class StaticKeys:
         return self._account
 
     async def current(self) -> Credentials:
+        return self._credentials
+
+    def ready(self) -> Credentials | None:
         return self._credentials
 
     def invalidate(self, access_key_id: str) -> bool:
@@ -182,6 +189,12 @@ class RefreshingKeys:
         flight, self._flight = self._flight, None
         if flight is not None:  # scheduled but never started: release any waiter
             flight.done.set()
+
+    def ready(self) -> Credentials | None:
+        held = self._held
+        if held is not None and self._now() < held.schedule.refresh_at:
+            return held.credentials
+        return None
 
     async def current(self) -> Credentials:
         held = self._held

@@ -93,6 +93,23 @@ async def test_each_attempt_has_a_fresh_nonce() -> None:
     assert len(nonces) == 2
 
 
+def test_nonces_are_random_hex_never_repeated_and_not_shared_with_a_fork(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nonces read in bulk are still 32 hex digits, all distinct across several reads, and a
+    forked child (another process id) reads its own instead of reusing the parent's."""
+    from runner.dataworks import client as client_module
+
+    made = [client_module._new_nonce() for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(len(n) == 32 and int(n, 16) >= 0 for n in made)
+    parent_left = list(client_module._nonces[1])
+    monkeypatch.setattr(client_module.os, "getpid", lambda: -42)
+    child = client_module._new_nonce()
+    assert child not in parent_left
+    assert client_module._nonces[0] == -42
+
+
 @pytest.mark.anyio
 async def test_endpoint_override_replaces_every_region() -> None:
     """--endpoint sends every region's requests to the given base URL."""

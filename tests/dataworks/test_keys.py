@@ -245,3 +245,17 @@ async def test_static_keys_cannot_be_renewed() -> None:
     assert keys.account == "AKID"
     assert (await keys.current()).access_key_id == "AKID"
     assert keys.invalidate("AKID") is False
+
+
+@pytest.mark.anyio
+async def test_ready_hands_over_a_key_only_while_nothing_is_due() -> None:
+    """`ready` gives the held key until its refresh is due, and None before the first fetch or
+    once due, so the caller awaits `current` exactly when there is work to do."""
+    wall = Wall()
+    keys = provider(wall, Source(wall, 900.0))
+    assert keys.ready() is None  # nothing fetched yet
+    first = await keys.current()
+    assert keys.ready() == first
+    wall.now += 720.0  # the refresh is due
+    assert keys.ready() is None
+    assert StaticKeys(Credentials("AKID", "s")).ready() == Credentials("AKID", "s")

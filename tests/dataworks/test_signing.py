@@ -493,3 +493,17 @@ def test_vectors_match_the_shared_reference() -> None:
     if not SHARED_VECTORS.exists():
         pytest.skip("the shared reference folder is not beside this clone")
     assert VECTORS_PATH.read_bytes() == SHARED_VECTORS.read_bytes()
+
+
+@pytest.mark.parametrize("length", [0, 1, 20, 63, 64, 65, 130])
+def test_hmac_with_its_key_blocks_hashed_once_is_hmac(length: int) -> None:
+    """HmacSha256 gives RFC 2104's HMAC-SHA256 for keys shorter, as long as and longer than a
+    block, message after message, and its repr shows nothing of the key."""
+    import hashlib
+    import hmac
+
+    key = bytes(random.Random(length).randrange(256) for _ in range(length))
+    mac = signing.HmacSha256(key)
+    for message in (b"", b"x", b"ACS3-HMAC-SHA256\n" + b"a" * 200):
+        assert mac.hexdigest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
+    assert key.hex() not in repr(mac) or not key
