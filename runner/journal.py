@@ -26,12 +26,9 @@ from runner.files import (
     make_private_dirs,
 )
 from runner.journal_apply import (
-    REGISTER_COLUMNS,
-    REGISTER_UPDATE,
-    REGISTER_VALUES,
     apply_batch,
     key_args,
-    register_args,
+    register_all,
 )
 from runner.journal_lock import acquire_lock, check_side_files, private
 from runner.journal_ops import (
@@ -309,12 +306,8 @@ class Journal:
         sent for takes the manifest's profile; one sent for keeps the profile that sent it."""
         if self.readonly:
             raise JournalError(f"journal {self.path} is open read-only")
-        sql = f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES ({REGISTER_VALUES})"
-        sql += REGISTER_UPDATE
         with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
-            now = self._clock()
-            rows = (register_args(s, now, s.profile or default_profile) for s in specs)
-            self._conn.executemany(sql, rows)
+            register_all(self._conn, specs, self._clock(), default_profile)
         self.transactions += 1
 
     def iter_rows(self, *, chunk: int = 2000) -> Iterator[TaskRow]:

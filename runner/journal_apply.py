@@ -3,9 +3,10 @@ ops in their order; a value SQLite cannot store fails only its own group of ops.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,17 @@ REGISTER_UPDATE = (
     + " OR ".join(f"{c} IS NOT excluded.{c}" for c in (*_IMPORT_FIELDS, "import_params"))
     + "))"
 )
+REGISTER_SQL = (
+    f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES ({REGISTER_VALUES})" + REGISTER_UPDATE
+)
+REGISTER_CHUNK = 4096  # specs registered per executemany pair: a chunk is held, never the whole
+# A task with no import target: its import columns NULL in the SQL, its time bound once (the
+# sqlite3 module binds each value on its own, which is most of a row's cost)
+REGISTER_PLAIN = (
+    f"INSERT INTO tasks ({REGISTER_COLUMNS})"
+    " VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6, NULL, NULL, NULL, NULL, NULL)"
+    + REGISTER_UPDATE
+)
 _INSERT_TASK = (
     f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES ({REGISTER_VALUES}) ON CONFLICT DO NOTHING"
 )
@@ -66,6 +78,31 @@ def register_args(spec: ExportSpec, now: float, profile: str | None) -> tuple[An
     key = spec.key
     head = (key.region, key.project_id, key.name, spec.fingerprint(), now, now, profile)
     return (*head, *_import_columns(spec, profile))
+
+
+def _plain_register_args(
+    spec: ExportSpec, now: float, profile: str | None
+) -> tuple[str, int, str, str, float, str | None]:
+    """REGISTER_PLAIN's arguments, for a spec without an import target."""
+    key = spec.key
+    return (key.region, key.project_id, key.name, spec.fingerprint(), now, profile)
+
+
+def register_all(
+    conn: sqlite3.Connection, specs: Iterable[ExportSpec], now: float, default_profile: str | None
+) -> None:
+    """Insert every task as pending in the open transaction (`Register` for each, streamed a
+    chunk at a time), with the profile it is reached with: its own, else `default_profile`."""
+    source = iter(specs)
+    while chunk := list(itertools.islice(source, REGISTER_CHUNK)):
+        plain = [s for s in chunk if s.import_into is None]
+        if plain:
+            rows = (_plain_register_args(s, now, s.profile or default_profile) for s in plain)
+            conn.executemany(REGISTER_PLAIN, rows)
+        if len(plain) < len(chunk):
+            targets = (s for s in chunk if s.import_into is not None)
+            rows_full = (register_args(s, now, s.profile or default_profile) for s in targets)
+            conn.executemany(REGISTER_SQL, rows_full)
 
 
 def _import_columns(spec: ExportSpec, default_profile: str | None) -> tuple[Any, ...]:

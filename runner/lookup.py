@@ -154,6 +154,10 @@ class NameIndex:
             await scan_migrations(self._ctx, key, never, client=client, where=Place(at, self._type))
             self._counted.add(workspace)
 
+    def counted(self, key: TaskKey) -> bool:
+        """Whether `key`'s workspace was listed whole in this run (so `seen` answers for it)."""
+        return (key.region, key.project_id) in self._counted
+
     def seen(self, key: TaskKey) -> Migration | None:
         """The task of `key`'s name as a listing of this run showed it, if one did."""
         return self._known.get((key.region, key.project_id), {}).get(key.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from runner.cli import cli
@@ -205,3 +206,36 @@ def test_plan_shows_each_tasks_next_step_and_their_totals(tmp_path: Path) -> Non
     assert plan["next_steps"]["create"] == 1
     assert plan["next_steps"]["upload"] == 1
     assert plan["next_steps"]["create_import"] == 1
+
+
+def test_tasks_with_and_without_targets_register_alike_across_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks with and without an import target, mixed over several chunks, are all registered
+    pending with their profile and fingerprint; a target dropped from the manifest before any
+    import was sent is dropped from the row too."""
+    import runner.journal_apply
+
+    monkeypatch.setattr(runner.journal_apply, "REGISTER_CHUNK", 3)
+    specs = [
+        ExportSpec(
+            TaskKey("cn-shanghai", 710001, f"t{n}"),
+            profile="other" if n % 4 == 0 else None,
+            import_into=ImportSpec(TaskKey("cn-hangzhou", 810001, f"t{n}")) if n % 2 else None,
+        )
+        for n in range(10)
+    ]
+    path = tmp_path / "j.db"
+    with Journal.open(path) as journal:
+        journal.register(specs, default_profile="main")
+        rows = {row.key: row for row in journal.iter_rows()}
+    assert len(rows) == 10
+    for spec in specs:
+        row = rows[spec.key]
+        assert row.state is TaskState.PENDING
+        assert row.fingerprint == spec.fingerprint()
+        assert row.profile == (spec.profile or "main")
+        assert (row.imports is not None) == (spec.import_into is not None)
+    with Journal.open(path) as journal:
+        journal.register([ExportSpec(specs[1].key)], default_profile="main")
+        assert journal.get(specs[1].key).imports is None  # type: ignore[union-attr]

@@ -117,7 +117,11 @@ def load_json(body: bytes) -> Any:
     holds NaN or Infinity, or a number beyond a float's range)."""
     try:
         # json.loads(body, parse_constant=..., parse_float=...), without a decoder per call
-        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        # '{' then a byte that is not NUL (no BOM, not UTF-16/32) is UTF-8, as detect_encoding
+        # says: not worked out again for every answer
+        utf8 = body[:1] == b"{" and body[1:2] != b"\0"
+        encoding = "utf-8" if utf8 else json.detect_encoding(body)
+        return _DECODER.decode(body.decode(encoding, "surrogatepass"))
     except _Unreadable:
         raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

@@ -119,9 +119,6 @@ class CreatePhase:
         lost are looked up again once their visibility window has passed, and only then sent
         again if still absent."""
 
-        async def first(action: Action) -> None:
-            self._finish(action.spec.key, await self._handle(action))
-
         async def again(later: _Later) -> None:
             outcome = await self._guarded(
                 self._create(later.spec, maybe_ours=True, visible_after=later.due)
@@ -132,7 +129,7 @@ class CreatePhase:
         listed = set(self._sent_workspaces)
         while chunk := list(itertools.islice(source, LIST_AHEAD)):
             await run_pool(self._to_list(chunk, listed), self._concurrency, self._list_ahead)
-            await run_pool(chunk, self._concurrency, first)
+            await run_pool(chunk, self._concurrency, self._first)
         while self._later:
             due, self._later = sorted(self._later, key=lambda later: later.due), []
             await run_pool(due, self._concurrency, again)
@@ -171,20 +168,27 @@ class CreatePhase:
         except Unresolved:
             return TaskOutcome.UNRESOLVED
 
-    async def _handle(self, action: Action) -> TaskOutcome | None:
+    async def _first(self, action: Action) -> None:
+        """An action's first pass (the pool's work): its outcome counted, unless deferred."""
         spec = action.spec
+        outcome: TaskOutcome | None
         if self._ctx.is_stopped(spec.key, self._ctx.client_for(spec.profile)):
-            return TaskOutcome.STOPPED
-        if action.kind is ActionKind.RECONCILE:
-            return await self._guarded(self._reconcile(spec, action.since))
-        if action.taken:
+            outcome = TaskOutcome.STOPPED
+        elif action.kind is ActionKind.RECONCILE:
+            outcome = await self._guarded(self._reconcile(spec, action.since))
+        elif action.taken:
             # found taken by another's task before: looked up again, whatever this journal has
             # sent to the workspace since (a service may accept a taken name a second time)
-            return await self._guarded(self._taken(spec))
-        if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
+            outcome = await self._guarded(self._taken(spec))
+        elif action.kind in (ActionKind.CREATE, ActionKind.RETRY):
             # the journal shows a create was sent before: "name already exists" may be ours
-            return await self._guarded(self._create(spec, maybe_ours=action.create_sent))
-        return TaskOutcome.SKIPPED
+            try:
+                outcome = await self._create(spec, maybe_ours=action.create_sent)
+            except Unresolved:  # as _guarded, without its coroutine on the busiest path
+                outcome = TaskOutcome.UNRESOLVED
+        else:
+            outcome = TaskOutcome.SKIPPED
+        self._finish(spec.key, outcome)
 
     async def _taken(self, spec: ExportSpec) -> TaskOutcome | None:
         """A task found taken before: still taken, it stays `exists` (or is adopted with
@@ -217,7 +221,9 @@ class CreatePhase:
         client = self._ctx.client_for(spec.profile)
         if not maybe_ours and visible_after is None:
             try:
-                found = await self._listed_before(key, client)
+                known, found = self._listing_seen(key)
+                if not known:
+                    found = await self._listed_before(key, client)
             except Unresolved as unlisted:
                 error = unlisted.error
                 if error is None or error.kind is not ErrorKind.PERMANENT:
@@ -268,6 +274,16 @@ class CreatePhase:
                 attempts = self._ctx.retry.max_attempts
                 return await self._fail(key, error, f"gave up after {attempts} attempts: {error}")
         raise AssertionError(result.outcome)  # pragma: no cover
+
+    def _listing_seen(self, key: TaskKey) -> tuple[bool, Migration | None]:
+        """(True, what `_listed_before` would answer) when that is known without an await (the
+        workspace was sent to, or is listed already); else (False, None)."""
+        workspace = (key.region, key.project_id)
+        if workspace in self._sent_workspaces:
+            return True, None
+        if workspace in self._unlisted or not self._index.counted(key):
+            return False, None
+        return True, self._index.seen(key)
 
     async def _listed_before(self, key: TaskKey, client: ApiClient) -> Migration | None:
         """The task of this name in a workspace this journal never sent a create to, as one

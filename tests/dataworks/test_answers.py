@@ -12,6 +12,7 @@ import pytest
 from runner.dataworks.answers import (
     MAX_ID,
     code_of,
+    load_json,
     request_id_of,
     retry_after_of,
     url_of,
@@ -244,3 +245,14 @@ async def test_a_request_that_cannot_be_signed_fails_its_task_not_the_run() -> N
         await client.create_export_migration(ExportSpec(TaskKey("cn-shanghai", 2, "a\ud800")))
     assert (raised.value.kind, raised.value.code) == (ErrorKind.PERMANENT, "InvalidRequest")
     assert transport.requests == []
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"]
+)
+def test_an_answer_is_read_in_any_encoding_json_allows(encoding: str) -> None:
+    """A JSON object in any of the encodings JSON allows (with or without a BOM) reads the same
+    as in UTF-8: the fast path for '{' never takes UTF-16 or UTF-32 for UTF-8."""
+    document = {"RequestId": "R-1", "Data": 7, "Message": "ü"}
+    body = json.dumps(document, ensure_ascii=False).encode(encoding)
+    assert load_json(body) == document
