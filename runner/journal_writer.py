@@ -59,7 +59,16 @@ class _CommitThread:
     task switch first), and its end told back through a socket the writer task waits on. A
     pooled thread (anyio.to_thread) takes the GIL several more times per job, and yields to
     every ready task before the job even starts.
+
+    The hand-over waits (a few microseconds, the GIL let go) until the thread has taken the job:
+    otherwise the thread, woken, waits for the GIL while the loop goes on in pure Python (the
+    requests signed meanwhile make no system call that would let go of it), and the commit,
+    meant to run beside that work, starts only once the loop falls idle, then keeps it idle.
     """
+
+    # at most this long a hand-over waits for the thread to take the job (it only ever takes
+    # longer if the thread is starved; the job is then simply taken later)
+    HANDOVER_WAIT = 0.05
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -78,8 +87,11 @@ class _CommitThread:
         outcome: list[T] = []
         failure: list[BaseException] = []
 
+        taken = threading.Event()
+
         def job() -> None:
             try:
+                taken.set()
                 outcome.append(func())
             except BaseException as exc:  # handed to the awaiting task, never lost in the thread
                 failure.append(exc)
@@ -87,6 +99,7 @@ class _CommitThread:
                 self._signal.send(b"\0")
 
         self._jobs.put(job)
+        taken.wait(self.HANDOVER_WAIT)  # blocks the loop for the hand-over alone, GIL let go
         with anyio.CancelScope(shield=True):
             await anyio.wait_readable(self._done)
         self._done.recv(1)

@@ -38,7 +38,7 @@ from runner.journal import (
     Register,
 )
 from runner.journal_schema import MIGRATIONS
-from runner.journal_writer import JournalWriter
+from runner.journal_writer import JournalWriter, _CommitThread
 from runner.models import ExportMode, ExportSpec, TaskKey, TaskState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -548,3 +548,32 @@ def test_journal_is_readable_by_its_owner_only(tmp_path: Path) -> None:
         journal.apply([Register(SPEC)])
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.with_name("j.db.lock").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.anyio
+async def test_a_commit_is_under_way_in_its_thread_before_the_loop_goes_on() -> None:
+    """Handing a commit to the writer's thread returns to the loop only once the thread has
+    taken it, so the fsync runs beside the loop's own work (which, pure Python, would
+    otherwise keep the thread waiting for the GIL until the loop fell idle)."""
+    thread = _CommitThread()
+    entered, gate = threading.Event(), threading.Event()
+    results: list[int] = []
+
+    def commit() -> int:
+        entered.set()
+        gate.wait(5)
+        return 7
+
+    async def hand_over() -> None:
+        results.append(await thread.run(commit))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hand_over)
+            await anyio.lowlevel.checkpoint()  # hand_over runs until it waits for the end
+            assert entered.is_set()
+            gate.set()
+    finally:
+        gate.set()
+        thread.stop()
+    assert results == [7]
