@@ -174,10 +174,12 @@ async def attempt(
             latency = (clock.monotonic() - began) * 1000
             if action is not None:
                 bucket.on_success()
-            ops = list(done(value)) if done is not None else []
+            ops = done(value) if done is not None else ()
+            # a crash before they commit leaves the row as the intent said
             if policy.record_success:
-                ops.insert(0, _record(key, policy.label, None, latency))
-            ctx.writer.post(*ops)  # a crash before it commits leaves the row as the intent said
+                ctx.writer.post(_record(key, policy.label, None, latency), *ops)
+            else:
+                ctx.writer.post(*ops)
             return Result(Outcome.DONE, value, maybe_applied=maybe_applied, sent=True)
 
         kind = failed.kind

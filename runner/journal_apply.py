@@ -62,6 +62,8 @@ _INSERT_TASK = (
 _INSERT_ATTEMPT = f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _COUNTED = "attempts = attempts + 1"  # RecordAttempt's change to its task
 _UPDATES: dict[str, str] = {}  # SET clause -> its UPDATE (changes_of has a few fixed clauses)
+_UPDATES_COUNTED: dict[str, str] = {}  # the same, with the attempt just before counted
+_COUNTED_SQL = f"UPDATE tasks SET {_COUNTED}, updated_at = ? {BY_KEY}"  # an attempt alone
 # the order of a round's statements: a task inserted, then rows changed, then history appended
 _INSERT, _UPDATE, _APPEND = 0, 1, 2
 
@@ -122,6 +124,15 @@ def _update(sets: str) -> str:
     return sql
 
 
+def _update_counted(sets: str) -> str:
+    """The UPDATE of a change and the count of the attempt just before it, made once per
+    SET clause (changes_of's are a few constants)."""
+    sql = _UPDATES_COUNTED.get(sets)
+    if sql is None:
+        sql = _UPDATES_COUNTED[sets] = _update(f"{_COUNTED}, {sets}")
+    return sql
+
+
 def _history(op: RecordAttempt, where: tuple[str, int, str], now: float) -> tuple[Any, ...]:
     at = now if op.at is None else op.at
     head = (*where, at, op.action, op.http_status, op.error_code, op.request_id)
@@ -139,32 +150,34 @@ def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> No
     steps: dict[tuple[int, int, str], list[tuple[Any, ...]]] = {}
     counted: tuple[int, tuple[str, int, str], tuple[Any, ...]] | None = None
     for op in ops:
+        cls = type(op)  # the op classes are final: a type test, not isinstance, per op
         key = op.spec.key if isinstance(op, Register) else op.key
         where = (key.region, key.project_id, key.name)
         turn = rounds.get(where, 0)
         rounds[where] = turn + 1
-        apart = isinstance(op, RecordAttempt | Register)  # changes no row, or inserts one
-        if counted is not None and (counted[1] != where or apart):
+        if counted is not None and (counted[1] != where or cls is RecordAttempt or cls is Register):
             at, alone, history = counted  # counted on its own
-            steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *alone))
+            steps.setdefault((at, _UPDATE, _COUNTED_SQL), []).append((now, *alone))
             steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
             counted = None
-        if isinstance(op, Register):
+        if type(op) is Register:
             args = register_args(op.spec, now, op.spec.profile)
             steps.setdefault((turn, _INSERT, _INSERT_TASK), []).append(args)
             continue
-        if isinstance(op, RecordAttempt):
+        if type(op) is RecordAttempt:
             counted = (turn, where, _history(op, where, now))
             continue
         sets, values = changes_of(op)
         if counted is not None:  # the same task's attempt, just before: one UPDATE for both
-            sets = f"{_COUNTED}, {sets}"
+            sql = _update_counted(sets)
             steps.setdefault((turn, _APPEND, _INSERT_ATTEMPT), []).append(counted[2])
             counted = None
-        steps.setdefault((turn, _UPDATE, _update(sets)), []).append((*values, now, *where))
+        else:
+            sql = _update(sets)
+        steps.setdefault((turn, _UPDATE, sql), []).append((*values, now, *where))
     if counted is not None:
         at, alone, history = counted
-        steps.setdefault((at, _UPDATE, _update(_COUNTED)), []).append((now, *alone))
+        steps.setdefault((at, _UPDATE, _COUNTED_SQL), []).append((now, *alone))
         steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
     for (_, kind, sql), rows in sorted(steps.items(), key=lambda step: step[0][:2]):
         changed = conn.executemany(sql, rows).rowcount

@@ -268,18 +268,24 @@ Op: TypeAlias = (
 )
 
 
+# the SET clauses of the ops every create makes, made once (a new string per op would be
+# hashed again each time the journal looks its statement up)
+_IN_FLIGHT_SETS = (
+    "state = 'in_flight', create_sent = 1, fingerprint = ?, request_id = NULL" + _CLEAR
+)
+_CREATED_SETS = "state = 'created', migration_id = ?, request_id = ?" + _CLEAR
+
+
 def changes_of(op: Op) -> tuple[str, tuple[Any, ...]]:
     """The SET clause and its arguments for an op that changes an existing task row."""
     match op:
         case MarkInFlight():
-            sets = "state = 'in_flight', create_sent = 1, fingerprint = ?, request_id = NULL"
-            return sets + _CLEAR, (op.fingerprint,)
+            return _IN_FLIGHT_SETS, (op.fingerprint,)
         case MarkCreated() if op.fingerprint is not None:
             sets = "state = 'created', migration_id = ?, request_id = ?, fingerprint = ?"
             return sets + _CLEAR, (op.migration_id, op.request_id, op.fingerprint)
         case MarkCreated():
-            sets = "state = 'created', migration_id = ?, request_id = ?"
-            return sets + _CLEAR, (op.migration_id, op.request_id)
+            return _CREATED_SETS, (op.migration_id, op.request_id)
         case MarkFailed():
             sets = "state = 'failed', error_code = ?, error_message = ?, request_id = ?"
             return sets, (op.error_code, op.error_message, op.request_id)

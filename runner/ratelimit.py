@@ -172,7 +172,8 @@ class Bucket:
             return False
         now = self._clock.monotonic()
         self._refill(now)
-        if self._wait(now) > 0:
+        # what `_wait(now) == 0` says, without its arithmetic: a whole token, and no pause
+        if 1.0 - self._tokens > _EPSILON or self._paused_until > now:
             return False
         self._grant(now)
         return True

@@ -97,3 +97,18 @@ def test_a_lone_surrogate_is_a_signing_error(value: str) -> None:
             timestamp=signing.timestamp_of(NOW),
             nonce="n",
         )
+
+
+_FORM_TEXT = st.text(alphabet=st.sampled_from("aZ09_.~-=&+% /\u00e9"), max_size=8)
+
+
+@given(st.dictionaries(_FORM_TEXT, _FORM_TEXT, max_size=5))
+def test_a_form_body_is_the_sdks_whatever_its_names_and_values_hold(
+    params: dict[str, str],
+) -> None:
+    """The form body is quote_plus of each sorted name and value, joined by '=' and '&', also
+    when a name or value holds '=' or '&' (the plain-text shortcut never takes those)."""
+    from urllib.parse import quote_plus
+
+    expected = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in sorted(params.items()))
+    assert signing.form_encode(params) == expected

@@ -67,9 +67,22 @@ def _plus(value: str) -> str:
     return value if _UNRESERVED.fullmatch(value) else quote_plus(value)
 
 
+_PLAIN_FORM = re.compile(r"[A-Za-z0-9_.~=&-]*")
+
+
 def form_encode(params: Mapping[str, str]) -> str:
     """The form body the SDK sends: keys sorted, quote_plus style (space is '+')."""
-    return "&".join([f"{_plus(k)}={_plus(v)}" for k, v in sorted(params.items())])
+    items = sorted(params.items())
+    text = "&".join([f"{k}={v}" for k, v in items])
+    # one look at the whole body: nothing to escape, and every '=' and '&' is a separator (a
+    # name or value holding one would add to its count) -- else each part is escaped
+    if (
+        _PLAIN_FORM.fullmatch(text)
+        and text.count("=") == len(items)
+        and text.count("&") == len(items) - 1
+    ):
+        return text
+    return "&".join([f"{_plus(k)}={_plus(v)}" for k, v in items])
 
 
 def wire_query(params: Mapping[str, str]) -> str:
