@@ -128,6 +128,10 @@ class DataWorksClient:
         self._keys = (
             StaticKeys(credentials) if isinstance(credentials, Credentials) else credentials
         )
+        # The account a rate-limit bucket is counted against: the key provider's stable label
+        # (a long-term key's id, a role's ARN), the same while temporary keys rotate. Read once:
+        # every request looks it up.
+        self.account: str = self._keys.account
         self._endpoints = endpoints
         self._signature_version: SignatureVersion = signature_version
         self._timeout = timeout
@@ -135,12 +139,6 @@ class DataWorksClient:
         self._nonce = nonce
         self._places: dict[str, tuple[str, str]] = {}
         self._stamp: tuple[int, str] = (-1, "")
-
-    @property
-    def account(self) -> str:
-        """The account a rate-limit bucket is counted against: the key provider's stable label
-        (a long-term key's id, a role's ARN), the same while temporary keys rotate."""
-        return self._keys.account
 
     def limit_scope(self, region: str) -> str:
         """The rate-limit scope of a region's requests (see Endpoints.limit_scope)."""

@@ -247,8 +247,11 @@ def build_request(
         raise SigningError(f"a request value is not valid Unicode ({exc.reason})") from None
     # a V3 template's own headers were checked when it was made: only the date and nonce vary
     # (the hashes and the signature are hex)
-    varying = (timestamp, nonce) if signature_version == "v3" else signed.headers.values()
-    if any(_HEADER_BREAK.search(value) for value in varying):
+    if signature_version == "v3":
+        broken = bool(_HEADER_BREAK.search(timestamp) or _HEADER_BREAK.search(nonce))
+    else:
+        broken = any(_HEADER_BREAK.search(value) for value in signed.headers.values())
+    if broken:
         raise SigningError("a header value holds a line break or a NUL")
     return signed
 

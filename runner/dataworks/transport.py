@@ -51,7 +51,8 @@ class HttpRequest:
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    # looked up by lower-case names (a transport may hand over a mapping that ignores case)
+    headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
 
 
@@ -178,8 +179,8 @@ class AiohttpTransport(OneSession):
                 allow_redirects=False,
             ) as resp:
                 body = await self._read_bounded(resp, request.url)
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return HttpResponse(resp.status, headers, body)
+                # aiohttp's own headers: looked up without regard to case, as they are
+                return HttpResponse(resp.status, resp.headers, body)
         except aiohttp.ClientSSLError as exc:
             # the handshake may have failed after bytes were sent: treat as unknown
             host = url_host(request.url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
@@ -104,7 +105,7 @@ def test_nonces_are_random_hex_never_repeated_and_not_shared_with_a_fork(
     assert len(set(made)) == 1000
     assert all(len(n) == 32 and int(n, 16) >= 0 for n in made)
     parent_left = list(client_module._nonces[1])
-    monkeypatch.setattr(client_module.os, "getpid", lambda: -42)
+    monkeypatch.setattr(os, "getpid", lambda: -42)
     child = client_module._new_nonce()
     assert child not in parent_left
     assert client_module._nonces[0] == -42

@@ -64,14 +64,16 @@ def request(url: str, body: bytes = b"abc") -> HttpRequest:
 
 
 @pytest.mark.anyio
-async def test_answer_is_returned_with_lower_case_headers(base_url: str) -> None:
-    """Status, body and headers come back; header names are lower-cased; ours are sent as is."""
+async def test_answer_is_returned_with_headers_found_by_lower_case_names(base_url: str) -> None:
+    """Status, body and headers come back; a header sent as X-Acs-Request-Id is found by its
+    lower-case name (as the answer parser looks it up); ours are sent as is."""
     async with AiohttpTransport() as transport:
         response = await transport.send(request(base_url + "/echo"), timeout=5)
     assert response.status == 201
     assert response.body == b"cba"
     assert response.headers["x-acs-request-id"] == "RID"
     assert response.headers["x-seen-content-type"] == "application/x-www-form-urlencoded"
+    assert response.headers.get("x-acs-request-id") == "RID"
 
 
 @pytest.mark.anyio
