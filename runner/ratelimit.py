@@ -54,6 +54,7 @@ LATE_CREDIT = 0.5  # of an interval: how late a woken caller's slot may be dated
 MAX_PAUSE = 60.0  # longest pause a retry-after may impose, seconds
 METER_WINDOW = 2.0  # seconds of sends the measured rate is taken over
 _EPSILON = 1e-9
+_TRIM_EVERY = 255  # a mask: the meter trims its window once every 256 sends
 
 
 def cubic_rate(elapsed: float, w_max: float, *, beta: float = BETA, c: float = CUBIC_C) -> float:
@@ -79,8 +80,11 @@ class RateMeter:
         self._times: deque[float] = deque()
 
     def record(self, now: float) -> None:
-        self._times.append(now)
-        self._trim(now)
+        times = self._times
+        times.append(now)
+        # trimmed now and then (and always before `rate` reads it): not once per send
+        if len(times) & _TRIM_EVERY == 0:
+            self._trim(now)
 
     def rate(self, now: float) -> float | None:
         """Sends per second, or None before there are two sends to measure between.
@@ -237,7 +241,7 @@ class Bucket:
 
     def on_success(self) -> None:
         """An answer that was not throttled: move the rate along the curve since the last cut."""
-        self._answered()
+        self._answers = min(self._answers + 1, self._grants)  # _answered(), once per request
         if self.w_max is None:
             return
         now = self._clock.monotonic()
