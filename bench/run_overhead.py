@@ -71,43 +71,48 @@ CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # The target: the runner sends at least MIN_THROUGHPUT times raw aiohttp's requests per second
 # (runner wall time <= raw wall time / MIN_THROUGHPUT), with the journal at synchronous=FULL.
 # Not met yet. On this 2-core machine (shared; best of 3, interleaved) raw aiohttp takes
-# ~0.68-0.70 s, the runner ~1.05-1.09 s: 0.63-0.66x (0.55-0.57x before the changes below).
+# ~0.68-0.70 s, the runner ~1.00-1.05 s: 0.66-0.69x (0.55-0.57x before the first round of
+# changes below, 0.63-0.66x before the second).
 #
-# Where the time goes (py-spy --gil over 8 runs, perf_counter probes, a run's timeline): the
-# process is one event loop, busy ~99% of the run. The workers go in step: one group commit per
-# 31 creates (intents, with the previous outcomes), then 32 sends, the simulator's 32 answers,
-# the next intents. Before: each cycle waited ~1.3 ms on its commit with the loop idle (the ops
-# applied in the writer's thread, statement by statement, fighting the loop for the GIL), and
-# the loop spent ~140 µs per create beyond raw aiohttp's (signing 23, the transport's own work
-# 22, the journal writer 17, the client and the answer 19, the attempt loop and the create
-# phase 20, the limiter 5, ~60 ms of manifest load, register and plan before the first send).
+# Where the time goes. The process is one event loop, CPU-bound; the runner adds ~105-115 µs
+# per request to raw aiohttp's ~230. Measured over an instant transport (the same run without
+# sockets, ~285 ms for 3,000 tasks) by taking one piece out at a time:
+# - the journal's statements: ~47 ms (three rows written per create: the intent's UPDATE, the
+#   attempt's INSERT, the outcome's UPDATE; most of it the sqlite3 module binding each value
+#   and SQLite stepping), its Python side ~14 ms;
+# - building and signing the requests: ~40 ms (form body, V3 canonical request, HMAC);
+# - the attempt loop's generality (buckets, stops, counts, clocks, the Result): ~25 ms;
+# - before the first create: manifest load ~25 ms, journal open ~4, register ~13, plan ~5, and
+#   in the real run the 60 listings (one per new workspace, exactly-once after a lost journal)
+#   ~25 ms;
+# - the rest: answer parsing ~6 µs a request, the create phase, the pool, progress and stats.
 #
-# What changed it (instant transport, µs of CPU per task: 141 -> 112):
-# - Journal.stage applies a batch on the loop as a few executemany runs (an attempt counted in
-#   its outcome's UPDATE); only the COMMIT (the fsync) goes to the writer's thread.
-# - Waiters queued together share one event, instead of an anyio.Event made per write.
-# - A create is signed while its intent's commit runs (JournalWriter.queue, the client's
-#   `after`): the loop no longer idles on the fsync (blocked in select 50 -> 10 ms a run).
-# - Trims: the transport parses its URL and timeout once and reads a small answer whole; one
-#   JSON decoder; the V3 template's headers checked once; the timestamp from time.time; the
-#   fingerprint written out in order; plain tuples as dict keys.
-# Left (per create, beyond raw): the batch's SQL ~15 µs (three statements, AUTOINCREMENT, an
-# index), signing ~12, the attempt loop, the create phase and the client ~30, one more task
-# switch; before the first send: manifest load ~26 ms, register ~20 ms, 60 listings ~30 ms.
+# What changed it, second round (runner ~1,060 -> ~1,010 ms, medians of 8 interleaved runs):
+# - The writer hands a commit to its thread and waits until the thread has taken it. Before,
+#   the woken thread waited for the GIL while the loop signed the batch's requests (pure
+#   Python, no system call to let go of it), so the fsync ran only once the loop fell idle, and
+#   kept it idle: time blocked in epoll 52 -> 17 ms a run (raw aiohttp: 5), ~45 ms a run.
+# - A held key is taken without an await, a commit awaited on asyncio's event itself, the turn
+#   after an intent one bare yield, HMAC keyed once per key, nonces read 256 at a time: ~20 ms.
+# - Register binds six values for a task without an import target (19 -> 13 ms for 3,000).
+# - A form body with nothing to escape checked once as a whole (3.3 -> 1.9 µs); the journal's
+#   batch loop tests types and looks statements up by SET clauses made once; answer headers
+#   not copied; a free rate-limit slot taken without computing its wait.
+# Tried and dropped: batches capped at 16 or 8 intents, so that two groups of workers would
+# alternate (far worse: 1.25-1.43 s, the loop does more per request when the workers are not
+# in step); no yield after the intent (worse: the signing no longer overlaps the fsync); an
+# extra yield per create costs nothing measurable (task switches are not the cost); a shorter
+# switch interval; WITHOUT ROWID tasks (slower updates); JSON-batched statements (slower);
+# foreign keys off (~1 µs a create, not worth the check it drops).
 #
-# perf4 (profiled, nothing changed the number: 0.64x, runner 1.04-1.06 s, raw 0.67-0.70 s).
-# The loop is CPU-bound: select() blocks 22-37 ms a run (raw aiohttp 5), the GC takes ~3 ms
-# (raw 10), sys.setswitchinterval(0.0002) changes nothing. Every create waits for its intent's
-# commit (3,000 of 3,000, 97 commits of ~1.2 ms), and the writer is idle when each batch's
-# first intent comes, so the yield after `queue` is what overlaps the signing with the fsync:
-# skipping it when the writer is busy saves no task switch (3.1 worker steps per create either
-# way, raw 1.0). Timeline: first create at ~87 ms (load 26-31, open 5, register 20, plan 5,
-# listings 25-30), then ~1,000 ms of creates. Per create, timed inside a real run (cache-cold:
-# about twice their timeit figures): build and sign 27 µs, Journal.stage 17 (its SQL ~10,
-# apply_grouped ~3), parse 7, fingerprint 3.3 (twice), limiter 4, queue/post/record 5. A new
-# attempts table (no AUTOINCREMENT, index or foreign key) saves <= 2-3 µs per create in
-# isolation (noise in a run): not worth a migration step. py-spy --gil shows ~27 ms a run in
-# asyncio's Event._get_loop under Committed._wait; timed directly it is 2 ms: an artefact.
+# First round: listings made a chunk ahead of the creates (the largest: the workers had queued
+# behind each new workspace's first listing), a steadier GC during the phases, the writer's own
+# commit thread, a batch applied on the loop with executemany and only its COMMIT (the fsync)
+# in the thread, one event per batch of waiters, a create signed while its intent commits, and
+# trims in the transport, the answer parsing and the signing. Every create waits for its
+# intent's commit (97 commits a run; a COMMIT itself takes ~0.3 ms in the thread). py-spy --gil
+# puts time on small functions at call boundaries (Event._get_loop, current_async_library,
+# dataclass __init__); timed directly each is well under a microsecond: not their own cost.
 MIN_THROUGHPUT = 0.7
 
 
