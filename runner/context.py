@@ -131,4 +131,8 @@ class RunContext:
 
     def is_stopped(self, key: TaskKey, client: ApiClient | None = None) -> bool:
         """Whether the task's account and region were stopped by a fatal answer."""
-        return self.stops.is_stopped((client or self.client).account, key.region)
+        stops = self.stops
+        # nothing stopped (every request of a healthy run asks): no account looked up
+        return stops.first is not None and stops.is_stopped(
+            (client or self.client).account, key.region
+        )

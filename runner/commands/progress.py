@@ -78,8 +78,10 @@ class RunProgress:
             detail = " ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
             self._bar.update(self._task_id, advance=1, detail=detail)  # type: ignore[arg-type]
             return
+        if not self._enabled:
+            return
         now = self._clock()
-        if self._enabled and (now - self._last_log >= self._interval or self.done == self.total):
+        if now - self._last_log >= self._interval or self.done == self.total:
             self._last_log = now
             log.info(
                 "progress",
