@@ -277,8 +277,8 @@ _V3_VARYING = ("x-acs-content-sha256", "x-acs-date", "x-acs-signature-nonce")
 
 class HmacSha256:
     """HMAC-SHA256 under one key (RFC 2104), its two padded key blocks hashed once: a message
-    costs two copies of a hash state and two short updates, not a new HMAC (which also lets
-    go of the GIL and takes it back). Shows nothing of its key."""
+    costs two copies of a hash state and two short updates, not a new HMAC keyed afresh.
+    Shows nothing of its key."""
 
     __slots__ = ("_inner", "_outer")
 
