@@ -19,6 +19,7 @@ from runner.commands.common import (
     ExitCode,
     parse_size,
 )
+from runner.models import TaskState
 from runner.text import printable
 
 JOURNAL = click.option(
@@ -170,11 +171,35 @@ def run(**options: Any) -> None:
 @cli.command()
 @JOURNAL
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-def status(journal: Path, fmt: str) -> None:
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([state.value for state in TaskState]),
+    help="Only tasks in this state (repeatable: any of them).",
+)
+@click.option("--region", "regions", multiple=True, help="Only tasks in this region (repeatable).")
+@click.option(
+    "--project-id",
+    "project_ids",
+    multiple=True,
+    type=click.IntRange(min=1),
+    help="Only tasks of this workspace (repeatable).",
+)
+def status(
+    journal: Path,
+    fmt: str,
+    states: tuple[str, ...],
+    regions: tuple[str, ...],
+    project_ids: tuple[int, ...],
+) -> None:
     """One row per task: state, migration id, attempts, last error, request id."""
     from runner.commands import status as command
 
-    sys.exit(command.execute(journal, fmt=fmt))
+    code = command.execute(
+        journal, fmt=fmt, states=states, regions=regions, project_ids=project_ids
+    )
+    sys.exit(code)
 
 
 @cli.command()

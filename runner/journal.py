@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,9 +331,24 @@ class Journal:
         with self._mutex, _sqlite_errors(self.path, "read failed"):
             return self._conn.execute(sql, args).fetchall()
 
-    def rows(self) -> list[TaskRow]:
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY region, project_id, name"
-        return [task_row(r) for r in self._fetch(sql)]
+    def rows(
+        self,
+        *,
+        states: Collection[str] = (),
+        regions: Collection[str] = (),
+        project_ids: Collection[int] = (),
+    ) -> list[TaskRow]:
+        """Every task row in key order; with filters, only those in one of `states`, `regions`
+        and `project_ids` (each filter that is given)."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, wanted in (("state", states), ("region", regions), ("project_id", project_ids)):
+            if wanted:
+                where.append(f"{column} IN ({', '.join('?' * len(wanted))})")
+                args.extend(wanted)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks{clause} ORDER BY region, project_id, name"
+        return [task_row(r) for r in self._fetch(sql, tuple(args))]
 
     def row_map(self) -> dict[TaskKey, TaskRow]:
         return {row.key: row for row in self.rows()}

@@ -331,6 +331,33 @@ def test_failures_without_a_code_are_unknown_and_list_at_most_20_tasks(tmp_path:
 # --- status -------------------------------------------------------------------------------------
 
 
+def test_status_shows_only_the_tasks_asked_for(journal: Path) -> None:
+    """status --state/--region/--project-id: only the rows in one of the states (repeatable),
+    and in the region and workspace when those are given too; the fields stay the same."""
+
+    def keys(*args: str) -> list[TaskKey]:
+        code, out, _ = invoke("status", "--journal", str(journal), "--format", "json", *args)
+        assert code == 0
+        rows = json.loads(out)
+        assert all(list(r) == list(reports.STATUS_FIELDS) for r in rows)
+        return [TaskKey(r["region"], r["project_id"], r["name"]) for r in rows]
+
+    failed = sorted((MISSING_102, MISSING_103, FORBIDDEN))
+    assert keys("--state", "failed") == failed
+    assert keys("--state", "failed", "--state", "pending") == sorted((*failed, PENDING))
+    assert keys("--state", "failed", "--region", "cn-hangzhou") == [FORBIDDEN]
+    assert keys("--project-id", "101") == [CREATED_A, CREATED_B]
+    assert keys("--project-id", "101", "--project-id", "108", "--state", "exported") == [EXPORTED]
+    assert keys("--state", "imported") == []
+
+
+def test_status_refuses_a_state_it_does_not_know(journal: Path) -> None:
+    """An unknown --state is a usage error (exit 2) naming the choices, not an empty list."""
+    code, _, err = invoke("status", "--journal", str(journal), "--state", "done")
+    assert code == 2
+    assert "pending" in err and "failed" in err
+
+
 def test_status_json_rows(journal: Path) -> None:
     """status --format json: one row per task in (region, project, name) order with the documented
     fields; a failed row carries its code, message and request id."""
