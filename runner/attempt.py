@@ -60,7 +60,8 @@ class Policy:
     record_success: bool = True  # successful attempts enter the history
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class Result(Generic[T]):
     outcome: Outcome
     value: T | None = None

@@ -131,7 +131,8 @@ class Register:
     spec: ExportSpec
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class MarkInFlight:
     """A create is about to be sent: to be committed before the request leaves."""
 
@@ -139,7 +140,8 @@ class MarkInFlight:
     fingerprint: str
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class MarkCreated:
     key: TaskKey
     migration_id: int
@@ -185,7 +187,8 @@ class MarkDownloaded:
     path: str
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class RecordAttempt:
     """Append one request to the history and count it on the task; `at` defaults to commit time."""
 

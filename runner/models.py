@@ -238,7 +238,8 @@ class MigrationPage:
     request_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class Created:
     migration_id: int
     request_id: str | None

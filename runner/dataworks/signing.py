@@ -39,7 +39,8 @@ class SigningError(ValueError):
     cannot be encoded as UTF-8) or would break a header line. Nothing was sent."""
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class SignedRequest:
     """A request ready for the wire: everything the transport needs, already encoded."""
 

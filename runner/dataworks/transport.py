@@ -39,7 +39,8 @@ TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
 _KEPT = 64  # parsed URLs and timeouts a transport keeps
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class HttpRequest:
     method: str
     # already encoded: sent exactly as given; with V1 its query holds the key id and signature
@@ -48,7 +49,8 @@ class HttpRequest:
     body: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+# made for every request: not frozen, for speed; never changed once made (README, Design)
+@dataclass(slots=True)
 class HttpResponse:
     status: int
     # looked up by lower-case names (a transport may hand over a mapping that ignores case)
