@@ -38,7 +38,7 @@ from runner.journal import (
     Register,
 )
 from runner.journal_schema import MIGRATIONS
-from runner.journal_writer import JournalWriter, _CommitThread
+from runner.journal_writer import QUICK_SWITCHES, JournalWriter, _CommitThread
 from runner.models import ExportMode, ExportSpec, TaskKey, TaskState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -577,3 +577,17 @@ async def test_a_commit_is_under_way_in_its_thread_before_the_loop_goes_on() -> 
         gate.set()
         thread.stop()
     assert results == [7]
+
+
+def test_commit_threads_shorten_the_switch_interval_while_they_live() -> None:
+    """While a commit thread lives the switch interval is at most QUICK_SWITCHES.INTERVAL (its
+    fsync's end is not kept waiting for the GIL); overlapping threads restore the interval
+    they found only when the last one stops."""
+    before = sys.getswitchinterval()
+    first = _CommitThread()
+    assert sys.getswitchinterval() <= QUICK_SWITCHES.INTERVAL
+    second = _CommitThread()
+    first.stop()
+    assert sys.getswitchinterval() <= QUICK_SWITCHES.INTERVAL
+    second.stop()
+    assert sys.getswitchinterval() == before

@@ -355,7 +355,8 @@ def test_status_refuses_a_state_it_does_not_know(journal: Path) -> None:
     """An unknown --state is a usage error (exit 2) naming the choices, not an empty list."""
     code, _, err = invoke("status", "--journal", str(journal), "--state", "done")
     assert code == 2
-    assert "pending" in err and "failed" in err
+    assert "pending" in err
+    assert "failed" in err
 
 
 def test_status_json_rows(journal: Path) -> None:
