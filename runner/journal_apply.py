@@ -3,10 +3,12 @@ ops in their order; a value SQLite cannot store fails only its own group of ops.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +47,45 @@ REGISTER_UPDATE = (
     + " OR ".join(f"{c} IS NOT excluded.{c}" for c in (*_IMPORT_FIELDS, "import_params"))
     + "))"
 )
-REGISTER_SQL = (
-    f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES ({REGISTER_VALUES})" + REGISTER_UPDATE
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """Rows inserted as few statements: `head`, then `row` once per row, then `tail`. One
+    statement of many rows costs about two thirds of the sqlite3 module's executemany of them
+    (which resets, binds and steps the statement row by row)."""
+
+    head: str  # "INSERT INTO table (columns) VALUES"
+    row: str  # "(?, ?, ...)": one row's values
+    tail: str = ""  # an ON CONFLICT clause
+
+    ROWS = 256  # rows per statement at most (and as many as SQLite takes values for)
+
+    def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        width = self.row.count("?")
+        most = min(self.ROWS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+        for start in range(0, len(rows), most):
+            chunk = rows[start : start + most]
+            conn.execute(_statement(self, len(chunk)), [value for row in chunk for value in row])
+
+
+@functools.lru_cache(maxsize=128)
+def _statement(insert: Insert, rows: int) -> str:
+    return f"{insert.head} {', '.join([insert.row] * rows)}{insert.tail}"
+
+
+_INTO_TASKS = f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES"
+REGISTER_FULL = Insert(_INTO_TASKS, f"({REGISTER_VALUES})", REGISTER_UPDATE)
+REGISTER_CHUNK = 4096  # specs registered at a time: a chunk is held, never the whole manifest
+# A task with no import target: its import columns NULL in the SQL (the sqlite3 module binds each
+# value on its own, which is most of a row's cost)
+REGISTER_PLAIN = Insert(
+    _INTO_TASKS, "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)", REGISTER_UPDATE
 )
-REGISTER_CHUNK = 4096  # specs registered per executemany pair: a chunk is held, never the whole
-# A task with no import target: its import columns NULL in the SQL, its time bound once (the
-# sqlite3 module binds each value on its own, which is most of a row's cost)
-REGISTER_PLAIN = (
-    f"INSERT INTO tasks ({REGISTER_COLUMNS})"
-    " VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6, NULL, NULL, NULL, NULL, NULL)"
-    + REGISTER_UPDATE
+_INSERT_TASK = Insert(_INTO_TASKS, f"({REGISTER_VALUES})", " ON CONFLICT DO NOTHING")
+_INSERT_ATTEMPT = Insert(
+    f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_TASK = (
-    f"INSERT INTO tasks ({REGISTER_COLUMNS}) VALUES ({REGISTER_VALUES}) ON CONFLICT DO NOTHING"
-)
-_INSERT_ATTEMPT = f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _COUNTED = "attempts = attempts + 1"  # RecordAttempt's change to its task
 _UPDATES: dict[str, str] = {}  # SET clause -> its UPDATE (changes_of has a few fixed clauses)
 _UPDATES_COUNTED: dict[str, str] = {}  # the same, with the attempt just before counted
@@ -84,10 +110,10 @@ def register_args(spec: ExportSpec, now: float, profile: str | None) -> tuple[An
 
 def _plain_register_args(
     spec: ExportSpec, now: float, profile: str | None
-) -> tuple[str, int, str, str, float, str | None]:
+) -> tuple[str, int, str, str, float, float, str | None]:
     """REGISTER_PLAIN's arguments, for a spec without an import target."""
     key = spec.key
-    return (key.region, key.project_id, key.name, spec.fingerprint(), now, profile)
+    return (key.region, key.project_id, key.name, spec.fingerprint(), now, now, profile)
 
 
 def register_all(
@@ -99,12 +125,14 @@ def register_all(
     while chunk := list(itertools.islice(source, REGISTER_CHUNK)):
         plain = [s for s in chunk if s.import_into is None]
         if plain:
-            rows = (_plain_register_args(s, now, s.profile or default_profile) for s in plain)
-            conn.executemany(REGISTER_PLAIN, rows)
+            REGISTER_PLAIN.run(
+                conn, [_plain_register_args(s, now, s.profile or default_profile) for s in plain]
+            )
         if len(plain) < len(chunk):
             targets = (s for s in chunk if s.import_into is not None)
-            rows_full = (register_args(s, now, s.profile or default_profile) for s in targets)
-            conn.executemany(REGISTER_SQL, rows_full)
+            REGISTER_FULL.run(
+                conn, [register_args(s, now, s.profile or default_profile) for s in targets]
+            )
 
 
 def _import_columns(spec: ExportSpec, default_profile: str | None) -> tuple[Any, ...]:
@@ -147,7 +175,7 @@ def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> No
     change's UPDATE. Raises JournalError for a task never registered, and lets the sqlite3
     module's errors for a value it cannot bind (DATA_ERRORS) through."""
     rounds: dict[tuple[str, int, str], int] = {}  # by task, as plain tuples (hashed in C)
-    steps: dict[tuple[int, int, str], list[tuple[Any, ...]]] = {}
+    steps: dict[tuple[int, int, str | Insert], list[tuple[Any, ...]]] = {}
     counted: tuple[int, tuple[str, int, str], tuple[Any, ...]] | None = None
     for op in ops:
         cls = type(op)  # the op classes are final: a type test, not isinstance, per op
@@ -179,9 +207,10 @@ def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> No
         at, alone, history = counted
         steps.setdefault((at, _UPDATE, _COUNTED_SQL), []).append((now, *alone))
         steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
-    for (_, kind, sql), rows in sorted(steps.items(), key=lambda step: step[0][:2]):
-        changed = conn.executemany(sql, rows).rowcount
-        if kind == _UPDATE and changed != len(rows):
+    for (_, _kind, statement), rows in sorted(steps.items(), key=lambda step: step[0][:2]):
+        if isinstance(statement, Insert):
+            statement.run(conn, rows)
+        elif conn.executemany(statement, rows).rowcount != len(rows):  # an UPDATE of each row
             _refuse_unknown(conn, rows)
 
 

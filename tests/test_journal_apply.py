@@ -149,3 +149,30 @@ def test_staging_an_unknown_task_fails_the_batch_and_frees_the_journal(tmp_path:
         row = journal.get(KEYS[0])
         assert row is not None
         assert (row.state, row.create_sent) == (TaskState.CREATED, False)
+
+
+@pytest.mark.parametrize(("rows_at_most", "values_at_most"), [(256, 32766), (3, 32766), (256, 20)])
+def test_rows_inserted_as_few_statements_are_every_row_once(
+    rows_at_most: int, values_at_most: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Insert of many rows stores each row once, in order, also when the rows are cut into
+    several statements by its own cap or by SQLite's limit on values per statement; its
+    ON CONFLICT clause applies to each row."""
+    import sqlite3
+
+    from runner.journal_apply import Insert
+
+    monkeypatch.setattr(Insert, "ROWS", rows_at_most)
+    conn = sqlite3.connect(":memory:")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, values_at_most)
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT, n INTEGER)")
+    upsert = Insert(
+        "INSERT INTO t (k, v, n) VALUES", "(?, ?, 1)", " ON CONFLICT DO UPDATE SET n = n + 1"
+    )
+    upsert.run(conn, [(k, f"v{k}") for k in range(10)])
+    upsert.run(conn, [(k, f"w{k}") for k in range(5, 12)])
+    assert conn.execute("SELECT k, v, n FROM t ORDER BY k").fetchall() == [
+        *((k, f"v{k}", 1) for k in range(5)),
+        *((k, f"v{k}", 2) for k in range(5, 10)),
+        *((k, f"w{k}", 1) for k in range(10, 12)),
+    ]
