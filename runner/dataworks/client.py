@@ -92,20 +92,20 @@ def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
 
 
 _NONCES_PER_READ = 256
-_nonces: tuple[int, list[str]] = (-1, [])  # this process's id, nonces not yet used
+_nonces: list[str] = []  # read ahead, not yet used; a forked child starts with none
 
 
 def _new_nonce() -> str:
     """A fresh signature nonce: 16 random bytes in hex, as secrets.token_hex(16) makes. The
-    system's randomness is read for 256 of them at once (one call, not one a request); a
-    forked child reads its own."""
-    global _nonces
-    pid, left = _nonces
-    if not left or pid != os.getpid():
+    system's randomness is read for 256 of them at once (one call, not one a request)."""
+    if not _nonces:
         raw = os.urandom(16 * _NONCES_PER_READ).hex()
-        left = [raw[i : i + 32] for i in range(0, len(raw), 32)]
-        _nonces = (os.getpid(), left)
-    return left.pop()
+        _nonces.extend([raw[i : i + 32] for i in range(0, len(raw), 32)])
+    return _nonces.pop()
+
+
+# a child must never send its parent's nonces again (a replay the service refuses)
+os.register_at_fork(after_in_child=_nonces.clear)
 
 
 def _utcnow() -> datetime:

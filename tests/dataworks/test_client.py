@@ -94,21 +94,27 @@ async def test_each_attempt_has_a_fresh_nonce() -> None:
     assert len(nonces) == 2
 
 
-def test_nonces_are_random_hex_never_repeated_and_not_shared_with_a_fork(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_nonces_are_random_hex_never_repeated_and_not_shared_with_a_fork() -> None:
     """Nonces read in bulk are still 32 hex digits, all distinct across several reads, and a
-    forked child (another process id) reads its own instead of reusing the parent's."""
+    forked child reads its own instead of reusing the parent's."""
     from runner.dataworks import client as client_module
 
     made = [client_module._new_nonce() for _ in range(1000)]
     assert len(set(made)) == 1000
     assert all(len(n) == 32 and int(n, 16) >= 0 for n in made)
-    parent_left = list(client_module._nonces[1])
-    monkeypatch.setattr(os, "getpid", lambda: -42)
-    child = client_module._new_nonce()
-    assert child not in parent_left
-    assert client_module._nonces[0] == -42
+    assert client_module._nonces  # some are left over for the next requests
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: tells what its next nonce is, then leaves at once
+        os.close(reader)
+        os.write(writer, client_module._new_nonce().encode())
+        os._exit(0)
+    os.close(writer)
+    child = os.read(reader, 64).decode()
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert len(child) == 32
+    assert child not in client_module._nonces  # not one the parent still holds
 
 
 @pytest.mark.anyio
