@@ -2,12 +2,17 @@
 
 Runs `runner run` in-process, 400 tasks at `--rate 24`, against the in-process simulator with its
 per-key limit at 8 requests/s (signature checks on, no other fault). The simulator's limit is a
-token bucket per access key: 8 tokens, refilled at 8/s, a refused request costs none. Reports the
-throttled answers as a share of all requests the server saw, the creates per second over the
-whole run (wall time of `run()`) and between the first and last create request at the server,
-and the create requests of the busiest calendar second. Exits non-zero when more than 10 % of
-the requests were throttled, when the run made fewer than 0.8 x 8 = 6.4 creates/s, or when not
-every task was created.
+token bucket per access key: 8 tokens, refilled at 8/s, a refused request costs none; it counts
+every request, reads too. Each task is alone in its workspace, which a first run lists whole
+before its first create there (exactly once after a lost journal): 400 reads and 400 creates,
+paced by one bucket as the Basic edition counts them.
+
+Reports the throttled answers as a share of all requests the server saw, the requests the server
+took per second over the whole run (wall time of `run()`), the creates per second over the run
+and between the first and last create request at the server, and the create requests of the
+busiest calendar second. Exits non-zero when more than 10 % of the requests were throttled, when
+the server took fewer than 0.8 x 8 = 6.4 requests/s over the run, or when not every task was
+created.
 
     .venv/bin/python bench/adaptive_rate.py
 """
@@ -37,7 +42,7 @@ RATE = 24.0  # --rate: three times the real limit
 CONCURRENCY = 16
 KEY = Key("bench-access-key", "bench-secret")
 MAX_THROTTLED = 0.10  # of all requests
-MIN_ACHIEVED = 0.8  # x LIMIT, creates/s over the run's wall time
+MIN_ACHIEVED = 0.8  # x LIMIT, requests taken/s over the run's wall time
 CREATE = "CreateExportMigration"
 
 
@@ -67,7 +72,7 @@ async def main() -> int:
     throttled = int(stats["throttled"])
     created = result.states.get("created", 0)
     share = throttled / requests if requests else 0.0
-    achieved = created / elapsed
+    achieved = (requests - throttled) / elapsed  # the limit counts requests, reads too
     creates = arrivals.of(CREATE)
     span = max(creates) - min(creates) if len(creates) > 1 else 0.0
     busiest = max(per_second(creates).values(), default=0)
@@ -78,21 +83,25 @@ async def main() -> int:
     )
     print(
         f"{TASKS} tasks at --rate {RATE:g} against a server limit of {LIMIT}/s:"
-        f" {elapsed:.2f} s (ideal {TASKS / LIMIT:.2f} s at the limit)"
+        f" {elapsed:.2f} s (ideal {(requests - throttled) / LIMIT:.2f} s at the limit)"
     )
     print(
         f"  requests {requests}, throttled {throttled} ({share:.1%});"
         f" runner counted {result.stats.requests} requests, {result.stats.throttled} throttled"
     )
     print(
-        f"  created {created}: {achieved:.2f}/s over the run ({achieved / LIMIT:.3f} x limit),"
+        f"  requests taken: {achieved:.2f}/s over the run ({achieved / LIMIT:.3f} x limit),"
+        f" {requests - len(creates)} of them listings (one per new workspace, and retries)"
+    )
+    print(
+        f"  created {created}: {created / elapsed:.2f}/s over the run,"
         f" {(created - 1) / span if span else 0.0:.2f}/s between the first and the last create"
         f" request at the server ({span_rate(creates):.2f} requests/s);"
         f" busiest second {busiest} create requests"
     )
     print(
         f"limit: throttled <= {MAX_THROTTLED:.0%} of requests,"
-        f" >= {MIN_ACHIEVED * LIMIT:.1f} creates/s ({MIN_ACHIEVED} x limit)"
+        f" >= {MIN_ACHIEVED * LIMIT:.1f} requests taken/s ({MIN_ACHIEVED} x limit)"
         f"  {'ok' if ok else 'FAILED'}"
     )
     return 0 if ok else 1
