@@ -70,24 +70,26 @@ KEY = Key("bench-access-key-id", "bench-access-key-secret")
 CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # The target: the runner sends at least MIN_THROUGHPUT times raw aiohttp's requests per second
 # (runner wall time <= raw wall time / MIN_THROUGHPUT), with the journal at synchronous=FULL.
-# Not met yet. On this 2-core machine (shared; best of 3, interleaved) raw aiohttp takes
-# ~0.68-0.70 s, the runner ~1.00-1.05 s: 0.66-0.69x (0.55-0.57x before the first round of
-# changes below, 0.63-0.66x before the second).
+# Not met reliably. On this 2-core machine (shared; best of 3, interleaved) raw aiohttp takes
+# ~0.68-0.70 s, the runner ~0.97-1.00 s: 0.69-0.71x, the bench passing about one run in three
+# (0.55-0.57x before the first round of changes below, 0.63-0.66x before the second).
 #
-# Where the time goes. The process is one event loop, CPU-bound; the runner adds ~105-115 µs
+# Where the time goes. The process is one event loop, CPU-bound; the runner adds ~95-105 µs
 # per request to raw aiohttp's ~230. Measured over an instant transport (the same run without
-# sockets, ~285 ms for 3,000 tasks) by taking one piece out at a time:
+# sockets, ~285 ms for 3,000 tasks before the last three changes below, ~260 after) by taking
+# one piece out at a time:
 # - the journal's statements: ~47 ms (three rows written per create: the intent's UPDATE, the
 #   attempt's INSERT, the outcome's UPDATE; most of it the sqlite3 module binding each value
-#   and SQLite stepping), its Python side ~14 ms;
+#   and SQLite stepping; ~40 once the INSERTs took many rows a statement), its Python side
+#   ~14 ms;
 # - building and signing the requests: ~40 ms (form body, V3 canonical request, HMAC);
 # - the attempt loop's generality (buckets, stops, counts, clocks, the Result): ~25 ms;
-# - before the first create: manifest load ~25 ms, journal open ~4, register ~13, plan ~5, and
+# - before the first create: manifest load ~25 ms, journal open ~4, register ~11, plan ~5, and
 #   in the real run the 60 listings (one per new workspace, exactly-once after a lost journal)
 #   ~25 ms;
 # - the rest: answer parsing ~6 µs a request, the create phase, the pool, progress and stats.
 #
-# What changed it, second round (runner ~1,060 -> ~1,010 ms, medians of 8 interleaved runs):
+# What changed it, second round (runner ~1,060 -> ~980 ms, medians of 8 interleaved runs):
 # - The writer hands a commit to its thread and waits until the thread has taken it. Before,
 #   the woken thread waited for the GIL while the loop signed the batch's requests (pure
 #   Python, no system call to let go of it), so the fsync ran only once the loop fell idle, and
@@ -98,12 +100,19 @@ CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # - A form body with nothing to escape checked once as a whole (3.3 -> 1.9 µs); the journal's
 #   batch loop tests types and looks statements up by SET clauses made once; answer headers
 #   not copied; a free rate-limit slot taken without computing its wait.
-# Tried and dropped: batches capped at 16 or 8 intents, so that two groups of workers would
-# alternate (far worse: 1.25-1.43 s, the loop does more per request when the workers are not
-# in step); no yield after the intent (worse: the signing no longer overlaps the fsync); an
-# extra yield per create costs nothing measurable (task switches are not the cost); a shorter
-# switch interval; WITHOUT ROWID tasks (slower updates); JSON-batched statements (slower);
-# foreign keys off (~1 µs a create, not worth the check it drops).
+# - The eight values made for every request are not frozen dataclasses (a frozen one sets each
+#   field through object.__setattr__: 1.1 against 0.23 µs for eight fields): ~12 ms a run.
+# - Rows inserted as one statement of many rows, not executemany (an attempt's row 4.1 -> 2.8
+#   µs); register 13 -> 11 ms.
+# - The switch interval at 0.1 ms while a commit thread lives: the thread's finish after its
+#   fsync no longer waits for the loop to fall idle (epoll 17 -> 10 ms a run).
+# Tried and dropped: UPDATE ... FROM (VALUES ...) (2.65 -> 2.5 µs a row, not worth a second
+# path for SQLite before 3.33); batches capped at 16 or 8 intents, so that two groups of
+# workers would alternate (far worse: 1.25-1.43 s, the loop does more per request when the
+# workers are not in step); no yield after the intent (worse: the signing no longer overlaps
+# the fsync); an extra yield per create costs nothing measurable (task switches are not the
+# cost); WITHOUT ROWID tasks (slower updates); JSON-batched statements (slower); foreign keys
+# off (~1 µs a create, not worth the check it drops).
 #
 # First round: listings made a chunk ahead of the creates (the largest: the workers had queued
 # behind each new workspace's first listing), a steadier GC during the phases, the writer's own
