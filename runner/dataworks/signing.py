@@ -15,12 +15,16 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import quote, quote_plus, urlencode
 
 from runner import __version__
 from runner.dataworks.credentials import Credentials
+from runner.dataworks.encoding import TIMESTAMP_FORMAT as TIMESTAMP_FORMAT
+from runner.dataworks.encoding import form_encode as form_encode
+from runner.dataworks.encoding import parse_timestamp as parse_timestamp
+from runner.dataworks.encoding import percent_encode as percent_encode
+from runner.dataworks.encoding import timestamp_of as timestamp_of
+from runner.dataworks.encoding import wire_query as wire_query
 
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
 V1_SIGNATURE_METHOD = "HMAC-SHA1"
@@ -28,7 +32,6 @@ V1_SIGNATURE_VERSION = "1.0"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 USER_AGENT = f"runner/{__version__}"
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 SignatureVersion = Literal["v3", "v1"]
 _HEADER_BREAK = re.compile(r"[\r\n\x00]")
@@ -52,55 +55,7 @@ class SignedRequest:
 
 
 # ---------------------------------------------------------------------------------------------
-# Encoding
-
-
-def percent_encode(s: str) -> str:
-    """RFC 3986 encoding of the UTF-8 bytes: only A-Z a-z 0-9 - _ . ~ kept, uppercase hex."""
-    return quote(s, safe="-_.~", encoding="utf-8")
-
-
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
-
-
-def _plus(value: str) -> str:
-    """quote_plus, with a fast path for the common text that needs no escaping."""
-    return value if _UNRESERVED.fullmatch(value) else quote_plus(value)
-
-
-_PLAIN_FORM = re.compile(r"[A-Za-z0-9_.~=&-]*")
-
-
-def form_encode(params: Mapping[str, str]) -> str:
-    """The form body the SDK sends: keys sorted, quote_plus style (space is '+')."""
-    items = sorted(params.items())
-    text = "&".join([f"{k}={v}" for k, v in items])
-    # one look at the whole body: nothing to escape, and every '=' and '&' is a separator (a
-    # name or value holding one would add to its count) -- else each part is escaped
-    if (
-        _PLAIN_FORM.fullmatch(text)
-        and text.count("=") == len(items)
-        and text.count("&") == len(items) - 1
-    ):
-        return text
-    return "&".join([f"{_plus(k)}={_plus(v)}" for k, v in items])
-
-
-def wire_query(params: Mapping[str, str]) -> str:
-    """A query string for the URL, in the given order, encoded as the SDK does (quote_plus)."""
-    return urlencode(list(params.items()))
-
-
-def timestamp_of(dt: datetime) -> str:
-    """The signing timestamp: UTC, second precision, `YYYY-MM-DDThh:mm:ssZ`."""
-    if dt.tzinfo is None:
-        raise ValueError("timestamp_of needs an aware datetime")
-    return dt.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
-
-
-def parse_timestamp(value: str) -> datetime:
-    """The inverse of timestamp_of; raises ValueError on any other format."""
-    return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+# Hashes (the form body, the query and the timestamp are encoded in runner.dataworks.encoding)
 
 
 def sha256_hex(data: bytes) -> str:
