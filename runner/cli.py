@@ -16,8 +16,8 @@ from runner.commands.common import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
+    ByteSize,
     ExitCode,
-    parse_size,
 )
 from runner.models import TaskState
 from runner.text import printable
@@ -30,20 +30,6 @@ JOURNAL = click.option(
     help="The journal (SQLite) that records every task and attempt.",
 )
 MANIFESTS = click.argument("manifests", nargs=-1, required=True, type=str)
-
-
-class ByteSize(click.ParamType[int]):
-    """A size in bytes, given as 123, 500M, 4G (binary units)."""
-
-    name = "size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,7 +6,9 @@ import enum
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import click
 from rich.console import Console
 
 from runner.manifest import ManifestError, load_manifests
@@ -42,6 +44,20 @@ def parse_size(text: str) -> int:
     if unit not in SIZE_UNITS or not number.isdigit() or len(number) > 15:
         raise ValueError(f"{text!r} is not a size (like 500M or 4G)")
     return int(number) * SIZE_UNITS[unit]
+
+
+class ByteSize(click.ParamType[int]):
+    """A size in bytes, given as 123, 500M, 4G (binary units)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 class UsageError(Exception):
