@@ -35,9 +35,14 @@ class ApiClient(Protocol):
     def limit_scope(self, region: str) -> str: ...
 
     async def create_export_migration(
-        self, spec: ExportSpec, *, after: Awaitable[None] | None = None
+        self,
+        spec: ExportSpec,
+        *,
+        after: Awaitable[None] | None = None,
+        fingerprint: str | None = None,
     ) -> Created:
-        """With `after`: the request leaves only once it is done (built meanwhile)."""
+        """With `after`: the request leaves only once it is done (built meanwhile).
+        `fingerprint`: the spec's, when the caller has made it (it may spare its encoding)."""
 
     async def create_import_migration(
         self, region: str, params: Mapping[str, str], package_file: str

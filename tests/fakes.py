@@ -154,7 +154,11 @@ class FakeService:
         return region
 
     async def create_export_migration(
-        self, spec: ExportSpec, *, after: Awaitable[None] | None = None
+        self,
+        spec: ExportSpec,
+        *,
+        after: Awaitable[None] | None = None,
+        fingerprint: str | None = None,
     ) -> Created:
         if after is not None:
             await after  # the intent's commit: only then is a create sent

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from runner.dataworks import signing
 from runner.dataworks.credentials import Credentials
+from runner.models import ExportMode, ExportSpec, ObjectStatus, TaskKey
 from runner.sim import auth
 
 pytestmark = pytest.mark.fuzz
@@ -112,3 +113,30 @@ def test_a_form_body_is_the_sdks_whatever_its_names_and_values_hold(
 
     expected = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in sorted(params.items()))
     assert signing.form_encode(params) == expected
+
+
+_SPEC_TEXT = st.text(alphabet=st.sampled_from("aZ09_.~-=& +%\u00e9"), min_size=1, max_size=12)
+
+
+@given(
+    name=_SPEC_TEXT,
+    description=st.none() | _SPEC_TEXT,
+    mode=st.sampled_from(list(ExportMode)),
+    status=st.none() | st.sampled_from(list(ObjectStatus)),
+    since=st.none() | st.integers(min_value=0, max_value=2**53),
+)
+def test_a_plain_fingerprint_is_the_create_body_itself(
+    name: str,
+    description: str | None,
+    mode: ExportMode,
+    status: ObjectStatus | None,
+    since: int | None,
+) -> None:
+    """Whenever a spec's fingerprint passes as its own form encoding, it is exactly the body
+    form_encode makes of the spec's parameters (so the client may send it as is)."""
+    from runner.dataworks.encoding import form_encode, is_plain_form
+
+    spec = ExportSpec(TaskKey("cn-shanghai", 7, name), mode, status, description, since)
+    params = spec.request_params()
+    if is_plain_form(spec.fingerprint(), len(params)):
+        assert spec.fingerprint() == form_encode(params)

@@ -39,6 +39,7 @@ from runner.dataworks.answers import (
     url_of,
 )
 from runner.dataworks.credentials import Credentials, CredentialsError
+from runner.dataworks.encoding import is_plain_form
 from runner.dataworks.endpoints import Endpoints
 from runner.dataworks.keys import KeyProvider, StaticKeys
 from runner.dataworks.transport import (
@@ -145,13 +146,22 @@ class DataWorksClient:
         return self._endpoints.limit_scope(region)
 
     async def create_export_migration(
-        self, spec: ExportSpec, *, after: Awaitable[None] | None = None
+        self,
+        spec: ExportSpec,
+        *,
+        after: Awaitable[None] | None = None,
+        fingerprint: str | None = None,
     ) -> Created:
         """Send CreateExportMigration once. An unknown outcome raises UNKNOWN_OUTCOME. With
         `after` (the commit of the create's intent), the request is built and signed first,
-        and leaves only once `after` is done (whatever else happens, it is awaited)."""
+        and leaves only once `after` is done (whatever else happens, it is awaited).
+        `fingerprint` is the spec's, when the caller has made it: the parameters as
+        `name=value` in name order, so the body itself when none needs escaping."""
         params = spec.request_params()
-        body = await self._call(spec.key.region, CREATE_EXPORT, params, after=after)
+        form = None
+        if fingerprint is not None and is_plain_form(fingerprint, len(params)):
+            form = fingerprint
+        body = await self._call(spec.key.region, CREATE_EXPORT, params, after=after, form=form)
         data, rid = body.get("Data"), _request_id(body)
         if not is_id(data):
             raise malformed(
@@ -279,12 +289,13 @@ class DataWorksClient:
         params: Mapping[str, str],
         *,
         after: Awaitable[None] | None = None,
+        form: str | None = None,
     ) -> dict[str, Any]:
         mutating = action.mutating
         try:
             # a key in hand needs no await (the common case: one coroutine less per request)
             creds = self._keys.ready() or await self._keys.current()
-            request = self._build(region, action, params, creds)
+            request = self._build(region, action, params, creds, form)
         except CredentialsError as exc:  # nothing was sent; no key can be had for this account
             refusal = ApiError(ErrorKind.FATAL, "CredentialsUnavailable", str(exc))
             await _seen_through(after)
@@ -340,7 +351,12 @@ class DataWorksClient:
         return place
 
     def _build(
-        self, region: str, action: ApiAction, params: Mapping[str, str], creds: Credentials
+        self,
+        region: str,
+        action: ApiAction,
+        params: Mapping[str, str],
+        creds: Credentials,
+        form: str | None = None,
     ) -> HttpRequest:
         base, host = self._place(region, action)
         query = action.method == "GET"  # a GET carries its parameters in the query
@@ -355,6 +371,7 @@ class DataWorksClient:
             credentials=creds,
             timestamp=self._timestamp(),
             nonce=self._nonce(),
+            form=None if query else form,
         )
         return HttpRequest(
             method=signed.method,

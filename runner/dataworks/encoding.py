@@ -31,15 +31,20 @@ def form_encode(params: Mapping[str, str]) -> str:
     """The form body the SDK sends: keys sorted, quote_plus style (space is '+')."""
     items = sorted(params.items())
     text = "&".join([f"{k}={v}" for k, v in items])
-    # one look at the whole body: nothing to escape, and every '=' and '&' is a separator (a
-    # name or value holding one would add to its count) -- else each part is escaped
-    if (
-        _PLAIN_FORM.fullmatch(text)
-        and text.count("=") == len(items)
-        and text.count("&") == len(items) - 1
-    ):
+    if is_plain_form(text, len(items)):
         return text
     return "&".join([f"{_plus(k)}={_plus(v)}" for k, v in items])
+
+
+def is_plain_form(text: str, pairs: int) -> bool:
+    """Whether `text`, `pairs` names and values joined as `name=value&...`, is its own form
+    encoding: nothing to escape, and every '=' and '&' a separator (a name or value holding one
+    would add to its count)."""
+    return (
+        _PLAIN_FORM.fullmatch(text) is not None
+        and text.count("=") == pairs
+        and text.count("&") == pairs - 1
+    )
 
 
 def wire_query(params: Mapping[str, str]) -> str:

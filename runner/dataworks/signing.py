@@ -182,12 +182,17 @@ def build_request(
     nonce: str,
     query_params: Mapping[str, str] | None = None,
     user_agent: str = USER_AGENT,
+    form: str | None = None,
 ) -> SignedRequest:
     """Sign one RPC request the way the official tea SDK does: body params in a sorted form body,
-    query params sorted in the URL, path `/`. Raises SigningError for input that cannot be sent."""
+    query params sorted in the URL, path `/`. `form` is the body params already encoded (what
+    form_encode(body_params) gives), when the caller has it. Raises SigningError for input that
+    cannot be sent."""
     method = method.upper()
     try:
-        body = form_encode(body_params).encode("ascii") if body_params else b""
+        if form is None:
+            form = form_encode(body_params) if body_params else ""
+        body = form.encode("ascii")
         query = dict(sorted(query_params.items())) if query_params else {}
         if signature_version == "v3":
             shape = _v3_template(

@@ -232,14 +232,17 @@ class CreatePhase:
                 return await self._fail(key, error, message)
             if found is not None:
                 return await self._exists(spec, found)
+        fingerprint = spec.fingerprint()  # the intent's, and often the request's body as is
         result: Result[Created] = await attempt(
             self._ctx,
             key,
             CREATE_POLICY,
-            lambda: client.create_export_migration(spec),
-            send_after=lambda committed: client.create_export_migration(spec, after=committed),
+            lambda: client.create_export_migration(spec, fingerprint=fingerprint),
+            send_after=lambda committed: client.create_export_migration(
+                spec, after=committed, fingerprint=fingerprint
+            ),
             settle=lambda: self._settle(spec),
-            intent=MarkInFlight(key, spec.fingerprint()),
+            intent=MarkInFlight(key, fingerprint),
             done=lambda created: (MarkCreated(key, created.migration_id, created.request_id),),
             maybe_applied=maybe_ours,
             visible_after=visible_after,

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from runner.dataworks import signing
 from runner.dataworks.client import DataWorksClient, classify, clean_message
 from runner.dataworks.credentials import Credentials
 from runner.dataworks.endpoints import Endpoints
@@ -80,6 +81,23 @@ async def test_create_is_a_signed_form_post() -> None:
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert request.headers["Authorization"].startswith("ACS3-HMAC-SHA256 Credential=AKID,")
     assert "s3cr3t" not in json.dumps(dict(request.headers))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("description", ["quarterly backup", "plain", "a&b=c", None])
+async def test_a_create_sends_the_same_body_with_or_without_the_fingerprint(
+    description: str | None,
+) -> None:
+    """Given the spec's fingerprint, the client sends the same form body as without it: the
+    fingerprint itself when nothing needs escaping, else the parameters encoded as ever."""
+    spec = ExportSpec(TaskKey("cn-shanghai", 12345, "backup"), description=description)
+    client, transport = make_client(
+        json_response(200, {"RequestId": "R", "Data": 1, "Success": True})
+    )
+    await client.create_export_migration(spec)
+    await client.create_export_migration(spec, fingerprint=spec.fingerprint())
+    plain, given = transport.requests
+    assert given.body == plain.body == signing.form_encode(spec.request_params()).encode()
 
 
 @pytest.mark.anyio
