@@ -71,8 +71,8 @@ CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # The target: the runner sends at least MIN_THROUGHPUT times raw aiohttp's requests per second
 # (runner wall time <= raw wall time / MIN_THROUGHPUT), with the journal at synchronous=FULL.
 # Met at the edge, not with a margin. On this 2-core machine (shared; best of 3, interleaved)
-# raw aiohttp takes ~0.68-0.70 s, the runner ~0.95-0.99 s: 0.68-0.72x, the bench passing seven
-# runs in ten (0.55-0.57x before the first round of changes below, 0.63-0.66x before the
+# raw aiohttp takes ~0.68-0.69 s, the runner ~0.96-0.98 s: 0.70-0.71x, the bench passing four
+# runs in five (0.55-0.57x before the first round of changes below, 0.63-0.66x before the
 # second).
 #
 # Where the time goes. The process is one event loop, CPU-bound; the runner adds ~95-105 µs
@@ -107,13 +107,17 @@ CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 #   µs); register 13 -> 11 ms.
 # - The switch interval at 0.1 ms while a commit thread lives: the thread's finish after its
 #   fsync no longer waits for the loop to fall idle (epoll 17 -> 10 ms a run).
+# - A create's body is its fingerprint when nothing in it needs escaping (made once for the
+#   intent and the request, not encoded again): ~10 ms a run.
 # Tried and dropped: UPDATE ... FROM (VALUES ...) (2.65 -> 2.5 µs a row, not worth a second
 # path for SQLite before 3.33); batches capped at 16 or 8 intents, so that two groups of
 # workers would alternate (far worse: 1.25-1.43 s, the loop does more per request when the
 # workers are not in step); no yield after the intent (worse: the signing no longer overlaps
 # the fsync); an extra yield per create costs nothing measurable (task switches are not the
 # cost); WITHOUT ROWID tasks (slower updates); JSON-batched statements (slower); foreign keys
-# off (~1 µs a create, not worth the check it drops).
+# off (~1 µs a create, not worth the check it drops); the commit's end told by a future set
+# from the thread instead of the socket (no change); the plan's Action not frozen, the GC off
+# while the manifest loads (no change).
 #
 # First round: listings made a chunk ahead of the creates (the largest: the workers had queued
 # behind each new workspace's first listing), a steadier GC during the phases, the writer's own
