@@ -25,9 +25,12 @@ EXPIRY_MARGIN = 60.0  # seconds: a URL this close to its Expires is treated as e
 MAX_NAME = 120  # characters of a task name kept in its file name
 
 
-class DownloadError(Exception):
-    """A package could not be fetched. `status` is the HTTP status when there was an answer;
-    `retryable` says whether trying the same URL again may work."""
+class TransferError(Exception):
+    """A package could not be moved to or from storage. `status` is the HTTP status when there
+    was an answer; `retryable` says whether the same request may work if tried again; `refused`
+    says the storage refused its signature (expired or bad): a fresh URL or grant is needed."""
+
+    NO_ANSWER = "TransferError"  # the code when there was no HTTP answer
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool) -> None:
         super().__init__(message)
@@ -36,12 +39,17 @@ class DownloadError(Exception):
 
     @property
     def refused(self) -> bool:
-        """The storage refused the URL (expired or bad signature): a fresh URL is needed."""
         return self.status == 403
 
     @property
     def code(self) -> str:
-        return f"HTTP{self.status}" if self.status is not None else "DownloadError"
+        return f"HTTP{self.status}" if self.status is not None else self.NO_ANSWER
+
+
+class DownloadError(TransferError):
+    """A package could not be fetched."""
+
+    NO_ANSWER = "DownloadError"
 
 
 class Downloader(Protocol):

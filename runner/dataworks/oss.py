@@ -17,7 +17,7 @@ import aiohttp
 from yarl import URL
 
 from runner.dataworks.download import DownloadError, check_url
-from runner.dataworks.transport import TOTAL_FACTOR, TOTAL_FLOOR, OneSession
+from runner.dataworks.transport import TOTAL_FACTOR, TOTAL_FLOOR, OneSession, transfer_failure
 from runner.dataworks.upload import UploadError, UploadGrant
 from runner.text import printable
 
@@ -88,17 +88,9 @@ class AiohttpUploader(OneSession):
                         return size
                     body = await resp.content.read(MAX_ERROR_BODY)
                     raise _refusal(resp.status, body, place)
-            except aiohttp.ClientSSLError as exc:
-                raise UploadError(f"TLS error from {grant.host}", retryable=True) from exc
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                raise UploadError(f"cannot connect to {grant.host}", retryable=True) from exc
-            except TimeoutError as exc:
-                raise UploadError(f"no answer from {grant.host} in time", retryable=True) from exc
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 # a cut connection: OSS stores nothing of a form that did not arrive whole
-                raise UploadError(
-                    f"{type(exc).__name__} from {grant.host}", retryable=True
-                ) from exc
+                raise transfer_failure(UploadError, exc, grant.host, silent="no answer") from exc
 
 
 def _refusal(status: int, body: bytes, place: str) -> UploadError:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self
+from typing import BinaryIO, Protocol, Self, TypeVar
 
 import aiohttp
 import anyio.to_thread
@@ -27,6 +27,7 @@ from runner.dataworks.download import (
     DEFAULT_MAX_PACKAGE,
     FREE_SPACE_RESERVE,
     DownloadError,
+    TransferError,
     check_url,
     url_host,
     url_place,
@@ -218,6 +219,24 @@ class AiohttpTransport(OneSession):
         return b"".join(chunks)
 
 
+E = TypeVar("E", bound=TransferError)
+
+
+def transfer_failure(error: type[E], exc: BaseException, place: str, *, silent: str) -> E:
+    """aiohttp's failure of a package transfer with `place` (or its timeout, `silent` in time),
+    as `error`, retryable. Named by type only: aiohttp's messages may quote the URL, whose query
+    holds a signature."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        text = f"TLS error from {place}"
+    elif isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        text = f"cannot connect to {place}"
+    elif isinstance(exc, TimeoutError):
+        text = f"{silent} from {place} in time"
+    else:
+        text = f"{type(exc).__name__} from {place}"
+    return error(text, retryable=True)
+
+
 class AiohttpDownloader(OneSession):
     """Streams packages with one aiohttp session; errors mapped to DownloadError.
 
@@ -331,15 +350,8 @@ class AiohttpDownloader(OneSession):
                     raise DownloadError(f"corrupt package from {place}: {problem}", retryable=True)
                 await anyio.to_thread.run_sync(_flush_and_sync, out)
                 return written
-        except aiohttp.ClientSSLError as exc:
-            raise DownloadError(f"TLS error from {place}", retryable=True) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise DownloadError(f"cannot connect to {place}", retryable=True) from exc
-        except TimeoutError as exc:
-            raise DownloadError(f"no data from {place} in time", retryable=True) from exc
-        except aiohttp.ClientError as exc:
-            # the name only: aiohttp messages may quote the URL, whose query holds the signature
-            raise DownloadError(f"{type(exc).__name__} from {place}", retryable=True) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transfer_failure(DownloadError, exc, place, silent="no data") from exc
         except ValueError as exc:  # a URL aiohttp will not send (checked, but be sure)
             raise DownloadError(f"malformed package URL for {place}", retryable=False) from exc
         except OSError as exc:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from runner.dataworks.download import TransferError
+
 # The form's fields in the order the SDK sends them; `file` comes last (OSS ignores fields after
 # the file).
 FORM_FIELDS = ("key", "OSSAccessKeyId", "policy", "Signature", "success_action_status")
@@ -59,11 +61,11 @@ class UploadGrant:
         return f"UploadGrant({self.host}/{self.object_key})"
 
 
-class UploadError(Exception):
-    """A package could not be posted. `status` is the HTTP status when there was an answer and
-    `code` the OSS error code when it named one; `retryable` says whether posting again under
-    the same grant may work; `refused` says a new grant is needed (the policy expired or its
-    signature was not accepted)."""
+class UploadError(TransferError):
+    """A package could not be posted. `code` is the OSS error code when the answer named one;
+    `refused`, a new grant is needed (the policy expired or its signature was not accepted)."""
+
+    NO_ANSWER = "UploadError"
 
     def __init__(
         self,
@@ -73,20 +75,12 @@ class UploadError(Exception):
         code: str | None = None,
         retryable: bool,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status=status, retryable=retryable)
         self.oss_code = code
-        self.retryable = retryable
-
-    @property
-    def refused(self) -> bool:
-        return self.status == 403
 
     @property
     def code(self) -> str:
-        if self.oss_code:
-            return f"OSS.{self.oss_code}"
-        return f"HTTP{self.status}" if self.status is not None else "UploadError"
+        return f"OSS.{self.oss_code}" if self.oss_code else super().code
 
 
 class Uploader(Protocol):

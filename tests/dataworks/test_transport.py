@@ -5,16 +5,21 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 
+import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from aiohttp.client_reqrep import ConnectionKey
 
+from runner.dataworks.download import DownloadError
 from runner.dataworks.transport import (
     AiohttpTransport,
     ConnectError,
     ExchangeError,
     HttpRequest,
+    transfer_failure,
 )
+from runner.dataworks.upload import UploadError
 from tests.loopback import serving
 
 
@@ -117,3 +122,32 @@ async def test_send_outside_the_block_is_refused() -> None:
     """Using the transport before entering it is a programming error."""
     with pytest.raises(RuntimeError, match="async with"):
         await AiohttpTransport().send(request("http://127.0.0.1:1/"), timeout=1)
+
+
+_KEY = ConnectionKey("h", 1, True, True, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (aiohttp.ClientSSLError(_KEY, OSError()), "TLS error from h:1"),
+        (aiohttp.ClientConnectorError(_KEY, OSError()), "cannot connect to h:1"),
+        (aiohttp.ConnectionTimeoutError(), "cannot connect to h:1"),
+        (TimeoutError(), "{silent} from h:1 in time"),
+        (
+            aiohttp.ServerDisconnectedError("https://h:1/?Signature=s3cr3t"),
+            "ServerDisconnectedError from h:1",
+        ),
+    ],
+)
+def test_a_failed_transfer_is_retryable_and_names_the_place_only(
+    exc: BaseException, text: str
+) -> None:
+    """A download's or an upload's aiohttp failure becomes its own retryable error, saying what
+    failed with which place, never aiohttp's message (it may quote a signed URL)."""
+    for error, silent in ((DownloadError, "no data"), (UploadError, "no answer")):
+        failure = transfer_failure(error, exc, "h:1", silent=silent)
+        assert type(failure) is error
+        assert str(failure) == text.format(silent=silent)
+        assert failure.retryable
+        assert "s3cr3t" not in str(failure)
