@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 
 from runner.manifest_yaml import Node, Sink
 
@@ -29,26 +30,50 @@ def project_id(sink: Sink, node: Node, what: str) -> int | None:
 
 def region(sink: Sink, node: Node, what: str) -> str | None:
     """A region id in its plain form, interned (a manifest repeats a few thousands of times)."""
-    text = sink.text(node, what)
-    if text is not None and not _REGION.fullmatch(text):
-        sink.at(node, f"{what} {text!r} is not a region id such as cn-shanghai")
-        return None
-    return None if text is None else sys.intern(text)
+    return _interned(
+        sink,
+        node,
+        what,
+        lambda text: bool(_REGION.fullmatch(text)),
+        lambda text: f"{what} {text!r} is not a region id such as cn-shanghai",
+    )
 
 
 def profile(sink: Sink, node: Node, what: str) -> str | None:
     """A credentials profile's name, interned."""
-    text = sink.text(node, what)
-    if text is not None and not _PROFILE.fullmatch(text):
-        sink.at(node, f"{what} {text!r} is not a profile name (letters, digits, ._@+-)")
-        return None
-    return None if text is None else sys.intern(text)
+    return _interned(
+        sink,
+        node,
+        what,
+        lambda text: bool(_PROFILE.fullmatch(text)),
+        lambda text: f"{what} {text!r} is not a profile name (letters, digits, ._@+-)",
+    )
 
 
 def free_text(sink: Sink, node: Node, what: str) -> str | None:
     """Text such as a description: any string without control characters, interned."""
+    return _interned(
+        sink,
+        node,
+        what,
+        lambda text: not _CONTROL.search(text),
+        lambda text: f"{what} has control characters",
+    )
+
+
+def _interned(
+    sink: Sink,
+    node: Node,
+    what: str,
+    valid: Callable[[str], bool],
+    problem: Callable[[str], str],
+) -> str | None:
+    """The text at `node`, interned; None when there is none, or when it is not `valid` (then
+    `problem(text)` is reported at the node)."""
     text = sink.text(node, what)
-    if text is not None and _CONTROL.search(text):
-        sink.at(node, f"{what} has control characters")
+    if text is None:
         return None
-    return None if text is None else sys.intern(text)
+    if not valid(text):
+        sink.at(node, problem(text))
+        return None
+    return sys.intern(text)
