@@ -80,6 +80,8 @@ class DataWorksState:
     next_id: int = FIRST_MIGRATION_ID
     migrations: dict[int, MigrationRecord] = field(default_factory=dict)
     names: dict[tuple[int, str, str], int] = field(default_factory=dict)
+    # each workspace's tasks of a type, in id order: a listing reads its own, not every task
+    listed: dict[tuple[int, str], list[MigrationRecord]] = field(default_factory=dict)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class DataWorksState:
         self.next_id += 1
         self.migrations[record.migration_id] = record
         self.names[key] = record.migration_id
+        self.listed.setdefault((project_id, migration_type), []).append(record)  # ids ascend
         return record
 
     def start_migration(
@@ -276,17 +279,11 @@ class DataWorksState:
         if self.max_page_size is not None:
             page_size = min(page_size, self.max_page_size)  # served, and echoed, capped
         owner = params.get("Owner") or None
-        matching = sorted(
-            (
-                r
-                for r in self.migrations.values()
-                if r.project_id == project_id
-                and r.migration_type == migration_type
-                and now >= r.visible_at
-                and (owner is None or r.create_user == owner)
-            ),
-            key=lambda r: r.migration_id,
-        )
+        matching = [
+            r
+            for r in self.listed.get((project_id, migration_type), ())
+            if now >= r.visible_at and (owner is None or r.create_user == owner)
+        ]
         start = (page_number - 1) * page_size
         page = matching[start : start + page_size]
         return {

@@ -189,8 +189,13 @@ def test_download_url_checks() -> None:
 def test_list_pages_filters_and_limits() -> None:
     """Lists filter by project and type, page by id ascending, echo paging and count."""
     state = DataWorksState()
-    ids = [_create(state, f"t{i:02d}") for i in range(25)]
-    _create(state, "elsewhere", project=999)
+    ids, elsewhere = [], []
+    for i in range(25):  # another workspace's tasks made in between
+        ids.append(_create(state, f"t{i:02d}"))
+        if i % 5 == 0:
+            elsewhere.append(_create(state, f"elsewhere{i}", project=999))
+    other = state.list_migrations({"ProjectId": "999", "MigrationType": "EXPORT"}, T0, BASE)
+    assert [m["Id"] for m in other["Migrations"]] == elsewhere
     base = {"ProjectId": "12345", "MigrationType": "EXPORT"}
     first = state.list_migrations(base, T0, BASE)
     assert (first["PageNumber"], first["PageSize"], first["TotalCount"]) == (1, 10, 25)
