@@ -288,15 +288,18 @@ class Journal:
             raise
 
     def _commit_staged(self) -> None:
+        # no context manager on the way in: the commit thread reaches the COMMIT, where the
+        # sqlite3 module lets go of the GIL, with as little Python as it can
         try:
-            with _sqlite_errors(self.path, "write failed"):
-                try:
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
+            self._conn.execute("COMMIT")
             self.transactions += 1
+        except BaseException as exc:
+            with _sqlite_errors(self.path, "write failed"):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise JournalError(f"journal {self.path}: write failed: {exc}") from exc
+            raise
         finally:
             self._mutex.release()
 

@@ -121,12 +121,14 @@ class _CommitThread:
         cancellable: whoever waits for it learns the true outcome."""
         outcome: list[T] = []
         failure: list[BaseException] = []
-
-        taken = threading.Event()
+        # held until the thread takes the job: a bare lock, so that neither side runs the
+        # Python of a threading.Event (a Condition) at the hand-over
+        taken = threading.Lock()
+        taken.acquire()
 
         def job() -> None:
             try:
-                taken.set()
+                taken.release()
                 outcome.append(func())
             except BaseException as exc:  # handed to the awaiting task, never lost in the thread
                 failure.append(exc)
@@ -134,7 +136,9 @@ class _CommitThread:
                 self._signal.send(b"\0")
 
         self._jobs.put(job)
-        taken.wait(self.HANDOVER_WAIT)  # blocks the loop for the hand-over alone, GIL let go
+        # blocks the loop for the hand-over alone, GIL let go
+        if taken.acquire(timeout=self.HANDOVER_WAIT):
+            taken.release()
         with anyio.CancelScope(shield=True):
             await anyio.wait_readable(self._done)
         self._done.recv(1)

@@ -4,8 +4,10 @@ thread, committed from another."""
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,6 +137,42 @@ def test_a_staged_group_that_cannot_be_stored_is_left_out_alone(tmp_path: Path) 
         states = [row.state for row in journal.rows()[:3]]
         assert states == [TaskState.CREATED, TaskState.PENDING, TaskState.CREATED]
         assert journal.attempts() == []
+
+
+class _FailingCommit:
+    """A connection whose COMMIT fails as a full disk makes it fail; all else is the real one."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._real.execute(sql, *args)
+
+
+def test_a_staged_batch_whose_commit_fails_is_rolled_back_as_a_journal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT that fails reaches the committer as JournalError naming the journal, never as
+    sqlite3's error; the batch is rolled back and the journal can be written again."""
+    path = tmp_path / "j.db"
+    with Journal.open(path, clock=clock) as journal:
+        journal.register([ExportSpec(KEYS[0])])
+        real = journal._conn
+        monkeypatch.setattr(journal, "_conn", _FailingCommit(real))
+        staged = journal.stage([[MarkInFlight(KEYS[0], "fp")]])
+        with pytest.raises(JournalError, match=r"j\.db: write failed: database or disk is full"):
+            staged.commit()
+        monkeypatch.setattr(journal, "_conn", real)
+        assert not real.in_transaction
+        row = journal.get(KEYS[0])
+        assert row is not None
+        assert row.state is TaskState.PENDING
+        journal.apply([MarkCreated(KEYS[0], 4, None)])  # the journal is free again
 
 
 def test_staging_an_unknown_task_fails_the_batch_and_frees_the_journal(tmp_path: Path) -> None:
