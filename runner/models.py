@@ -163,13 +163,14 @@ class ExportSpec:
 
     def request_params(self) -> dict[str, str]:
         """The CreateExportMigration body parameters this spec asks for."""
+        # a StrEnum member formats as its value (str() here): quicker than enum's .value
         params = {
             "ProjectId": str(self.key.project_id),
             "Name": self.key.name,
-            "ExportMode": self.export_mode.value,
+            "ExportMode": str(self.export_mode),
         }
         if self.export_object_status is not None:
-            params["ExportObjectStatus"] = self.export_object_status.value
+            params["ExportObjectStatus"] = str(self.export_object_status)
         if self.description is not None:
             params["Description"] = self.description
         if self.incremental_since is not None and self.export_mode is ExportMode.INCREMENTAL:
@@ -180,15 +181,15 @@ class ExportSpec:
         """A stable text of what would be sent, so a rerun can tell when the manifest drifted:
         request_params() as `name=value` joined by '&' in sorted name order, written out in
         that order (made twice per create: when registered and in its intent)."""
-        parts = [] if self.description is None else [f"Description={self.description}"]
-        parts.append(f"ExportMode={self.export_mode.value}")
-        if self.export_object_status is not None:
-            parts.append(f"ExportObjectStatus={self.export_object_status.value}")
+        key, status = self.key, self.export_object_status
+        text = f"ExportMode={self.export_mode}"  # a StrEnum member formats as its value
+        if self.description is not None:
+            text = f"Description={self.description}&{text}"
+        if status is not None:
+            text = f"{text}&ExportObjectStatus={status}"
         if self.incremental_since is not None and self.export_mode is ExportMode.INCREMENTAL:
-            parts.append(f"IncrementalSince={self.incremental_since}")
-        parts.append(f"Name={self.key.name}")
-        parts.append(f"ProjectId={self.key.project_id}")
-        return "&".join(parts)
+            text = f"{text}&IncrementalSince={self.incremental_since}"
+        return f"{text}&Name={key.name}&ProjectId={key.project_id}"
 
 
 @dataclass(frozen=True, slots=True)
