@@ -163,32 +163,34 @@ class _Waiter:
 
 
 class _Batch:
-    """Waiters queued together, committed together: one event wakes them all."""
+    """Waiters queued together, committed together, woken together."""
 
-    __slots__ = ("done", "finished", "waiters")
+    __slots__ = ("finished", "futures", "waiters")
 
     def __init__(self) -> None:
         self.waiters: list[_Waiter] = []
-        # made once someone waits; asyncio's own (the run is on asyncio, aiohttp needs it):
-        # a waiter awaits it directly, without anyio's wrapper around it
-        self.done: asyncio.Event | None = None
+        # one asyncio future per task that waits (the run is on asyncio, aiohttp needs it), as
+        # asyncio.Event keeps, without its coroutine per wait: a cancelled wait cancels its own
+        # future only, never its neighbours'
+        self.futures: list[asyncio.Future[None]] = []
         self.finished = False
 
     def wait(self, waiter: _Waiter) -> Generator[Any, None, BaseException | None]:
         """Wait until the batch is committed; `waiter`'s error, if any. A generator to `yield
         from` in an `__await__`: no coroutine of its own per waiter."""
         if not self.finished:
-            if self.done is None:
-                self.done = asyncio.Event()
-            yield from self.done.wait().__await__()
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.futures.append(future)
+            yield from future
         return waiter.error
 
     def finish(self, errors: Callable[[int], BaseException | None]) -> None:
         for index, waiter in enumerate(self.waiters):
             waiter.error = errors(index)
         self.finished = True
-        if self.done is not None:
-            self.done.set()
+        for future in self.futures:
+            if not future.done():  # done: its waiter was cancelled
+                future.set_result(None)
 
 
 class Committed:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
@@ -456,6 +457,38 @@ async def test_a_batch_being_committed_completes_despite_cancellation(
         finally:
             gated.release.set()
         assert outcomes == ["committed"]
+        row = journal.get(KEY)
+        assert row is not None
+        assert row.state is TaskState.IN_FLIGHT
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_wait_leaves_the_rest_of_its_batch_waiting(
+    path: Path, clock: FakeClock
+) -> None:
+    """A waiter cancelled while its batch commits stops waiting alone: the other waiter of that
+    batch still learns that its ops were committed."""
+    outcomes: list[str] = []
+    scopes: dict[str, anyio.CancelScope] = {}
+    with open_registered(path, clock) as journal:
+        gated = GatedJournal(journal)
+
+        async def waiter(writer: JournalWriter, name: str) -> None:
+            with anyio.CancelScope() as scopes[name]:
+                await writer.write(MarkInFlight(KEY, "fp"))
+                outcomes.append(name)
+
+        try:
+            async with JournalWriter(gated) as writer, anyio.create_task_group() as waiters:
+                waiters.start_soon(waiter, writer, "cancelled")
+                waiters.start_soon(waiter, writer, "kept")
+                assert await anyio.to_thread.run_sync(gated.entered.wait, 10)
+                scopes["cancelled"].cancel()
+                await anyio.lowlevel.checkpoint()
+                gated.release.set()
+        finally:
+            gated.release.set()
+        assert outcomes == ["kept"]
         row = journal.get(KEY)
         assert row is not None
         assert row.state is TaskState.IN_FLIGHT
