@@ -146,6 +146,11 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     show_default=True,
     help="With --download: a larger package fails its download (e.g. 500M, 4G).",
 )
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="A bar per phase on a terminal, else a progress log line every 5 s (done, pace, eta).",
+)
 def run(**options: Any) -> None:
     """Create every task of the manifests that is not done yet; optionally start, wait, fetch
     and import."""

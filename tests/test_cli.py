@@ -242,11 +242,14 @@ def test_run_flags_reach_the_run_as_one_value(monkeypatch: pytest.MonkeyPatch) -
         "run m.yaml --journal j.db --endpoint http://127.0.0.1:1 --rate 7 --read-rate 9"
         " --concurrency 3 --timeout 4 --signature-version v1 --only-failed --profile p"
         " --adopt-existing --download pk --wait-timeout 5 --poll-interval 6"
-        " --max-package-size 500M"
+        " --max-package-size 500M --no-progress"
     )
     result = CliRunner().invoke(cli, args.split(), standalone_mode=False)
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    ((request,),) = [seen]
+    result = CliRunner().invoke(cli, ["run", "m.yaml"], standalone_mode=False)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    request, default = seen
+    assert (request.progress, default.progress) == (False, True)
     assert (request.manifests, request.journal) == (("m.yaml",), Path("j.db"))
     assert (request.endpoint, request.rate, request.read_rate) == ("http://127.0.0.1:1", 7, 9)
     assert (request.concurrency, request.timeout, request.signature_version) == (3, 4, "v1")

@@ -58,7 +58,9 @@ def test_off_a_terminal_the_last_task_logs_one_line_with_counts(quiet_logs: io.S
     """Not on a terminal, no bar is drawn; the last finished task logs one `progress` line with
     the phase, done/total and a count per outcome."""
     console, out = pipe()
-    with make_progress(3, console=console, label="starting") as progress:
+    clock = FakeClock(start=0.0)
+    with RunProgress(3, console=console, label="starting", clock=clock.monotonic) as progress:
+        clock.now = 1.5
         finish(progress, "started", "not started", "started")
     assert out.getvalue() == ""
     [line] = log_lines(quiet_logs)
@@ -68,9 +70,37 @@ def test_off_a_terminal_the_last_task_logs_one_line_with_counts(quiet_logs: io.S
         "phase": "starting",
         "done": 3,
         "total": 3,
+        "elapsed_s": 1.5,
+        "tasks_per_s": 2.0,
+        "eta_s": 0,
         "started": 2,
         "not started": 1,
     }
+
+
+def test_off_a_terminal_each_line_says_the_pace_and_the_time_left(quiet_logs: io.StringIO) -> None:
+    """A progress line gives the phase's seconds so far, its tasks per second, and the seconds
+    left at that pace: what a long run's log shows where no bar is drawn."""
+    clock = FakeClock(start=100.0)
+    with RunProgress(40, console=pipe()[0], interval=5.0, clock=clock.monotonic) as progress:
+        for n in range(1, 41):
+            clock.now = 100.0 + n * 0.5  # two tasks a second
+            finish(progress, "created")
+    lines = log_lines(quiet_logs)
+    paces = [(x["done"], x["elapsed_s"], x["tasks_per_s"], x["eta_s"]) for x in lines]
+    assert paces == [(10, 5.0, 2.0, 15), (20, 10.0, 2.0, 10), (30, 15.0, 2.0, 5), (40, 20.0, 2, 0)]
+
+
+def test_a_line_at_the_very_start_has_no_pace_yet(quiet_logs: io.StringIO) -> None:
+    """A phase whose tasks all finish before any time has passed logs its counts and no pace
+    (no division by zero, no made-up rate)."""
+    clock = FakeClock(start=0.0)
+    with RunProgress(1, console=pipe()[0], clock=clock.monotonic) as progress:
+        finish(progress, "created")
+    [line] = log_lines(quiet_logs)
+    assert line["elapsed_s"] == 0.0
+    assert "tasks_per_s" not in line
+    assert "eta_s" not in line
 
 
 def test_off_a_terminal_lines_come_every_interval(quiet_logs: io.StringIO) -> None:

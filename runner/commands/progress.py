@@ -40,7 +40,7 @@ class RunProgress:
         self.outcomes: Counter[str] = Counter()
         self._interval = interval
         self._clock = clock
-        self._last_log = clock()
+        self._started = self._last_log = clock()
         self._bar: Progress | None = None
         self._task_id: object = None
         self._enabled = enabled and total > 0
@@ -88,8 +88,19 @@ class RunProgress:
                 phase=self.label,
                 done=self.done,
                 total=self.total,
+                **self._pace(now),
                 **dict(self.outcomes),
             )
+
+    def _pace(self, now: float) -> dict[str, float]:
+        """The phase's time so far, its tasks per second, and the seconds left at that pace."""
+        elapsed = now - self._started
+        pace = {"elapsed_s": round(elapsed, 1)}
+        if elapsed > 0:
+            per_second = self.done / elapsed
+            pace["tasks_per_s"] = round(per_second, 2)
+            pace["eta_s"] = round((self.total - self.done) / per_second)
+        return pace
 
 
 def make_progress(
