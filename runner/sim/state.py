@@ -273,7 +273,7 @@ class DataWorksState:
         self, params: Mapping[str, str], now: float, base_url: str
     ) -> dict[str, Any]:
         project_id = self.project(params)
-        migration_type = parse_enum(params, "MigrationType", MIGRATION_TYPES)
+        migration_type = parse_enum(params, "MigrationType", MIGRATION_TYPES) or ""
         page_number = parse_int(params, "PageNumber", low=1, high=100, default=1)
         page_size = parse_int(params, "PageSize", low=10, high=100, default=10)
         if self.max_page_size is not None:
