@@ -99,7 +99,8 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
 @click.option(
     "--adopt-existing",
     is_flag=True,
-    help="Adopt a task whose name already exists in the workspace instead of failing it.",
+    help="Adopt a task whose name already exists in the workspace (and with --import, an"
+    " import in its target) instead of failing it.",
 )
 @click.option(
     "--start", is_flag=True, help="Start the created tasks, this run's and earlier ones'."

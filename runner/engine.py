@@ -117,6 +117,10 @@ class RunStats:
         return self.imports.created
 
     @property
+    def imports_adopted(self) -> int:
+        return self.imports.adopted
+
+    @property
     def imported(self) -> int:
         return self.import_wait.exported  # the wait's "ended well", on the import leg
 
@@ -249,6 +253,7 @@ class _ImportLeg:
             upload_concurrency=min(options.upload_concurrency, options.concurrency),
             wall=self._wall,
             progress=self._progress,
+            adopt_existing=options.adopt_existing,
             # targets this journal has sent an import to: the others are listed whole first
             sent_workspaces={
                 (r.imports.target.region, r.imports.target.project_id)

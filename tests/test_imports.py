@@ -283,36 +283,57 @@ async def test_a_name_taken_in_the_target_by_another_fails_clearly(
     journal: Journal, clock: FakeClock, tmp_path: Path
 ) -> None:
     """An import name already taken in the target by a task this journal never made: the task
-    is import_failed with ImportNameTaken, and nothing is adopted."""
+    is import_failed with ImportNameTaken, nothing is adopted, and its package is not uploaded
+    (the target is listed before any upload for it)."""
     service = FakeService(clock=clock, export_duration=30.0)
     tasks = specs(1, 1)
     key = tasks[0].key
     await run(journal, service, clock, tmp_path, tasks, stage=Stage.DOWNLOAD)
     await import_behind_the_journal(service, journal, key, ours=False)
     creates = list(service.import_creates)
-    await run(journal, service, clock, tmp_path, tasks)
+    stats = await run(journal, service, clock, tmp_path, tasks)
     row = journal.get(key)
     assert row is not None
     assert (row.state, row.error_code) == (TaskState.IMPORT_FAILED, "ImportNameTaken")
     assert len(service.imports) == 1
     assert service.import_creates == creates  # found by the target's listing: nothing sent
+    assert (stats.uploaded, stats.imports_adopted) == (0, 0)
+    assert row.error_message is not None
+    assert "--adopt-existing" in row.error_message
+
+    # as the message says: a rerun with --adopt-existing adopts it, and carries it through
+    adopted = await run(journal, service, clock, tmp_path, tasks, adopt_existing=True)
+    row = journal.get(key)
+    assert row is not None
+    assert row.imports is not None
+    assert row.state is TaskState.IMPORTED
+    ((project, name, found, _),) = service.imports
+    target = row.imports.target
+    assert (row.imports.migration_id, target.project_id, target.name) == (found, project, name)
+    assert (adopted.imports_adopted, adopted.uploaded) == (1, 0)
+    assert service.import_creates == creates
 
 
 @pytest.mark.anyio
-async def test_a_lost_journal_never_imports_twice(clock: FakeClock, tmp_path: Path) -> None:
-    """A whole migration, then the journal lost: a run on a new journal (adopting the exports it
-    finds) lists each target before its first import there, so on a service that accepts a
-    taken name no import is made a second time."""
+async def test_a_lost_journal_never_imports_twice_and_adopts_what_it_finds(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    """A whole migration, then the journal lost: a run on a new journal with --adopt-existing
+    lists each target before its first import there and adopts the import it finds under each
+    name, with its id, uploading nothing: on a service that accepts a taken name no import is
+    made a second time, and every task ends imported."""
     service = FakeService(clock=clock, export_duration=30.0, unique_names=False)
     tasks = specs(2, 2)
     with Journal.open(tmp_path / "first.db") as first:
         await run(first, service, clock, tmp_path, tasks)
         assert states(first) == {TaskState.IMPORTED: 4}
+        made = {row.key: row.imports.migration_id for row in first.rows() if row.imports}
     creates = list(service.import_creates)
     with Journal.open(tmp_path / "second.db") as second:
-        await run(second, service, clock, tmp_path / "again", tasks, adopt_existing=True)
-        assert states(second) == {TaskState.IMPORT_FAILED: 4}
-        assert {row.error_code for row in second.rows()} == {"ImportNameTaken"}
+        stats = await run(second, service, clock, tmp_path / "again", tasks, adopt_existing=True)
+        assert states(second) == {TaskState.IMPORTED: 4}
+        assert {row.key: row.imports.migration_id for row in second.rows() if row.imports} == made
+    assert (stats.imports_adopted, stats.imports_created, stats.uploaded) == (4, 0, 0)
     assert service.import_creates == creates
     assert len(service.imports) == 4
     assert service.state.duplicates == 0

@@ -80,9 +80,11 @@ def summary_line(result: RunResult, journal: Path) -> str:
             f" {stats.still_running} still running, {stats.download_failed} not downloaded;"
             f" {stats.lifecycle_requests} requests"
         )
-    if stats.uploaded or stats.imports_created or stats.imported or stats.import_failed:
+    imports = (stats.uploaded, stats.imports_created, stats.imports_adopted, stats.imported)
+    if any(imports) or stats.import_failed:
         lines.append(
             f"imports: {stats.uploaded} uploaded, {stats.imports_created} created,"
+            f" {stats.imports_adopted} adopted,"
             f" {stats.import_start.started} started, {stats.imported} imported,"
             f" {stats.import_failed} failed, {stats.import_wait.still_running} still running"
         )

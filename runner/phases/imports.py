@@ -112,6 +112,7 @@ Carried = LifecycleTask | _Deferred | None
 class ImportStats:
     uploaded: int = 0
     created: int = 0  # import tasks created, or found made by an earlier send
+    adopted: int = 0  # found made already under the name, never sent by this journal
     failed: int = 0  # refused for good: the task is import_failed
     not_created: int = 0  # unresolved, given up or stopped: a rerun goes on from where it is
     bytes_uploaded: int = 0
@@ -138,9 +139,11 @@ class ImportPhase:
         wall: Callable[[], float] = time.time,
         progress: ProgressFactory = silent,
         sent_workspaces: Collection[tuple[str, int]] = (),
+        adopt_existing: bool = False,
     ) -> None:
         self._ctx = ctx
         self._sent_workspaces = frozenset(sent_workspaces)
+        self._adopt_existing = adopt_existing
         self._uploader = uploader
         self._timeout = timeout
         self._window = visibility_window
@@ -197,6 +200,12 @@ class ImportPhase:
             found = await self._lookup(task)
             if found is not None:
                 return await self._created(task, found, None)
+        elif (taken := await self._taken(task)) is not None:  # before any upload for it
+            if not self._adopt_existing:
+                await self._fail(task.key, NAME_TAKEN, self._taken_message(task.target))
+                return None
+            log.info("import adopted", task=str(task.key), import_migration_id=taken)
+            return await self._created(task, taken, None, adopted=True)
         package_file = task.package_file
         if package_file is None:
             package_file = await self._upload(task)
@@ -207,29 +216,26 @@ class ImportPhase:
             if wait > 0:
                 return self._defer(task, package_file, self._ctx.clock.monotonic() + wait)
             # the window has passed and the lookup above said absent: no second lookup first
-            return await self._create(task, package_file, None)
-        if await self._listed_before(task):
-            await self._fail(task.key, NAME_TAKEN, self._taken_message(task.target))
-            return None
         return await self._create(task, package_file, None)
 
-    async def _listed_before(self, task: ImportTask) -> bool:
-        """Whether the target workspace already holds an import of this name, when this journal
-        never sent an import there: it is listed whole once per run first, so that after a lost
-        journal an import made before is never made again."""
+    async def _taken(self, task: ImportTask) -> int | None:
+        """The id of the import of this name the target workspace already holds, when this
+        journal never sent an import there: it is listed whole once per run first, so that
+        after a lost journal an import made before is never made again."""
         target = task.target
         if (target.region, target.project_id) in self._sent_workspaces:
-            return False
+            return None
         client = self._ctx.client_for(task.profile)
         await self._index.census(task.key, client, target=target)
-        return self._index.seen(target) is not None
+        found = self._index.seen(target)
+        return None if found is None else found.migration_id
 
     @staticmethod
     def _taken_message(target: TaskKey) -> str:
         return (
             f"the target workspace {target.region}/{target.project_id} already holds an import"
-            f" task named {target.name!r} that this journal never made; give the import another"
-            " import_name"
+            f" task named {target.name!r} that this journal never made; rerun with"
+            " --adopt-existing to adopt it, or give the import another import_name"
         )
 
     def _defer(self, task: ImportTask, package_file: str, due: float) -> Carried:
@@ -332,10 +338,13 @@ class ImportPhase:
         return None
 
     async def _created(
-        self, task: ImportTask, migration_id: int, request_id: str | None
+        self, task: ImportTask, migration_id: int, request_id: str | None, *, adopted: bool = False
     ) -> LifecycleTask:
         await self._ctx.writer.write(MarkImportCreated(task.key, migration_id, request_id))
-        self.stats.created += 1
+        if adopted:
+            self.stats.adopted += 1
+        else:
+            self.stats.created += 1
         return LifecycleTask(
             task.key,
             migration_id,

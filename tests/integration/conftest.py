@@ -191,6 +191,11 @@ class Cli:
         self.background.append(proc)
         return Background(proc, out, err)
 
+    def lose_journal(self) -> None:
+        """The journal is gone, as on another machine or in a fresh container."""
+        for path in self.journal.parent.glob(self.journal.name + "*"):
+            path.unlink()
+
     def status(self) -> list[dict[str, Any]]:
         result = self("status", "--journal", str(self.journal), "--format", "json")
         assert result.returncode == 0, result.stderr

@@ -24,12 +24,6 @@ pytestmark = pytest.mark.integration
 FAST = ("--rate", "200")
 
 
-def lose_journal(cli: Cli) -> None:
-    """The journal is gone, as on another machine or in a fresh container."""
-    for path in cli.journal.parent.glob(cli.journal.name + "*"):
-        path.unlink()
-
-
 def rerun_until_done(cli: Cli, workload: Workload, sim: Sim, *extra: str, runs: int = 6) -> int:
     """Run until exit 0; returns how many runs it took."""
     for n in range(1, runs + 1):
@@ -76,7 +70,7 @@ def test_a_lost_journal_sends_no_create_and_adopt_existing_restores_it(
     made = ids(cli)
     creates = sim.creates_requested()
 
-    lose_journal(cli)
+    cli.lose_journal()
     again = cli.run(workload.path, sim.url, *FAST)
     assert again.returncode == 1, again.stderr
     assert "--adopt-existing" in again.stdout + again.stderr
@@ -111,7 +105,7 @@ def test_kill_9_then_a_lost_journal_still_ends_with_each_task_once(
     wait_for(half_way, timeout=15, what="10 tasks created")
     os.kill(background.proc.pid, signal.SIGKILL)
     assert background.proc.wait(timeout=5) == -signal.SIGKILL
-    lose_journal(cli)
+    cli.lose_journal()
 
     rerun_until_done(cli, workload, sim, "--adopt-existing", "--timeout", "0.5")
     stats = sim.stats()

@@ -1,6 +1,6 @@
 """The real CLI runs --import against `runner sim`: 40 tasks in 10 source workspaces exported,
 downloaded, uploaded and imported into 10 target workspaces in another region, exactly once,
-with and without lost CreateImportMigration answers."""
+with and without lost CreateImportMigration answers, and after a lost journal."""
 
 from __future__ import annotations
 
@@ -117,4 +117,36 @@ def test_lost_import_answers_make_no_duplicate_import(
             break
     assert codes[-1] == 0, codes
     assert sim.stats()["faults"].get("reset", 0) > 0  # answers were lost
+    assert_one_import_per_name_from_its_own_export(cli, sim)
+
+
+def test_a_lost_journal_is_taken_up_again_with_adopt_existing_and_nothing_made_twice(
+    cli: Cli, sim: Sim, tmp_path: Path
+) -> None:
+    """After a whole migration the journal is lost: a rerun on a new journal with --import
+    --adopt-existing adopts every export and every import it finds by name, creates and uploads
+    nothing, and exits 0 with every task imported under the ids the service holds."""
+    manifest = write_migration(tmp_path / "migrate.yaml")
+    first = cli.run(manifest, sim.url, "--import", *FAST, timeout=120)
+    assert first.returncode == 0, first.stderr[-3000:]
+    made = {
+        (row["project_id"], row["name"]): (row["migration_id"], row["import_migration_id"])
+        for row in cli.status()
+    }
+    before = sim.stats()
+
+    cli.lose_journal()
+    again = cli.run(manifest, sim.url, "--import", "--adopt-existing", *FAST, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 created, 40 adopted" in again.stdout
+    assert "imports: 0 uploaded, 0 created, 40 adopted" in again.stdout
+    after = sim.stats()
+    for counter in ("creates_applied", "imports_applied", "uploads_stored", "grants_issued"):
+        assert after[counter] == before[counter], counter
+    rows = cli.status()
+    assert {row["state"] for row in rows} == {"imported"}
+    assert {
+        (row["project_id"], row["name"]): (row["migration_id"], row["import_migration_id"])
+        for row in rows
+    } == made
     assert_one_import_per_name_from_its_own_export(cli, sim)
