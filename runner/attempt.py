@@ -19,9 +19,12 @@ from typing import Generic, TypeVar
 from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import ApiAction
 from runner.journal import Op, RecordAttempt
+from runner.logs import get_logger
 from runner.models import ApiError, ErrorKind, TaskKey
 
 T = TypeVar("T")
+
+log = get_logger("runner.attempt")
 
 SETTLE_SECONDS = 1.0  # wait after a lost answer before reading back what it did
 
@@ -170,6 +173,15 @@ async def attempt(
                 ctx.counts.throttled += 1
                 bucket.on_throttled(error.retry_after)
             ctx.writer.post(_record(key, policy.label, error, latency))
+            if ctx.counts.failed(error):  # each code said once a run, as soon as it is met
+                log.warning(
+                    "request failed",
+                    action=policy.label,
+                    code=error.code,
+                    kind=error.kind.value,
+                    message=error.message,
+                    task=str(key),
+                )
             failed = error
         else:
             latency = (clock.monotonic() - began) * 1000

@@ -100,10 +100,22 @@ class Stops:
 
 @dataclass(slots=True)
 class RequestCounts:
-    """Requests the run sent, by action, and the throttled answers among them."""
+    """Requests the run sent, by action, the throttled answers among them, and the requests
+    that failed (refused, or not answered), by error code, with each code's first message."""
 
     by_action: Counter[str] = field(default_factory=Counter)
     throttled: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    first_errors: dict[str, str] = field(default_factory=dict)
+
+    def failed(self, error: ApiError) -> bool:
+        """Count a failed request by its code; True the first time the run meets that code."""
+        code = error.code
+        self.errors[code] += 1
+        if code in self.first_errors:
+            return False
+        self.first_errors[code] = error.message
+        return True
 
     @property
     def requests(self) -> int:

@@ -4,7 +4,7 @@ the run's stage asks. Each phase returns its own stats; the run's stats are thei
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,9 @@ class RunStats:
     creates_sent: int = 0
     lifecycle_requests: int = 0  # of `requests`, those sent after the create phase
     fatal: ApiError | None = None
+    # failed requests (refused, or not answered) by error code, and each code's first message
+    errors: Mapping[str, int] = field(default_factory=dict)
+    first_errors: Mapping[str, str] = field(default_factory=dict)
 
     # the names the summary, the demo and scripts know
     @property
@@ -217,6 +220,8 @@ async def run_phases(
         creates_sent=counts.by_action[CREATE_EXPORT.name],
         lifecycle_requests=counts.requests - create_requests,
         fatal=ctx.stops.first,
+        errors=dict(counts.errors),
+        first_errors=dict(counts.first_errors),
     )
 
 

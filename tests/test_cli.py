@@ -186,6 +186,34 @@ def test_summary_names_drifted_tasks() -> None:
     assert "details:" not in text
 
 
+def test_summary_says_why_requests_failed_and_what_was_left() -> None:
+    """Failed requests are summed up by code, the most frequent first, each with its first
+    message (long ones cut); tasks left unresolved are named as such."""
+    from runner.commands.run import RunResult, summary_line
+    from runner.engine import RunStats
+    from runner.phases.create import CreateStats
+
+    stats = RunStats(
+        create=CreateStats(unresolved=3),
+        errors={"ServiceUnavailable": 2, "ConnectError": 9},
+        first_errors={
+            "ConnectError": "cannot connect to 127.0.0.1:1",
+            "ServiceUnavailable": "x" * 500,
+        },
+    )
+    result = RunResult(ExitCode.TASKS_FAILED, stats=stats, states={"pending": 3})
+    text = summary_line(result, Path("j.db"))
+    errors = next(line for line in text.splitlines() if line.startswith("request errors: "))
+    assert errors.startswith(
+        "request errors: ConnectError x9 (cannot connect to 127.0.0.1:1); ServiceUnavailable x2 ("
+    )
+    assert len(errors) < 300
+    assert "unresolved: 3 tasks are left as they were" in text
+    quiet = summary_line(RunResult(ExitCode.OK, states={"created": 1}), Path("j.db"))
+    assert "request errors" not in quiet
+    assert "unresolved" not in quiet
+
+
 def test_sim_flags_reach_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every `sim` flag lands in the simulator's config under its own name."""
     from runner.commands import sim as command

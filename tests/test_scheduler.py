@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from runner.clock import FakeClock
 from runner.context import RunContext
@@ -123,6 +124,27 @@ async def test_retryable_error_is_retried_and_recorded(journal: Journal, clock: 
     outcomes = [a.outcome for a in journal.attempts(s.key)]
     assert outcomes == ["retryable", "ok"]
     assert journal.get(s.key).attempts == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_failed_requests_are_counted_by_code_and_each_code_said_once(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Every failed request is counted by its error code, with the code's first message, in the
+    run's stats; the first failure of each code is logged at once as a warning (a long run
+    shows what goes wrong without waiting for its end), later ones of that code are not."""
+    tasks = [spec(name) for name in ("a", "b", "c")]
+    unavailable = error(ErrorKind.RETRYABLE, "ServiceUnavailable", 503)
+    busy = error(ErrorKind.RETRYABLE, "InternalError", 500)
+    service = FakeService(scripts={"a": [unavailable, unavailable], "b": [unavailable, busy]})
+    with capture_logs() as logs:
+        stats = await run(journal, service, clock, creates(tasks))
+    assert stats.created == 3
+    assert stats.errors == {"ServiceUnavailable": 3, "InternalError": 1}
+    assert set(stats.first_errors) == {"ServiceUnavailable", "InternalError"}
+    warned = [entry for entry in logs if entry["event"] == "request failed"]
+    assert sorted(entry["code"] for entry in warned) == ["InternalError", "ServiceUnavailable"]
+    assert all(entry["log_level"] == "warning" and entry["action"] for entry in warned)
 
 
 @pytest.mark.anyio

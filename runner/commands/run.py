@@ -230,6 +230,7 @@ async def run(
         packages_downloaded=stats.downloaded,
         packages_uploaded=stats.uploaded,
         tasks_imported=stats.imported,
+        request_errors=dict(stats.errors),
         **dict(states),
     )
     if stats.fatal is not None:

@@ -72,6 +72,13 @@ def summary_line(result: RunResult, journal: Path) -> str:
         f" {stats.requests} requests ({stats.creates_sent} creates), {stats.throttled} throttled,"
         f" {result.elapsed:.1f}s",
     ]
+    if stats.errors:
+        lines.append(f"request errors: {_errors(stats)}")
+    if stats.unresolved:
+        lines.append(
+            f"unresolved: {stats.unresolved} tasks are left as they were: no answer this run could"
+            " use (the request errors say why); a rerun goes on from there"
+        )
     if stats.started or stats.exported or stats.downloaded or stats.lifecycle_requests:
         lines.append(
             f"lifecycle: {stats.started} started, {stats.exported} exported,"
@@ -105,3 +112,17 @@ def summary_line(result: RunResult, journal: Path) -> str:
     if result.exit_code is not ExitCode.OK:
         lines.append(f"details: runner report --journal {journal}; rerun to retry what is left")
     return "\n".join(lines)
+
+
+ERROR_EXAMPLE = 160  # characters of a code's first message in the summary
+
+
+def _errors(stats: RunStats) -> str:
+    """Failed requests by code, the most frequent first, each with its first message."""
+    parts = []
+    for code, count in sorted(stats.errors.items(), key=lambda item: (-item[1], item[0])):
+        example = stats.first_errors.get(code, "")
+        if len(example) > ERROR_EXAMPLE:
+            example = example[:ERROR_EXAMPLE] + "…"
+        parts.append(f"{code} x{count}" + (f" ({example})" if example else ""))
+    return "; ".join(parts)

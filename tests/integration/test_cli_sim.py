@@ -236,10 +236,15 @@ def test_daily_quota_stops_the_run_and_a_fresh_quota_finishes_it(
 def test_missing_project_fails_its_tasks_and_only_failed_retries_just_them(
     cli: Cli, sim: Sim, workload: Workload
 ) -> None:
-    """A missing workspace: its tasks fail (exit 1), the report groups them, --only-failed retries
+    """A missing workspace: its tasks fail (exit 1), the run says why as soon as it meets the
+    error (a warning) and again in its summary, the report groups them, --only-failed retries
     only them."""
     result = cli.run(workload.path, sim.url, *FAST)
     assert result.returncode == 1, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if '"request failed"' in line]
+    assert len(warnings) == 1
+    assert PROJECT_MISSING in warnings[0]
+    assert f"request errors: {PROJECT_MISSING} x" in result.stdout
     rows = cli.status()
     failed = [row for row in rows if row["project_id"] == MISSING_ID]
     others = [row for row in rows if row["project_id"] != MISSING_ID]
