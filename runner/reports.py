@@ -260,9 +260,13 @@ def build_report(rows: Sequence[TaskRow], attempts: Sequence[AttemptRow]) -> Rep
     ]
     latencies = sorted(a.latency_ms for a in attempts if a.latency_ms is not None)
     by_outcome = Counter(a.outcome for a in attempts)
+    # the failed requests by what the service (or the transport) said: why a run went slowly or
+    # left tasks unresolved, also for tasks that ended well after retries
+    by_code = Counter(a.error_code for a in attempts if a.error_code is not None)
     timings: dict[str, Any] = {
         "requests": len(attempts),
         "by_outcome": dict(sorted(by_outcome.items())),
+        "by_error_code": dict(sorted(by_code.items())),
     }
     if latencies:
         timings["latency_ms"] = {

@@ -57,6 +57,7 @@ SHOWN_URL = (
 # the nearest-rank method (ceil(0.95 × 20) = 19: 190), max the last (200).
 LATENCIES = [10.0 * i for i in range(1, 21)]
 OUTCOMES = ["ok"] * 15 + ["throttled"] * 3 + ["server_error"] * 2
+CODES = {"ok": None, "throttled": "Throttling.User", "server_error": "InternalError"}
 
 
 def attempt(
@@ -89,10 +90,11 @@ def journal(tmp_path: Path) -> Path:
         MarkFailed(FORBIDDEN, "Forbidden.Access", "no permission", "req-f3"),
         MarkInFlight(IN_FLIGHT, "fp"),
         *(
-            attempt(CREATED_A, outcome, latency, 1000.0 + i)
+            attempt(CREATED_A, outcome, latency, 1000.0 + i, CODES[outcome])
             for i, (outcome, latency) in enumerate(zip(OUTCOMES, LATENCIES, strict=True))
         ),
-        attempt(IN_FLIGHT, "timeout", None, 1030.5),  # no answer: counted, but has no latency
+        # no answer: counted, but has no latency
+        attempt(IN_FLIGHT, "timeout", None, 1030.5, "ExchangeError"),
     ]
     return write_journal(tmp_path / "j.db", ops, *ALL_KEYS)
 
@@ -152,6 +154,7 @@ FAILURES = [
 TIMINGS = {
     "requests": 21,
     "by_outcome": {"ok": 15, "server_error": 2, "throttled": 3, "timeout": 1},
+    "by_error_code": {"ExchangeError": 1, "InternalError": 2, "Throttling.User": 3},
     "latency_ms": {"p50": 105.0, "p95": 190.0, "max": 200.0},
     "first_request_at": 1000.0,
     "last_request_at": 1030.5,
@@ -192,7 +195,7 @@ def test_report_csv_parses_back(journal: Path) -> None:
     assert {r[1]: json.loads(r[2]) for r in rows if r[0] == "timings"} == TIMINGS
     assert {r[1]: json.loads(r[2]) for r in rows if r[0] == "waiting"} == WAITING
     sections = [r[0] for r in rows]
-    assert sections == ["totals"] * len(TOTALS) + ["failures"] * 2 + ["timings"] * 6 + [
+    assert sections == ["totals"] * len(TOTALS) + ["failures"] * 2 + ["timings"] * 7 + [
         "waiting"
     ] * len(WAITING) + ["stages"] * len(STAGES)
     assert {r[1]: int(r[2]) for r in rows if r[0] == "stages"} == STAGES
@@ -289,6 +292,7 @@ def test_no_latency_samples_means_no_latency_entry(tmp_path: Path) -> None:
     assert report.timings == {
         "requests": 2,
         "by_outcome": {"reset": 1, "timeout": 1},
+        "by_error_code": {},
         "first_request_at": 1000.0,
         "last_request_at": 1002.0,
         "span_s": 2.0,
@@ -302,11 +306,12 @@ def test_report_of_an_untouched_journal(tmp_path: Path) -> None:
     report = report_of(path)
     assert report.totals == {**dict.fromkeys(TOTALS, 0), "pending": 1, "total": 1}
     assert report.failures == []
-    assert report.timings == {"requests": 0, "by_outcome": {}}
+    assert report.timings == {"requests": 0, "by_outcome": {}, "by_error_code": {}}
     rows = list(csv.reader(io.StringIO(reports.report_csv(report))))
-    assert rows[-3 - len(STAGES) :] == [
+    assert rows[-4 - len(STAGES) :] == [
         ["timings", "requests", "0", ""],
         ["timings", "by_outcome", "{}", ""],
+        ["timings", "by_error_code", "{}", ""],
         ["waiting", "count", "0", ""],
         *(["stages", stage, "0", ""] for stage in STAGES),
     ]
