@@ -118,14 +118,17 @@ def cell(value: object) -> Text:
     return Text("" if value is None else printable(str(value)))
 
 
+ALWAYS_SHOWN = frozenset({"project_id", "name", "region", "state", "attempts"})
+
+
 def status_table(console: Console, rows: Sequence[TaskRow]) -> None:
     records = [status_record(row) for row in rows]
-    # the columns that only some runs fill are shown when a row has a value there
-    optional = ("waiting_since", "profile", *IMPORT_FIELDS)
+    # a column is shown when some row has a value there (the task and its state always): the
+    # columns a run has not reached yet (errors, packages, the import leg) take no room
     shown = [
         f
         for f in STATUS_FIELDS
-        if f not in optional or any(record[f] is not None for record in records)
+        if f in ALWAYS_SHOWN or any(record[f] is not None for record in records)
     ]
     table = Table(title=f"{len(rows)} tasks")
     for name in shown:

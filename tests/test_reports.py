@@ -396,6 +396,29 @@ def test_status_json_rows(journal: Path) -> None:
     assert (created["state"], created["migration_id"], created["attempts"]) == ("created", 9101, 20)
 
 
+def test_status_table_leaves_out_the_columns_no_task_fills(tmp_path: Path) -> None:
+    """The table shows a column when some task has a value there, and always the task and its
+    state: a journal of pending tasks shows no error, request, package or import columns; a
+    failure brings its error columns back."""
+    pending = write_journal(tmp_path / "pending.db", [], PENDING)
+    failed = write_journal(
+        tmp_path / "failed.db", [MarkFailed(PENDING, "Forbidden", "no", "req-1")], PENDING
+    )
+    headers = {}
+    for name, path in (("pending", pending), ("failed", failed)):
+        with Journal.open_readonly(path) as j:
+            out = io.StringIO()
+            reports.status_table(console(out, width=400), j.rows())
+        headers[name] = out.getvalue().splitlines()[2]
+    for column in ("project_id", "name", "region", "state", "attempts"):
+        assert column in headers["pending"]
+    for column in ("error_code", "error_message", "request_id", "download_url", "import_state"):
+        assert column not in headers["pending"]
+    for column in ("error_code", "error_message", "request_id"):
+        assert column in headers["failed"]
+    assert "download_url" not in headers["failed"]
+
+
 def test_status_masks_the_download_url_signature(journal: Path) -> None:
     """The presigned URL keeps its host, path and expiry, but its signature and key id are masked,
     in JSON and in the table."""
