@@ -293,13 +293,11 @@ class Journal:
         try:
             self._conn.execute("COMMIT")
             self.transactions += 1
-        except BaseException as exc:
-            with _sqlite_errors(self.path, "write failed"):
+        except BaseException:
+            with _sqlite_errors(self.path, "write failed"):  # sqlite3's errors as JournalError
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise JournalError(f"journal {self.path}: write failed: {exc}") from exc
-            raise
+                raise
         finally:
             self._mutex.release()
 

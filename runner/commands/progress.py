@@ -96,7 +96,7 @@ class RunProgress:
         """The phase's time so far, its tasks per second, and the seconds left at that pace."""
         elapsed = now - self._started
         pace = {"elapsed_s": round(elapsed, 1)}
-        if elapsed > 0:
+        if elapsed > 0 and self.done:
             per_second = self.done / elapsed
             pace["tasks_per_s"] = round(per_second, 2)
             pace["eta_s"] = round((self.total - self.done) / per_second)
