@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from runner.clock import FakeClock
 from runner.context import RunContext
@@ -337,6 +338,35 @@ async def test_a_lost_journal_never_imports_twice_and_adopts_what_it_finds(
     assert service.import_creates == creates
     assert len(service.imports) == 4
     assert service.state.duplicates == 0
+
+
+@pytest.mark.anyio
+async def test_an_adopted_import_that_differs_from_the_manifest_is_said_to_drift(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """An import adopted with --adopt-existing whose listed description is not the manifest's
+    is logged as drifted, as an adopted export is; the adoption goes on (the operator asked
+    for it). One that matches says nothing."""
+    service = FakeService(clock=clock, export_duration=30.0)
+    tasks = specs(1, 2)
+    await run(journal, service, clock, tmp_path, tasks, stage=Stage.DOWNLOAD)
+    for spec, description in zip(tasks, ("made by hand", None), strict=True):
+        row = journal.get(spec.key)
+        assert row is not None
+        assert row.imports is not None
+        grant = await service.authorize_file_upload(TARGET)
+        await service.uploader().upload(grant, Path(str(row.package_path)), 5)
+        params = json.loads(row.imports.params)
+        if description is not None:
+            params["Description"] = description
+        await service.create_import_migration(TARGET, params, grant.package_file)
+    with capture_logs() as logs:
+        stats = await run(journal, service, clock, tmp_path, tasks, adopt_existing=True)
+    assert states(journal) == {TaskState.IMPORTED: 2}
+    assert stats.imports_adopted == 2
+    drifted = [entry for entry in logs if entry["event"] == "drifted"]
+    assert [entry["task"] for entry in drifted] == [str(tasks[0].key)]
+    assert "'made by hand'" in drifted[0]["reason"]
 
 
 @pytest.mark.anyio

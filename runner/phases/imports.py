@@ -33,7 +33,15 @@ from runner.journal import (
 )
 from runner.logs import get_logger
 from runner.lookup import IMPORT, NameIndex
-from runner.models import DUPLICATE_NAME_CODE, ApiError, Created, ErrorKind, TaskKey, TaskState
+from runner.models import (
+    DUPLICATE_NAME_CODE,
+    ApiError,
+    Created,
+    ErrorKind,
+    Migration,
+    TaskKey,
+    TaskState,
+)
 from runner.phases.tasks import LifecycleTask
 from runner.pool import ProgressFactory, TaskOutcome, run_pool, silent
 
@@ -204,8 +212,9 @@ class ImportPhase:
             if not self._adopt_existing:
                 await self._fail(task.key, NAME_TAKEN, self._taken_message(task.target))
                 return None
-            log.info("import adopted", task=str(task.key), import_migration_id=taken)
-            return await self._created(task, taken, None, adopted=True)
+            _warn_if_drifted(task, taken)
+            log.info("import adopted", task=str(task.key), import_migration_id=taken.migration_id)
+            return await self._created(task, taken.migration_id, None, adopted=True)
         package_file = task.package_file
         if package_file is None:
             package_file = await self._upload(task)
@@ -218,17 +227,16 @@ class ImportPhase:
             # the window has passed and the lookup above said absent: no second lookup first
         return await self._create(task, package_file, None)
 
-    async def _taken(self, task: ImportTask) -> int | None:
-        """The id of the import of this name the target workspace already holds, when this
-        journal never sent an import there: it is listed whole once per run first, so that
-        after a lost journal an import made before is never made again."""
+    async def _taken(self, task: ImportTask) -> Migration | None:
+        """The import of this name the target workspace already holds, when this journal never
+        sent an import there: it is listed whole once per run first, so that after a lost
+        journal an import made before is never made again."""
         target = task.target
         if (target.region, target.project_id) in self._sent_workspaces:
             return None
         client = self._ctx.client_for(task.profile)
         await self._index.census(task.key, client, target=target)
-        found = self._index.seen(target)
-        return None if found is None else found.migration_id
+        return self._index.seen(target)
 
     @staticmethod
     def _taken_message(target: TaskKey) -> str:
@@ -359,3 +367,15 @@ class ImportPhase:
         await self._ctx.writer.write(MarkImportFailed(key, code, message, request_id))
         self.stats.failed += 1
         log.warning("import failed", task=str(key), code=code, message=message)
+
+
+def _warn_if_drifted(task: ImportTask, found: Migration) -> None:
+    """An import about to be adopted whose listed description is not the manifest's: said, as
+    for an adopted export (the adoption goes on: the operator asked for it)."""
+    listed, wanted = found.description or "", task.params.get("Description", "")
+    if found.description is not None and listed != wanted:
+        log.warning(
+            "drifted",
+            task=str(task.key),
+            reason=f"the existing import's description is {listed!r}, the manifest's {wanted!r}",
+        )
