@@ -175,3 +175,12 @@ class NameIndex:
 
             await scan_migrations(self._ctx, key, until, client=client, where=Place(at, self._type))
         return known.get(at.name)
+
+
+def drift(found: Migration, wanted: str | None, noun: str) -> str | None:
+    """Why a listed task, found under a name this journal never sent, is not what the manifest
+    asks for (its description differs), or None. `noun`: what it is ("export", "import")."""
+    listed = found.description
+    if listed is None or listed == (wanted or ""):
+        return None
+    return f"the existing {noun}'s description is {listed!r}, the manifest's {wanted or ''!r}"

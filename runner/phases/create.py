@@ -17,7 +17,7 @@ from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import CREATE_EXPORT
 from runner.journal import MarkCreated, MarkExists, MarkFailed, MarkInFlight, MarkPending
 from runner.logs import get_logger
-from runner.lookup import NameIndex
+from runner.lookup import NameIndex, drift
 from runner.models import (
     ADOPTED_FINGERPRINT,
     DUPLICATE_NAME_CODE,
@@ -304,14 +304,9 @@ class CreatePhase:
         """A name already taken that this journal never sent: adopted with --adopt-existing,
         else the task is marked `exists`."""
         key = spec.key
-        listed, wanted = found.description or "", spec.description or ""
-        if found.description is not None and listed != wanted:
+        if (reason := drift(found, spec.description, "task")) is not None:
             self.stats.drifted += 1
-            log.warning(
-                "drifted",
-                task=str(key),
-                reason=f"the existing task's description is {listed!r}, the manifest's {wanted!r}",
-            )
+            log.warning("drifted", task=str(key), reason=reason)
         if self._adopt_existing:
             fingerprint = ADOPTED_FINGERPRINT
             return await self._adopt(key, found.migration_id, fingerprint=fingerprint)

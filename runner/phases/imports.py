@@ -32,7 +32,7 @@ from runner.journal import (
     TaskRow,
 )
 from runner.logs import get_logger
-from runner.lookup import IMPORT, NameIndex
+from runner.lookup import IMPORT, NameIndex, drift
 from runner.models import (
     DUPLICATE_NAME_CODE,
     ApiError,
@@ -212,7 +212,8 @@ class ImportPhase:
             if not self._adopt_existing:
                 await self._fail(task.key, NAME_TAKEN, self._taken_message(task.target))
                 return None
-            _warn_if_drifted(task, taken)
+            if (reason := drift(taken, task.params.get("Description"), "import")) is not None:
+                log.warning("drifted", task=str(task.key), reason=reason)  # adopted all the same
             log.info("import adopted", task=str(task.key), import_migration_id=taken.migration_id)
             return await self._created(task, taken.migration_id, None, adopted=True)
         package_file = task.package_file
@@ -367,15 +368,3 @@ class ImportPhase:
         await self._ctx.writer.write(MarkImportFailed(key, code, message, request_id))
         self.stats.failed += 1
         log.warning("import failed", task=str(key), code=code, message=message)
-
-
-def _warn_if_drifted(task: ImportTask, found: Migration) -> None:
-    """An import about to be adopted whose listed description is not the manifest's: said, as
-    for an adopted export (the adoption goes on: the operator asked for it)."""
-    listed, wanted = found.description or "", task.params.get("Description", "")
-    if found.description is not None and listed != wanted:
-        log.warning(
-            "drifted",
-            task=str(task.key),
-            reason=f"the existing import's description is {listed!r}, the manifest's {wanted!r}",
-        )
