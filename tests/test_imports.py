@@ -177,11 +177,17 @@ async def test_lost_import_answers_never_make_a_second_import(
 
 
 async def import_behind_the_journal(
-    service: FakeService, journal: Journal, key: TaskKey, *, ours: bool = True
+    service: FakeService,
+    journal: Journal,
+    key: TaskKey,
+    *,
+    ours: bool = True,
+    description: str | None = None,
 ) -> str:
     """Upload the task's package and create its import as a run that died before it heard the
     answer would have: the service has the import, the journal only the intent (`ours`), or
-    nothing at all (someone else's import). Returns the PackageFile."""
+    nothing at all (someone else's import, with its own `description` if given). Returns the
+    PackageFile."""
     row = journal.get(key)
     assert row is not None
     assert row.package_path is not None
@@ -189,6 +195,8 @@ async def import_behind_the_journal(
     grant = await service.authorize_file_upload(TARGET)
     await service.uploader().upload(grant, Path(row.package_path), 5)
     params = json.loads(row.imports.params)
+    if description is not None:
+        params["Description"] = description
     await service.create_import_migration(TARGET, params, grant.package_file)
     if ours:
         journal.apply([MarkUploaded(key, grant.package_file), MarkImportInFlight(key)])
@@ -350,16 +358,10 @@ async def test_an_adopted_import_that_differs_from_the_manifest_is_said_to_drift
     service = FakeService(clock=clock, export_duration=30.0)
     tasks = specs(1, 2)
     await run(journal, service, clock, tmp_path, tasks, stage=Stage.DOWNLOAD)
-    for spec, description in zip(tasks, ("made by hand", None), strict=True):
-        row = journal.get(spec.key)
-        assert row is not None
-        assert row.imports is not None
-        grant = await service.authorize_file_upload(TARGET)
-        await service.uploader().upload(grant, Path(str(row.package_path)), 5)
-        params = json.loads(row.imports.params)
-        if description is not None:
-            params["Description"] = description
-        await service.create_import_migration(TARGET, params, grant.package_file)
+    await import_behind_the_journal(
+        service, journal, tasks[0].key, ours=False, description="made by hand"
+    )
+    await import_behind_the_journal(service, journal, tasks[1].key, ours=False)
     with capture_logs() as logs:
         stats = await run(journal, service, clock, tmp_path, tasks, adopt_existing=True)
     assert states(journal) == {TaskState.IMPORTED: 2}
