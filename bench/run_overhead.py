@@ -128,6 +128,15 @@ CREDENTIALS = Credentials(KEY.access_key_id, KEY.access_key_secret)
 # switch; no change), a batch applied in the commit thread (the GIL shared per statement:
 # 0.71 -> 0.68x), dict-based grouping helpers in the journal's batch loop (no change).
 #
+# Measured and not taken (fourth round, 8 interleaved rounds each, the ratio per adjacent pair):
+# - a request sent without waiting for its intent's commit (unsafe: only to price the wait;
+#   the loop is blocked in epoll 6-48 ms a run, once per commit): 0.71 -> 0.71x, no gain, so
+#   writing the next task's intent ahead, while a request is out, would give nothing either;
+# - uvloop for the whole process (both sides and the simulator): the runner ~4% faster, raw
+#   aiohttp ~9% slower; the ratio would rise mostly because the baseline got worse.
+# The machine's own speed drifts by up to 25% between minutes (a fixed pure-Python loop timed
+# 0.455-0.579 s in eight runs in a row), which is why rounds are interleaved.
+#
 # Tried and dropped: UPDATE ... FROM (VALUES ...) (2.65 -> 2.5 µs a row, not worth a second
 # path for SQLite before 3.33); batches capped at 16 or 8 intents, so that two groups of
 # workers would alternate (far worse: 1.25-1.43 s, the loop does more per request when the
