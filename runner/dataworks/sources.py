@@ -7,14 +7,16 @@ The order is the official default chain's, first match wins:
 3. the aliyun-cli file `~/.aliyun/config.json` (profile: the explicit one, else
    ALIBABA_CLOUD_PROFILE, else the file's `current`), every mode (OAuth: the key it keeps);
 4. `~/.alibabacloud/credentials.ini` (or ALIBABA_CLOUD_CREDENTIALS_FILE), section: the profile
-   or `default`; types access_key, ram_role_arn, oidc_role_arn, ecs_ram_role;
+   or `default`; types access_key, ram_role_arn, oidc_role_arn, ecs_ram_role (a profile named
+   by --profile or ALIBABA_CLOUD_PROFILE is in 3 or in 4, else it is an error);
 5. ECS instance metadata, unless ALIBABA_CLOUD_ECS_METADATA_DISABLED=true;
 6. ALIBABA_CLOUD_CREDENTIALS_URI.
 
 An explicit profile skips the environment (1, 2) and the machine's sources (5, 6). A source that
-is present but broken is an error naming its mode and file, never a silent step to the next one
-(which could be another account). Only 5 and 6 need the network to tell whether they match: they
-come back as candidates, tried in order by `runner.dataworks.identity`.
+is present but broken (half a key in the environment, part of the OIDC settings, a config.json
+whose current profile is missing) is an error naming its mode and file, never a silent step to
+the next one (which could be another account). Only 5 and 6 need the network to tell whether
+they match: they come back as candidates, tried in order by `runner.dataworks.identity`.
 """
 
 from __future__ import annotations
@@ -111,6 +113,11 @@ def find(
     found = _from_ini(ini_file, name)
     if found is not None:
         return (found,), tuple(tried)
+    if name:
+        # a profile asked for by name (--profile, ALIBABA_CLOUD_PROFILE) is in one of the two
+        # files, or it is an error: never a silent step to the machine's own identity
+        given = "--profile" if profile else ENV_PROFILE
+        raise NotFound(f"no profile {name!r} ({given}) found; looked in: {', '.join(tried)}")
     machine: list[Recipe] = []
     if profile is None:
         if env.get(ENV_ECS_DISABLED, "").lower() != "true":
@@ -125,8 +132,7 @@ def find(
             machine.append(_uri_recipe(uri))
     if machine:
         return tuple(machine), tuple(tried)
-    wanted = f"profile {name!r}" if name else "credentials"
-    raise NotFound(f"no {wanted} found; looked in: {', '.join(tried)}")
+    raise NotFound(f"no credentials found; looked in: {', '.join(tried)}")
 
 
 # --- the environment --------------------------------------------------------------------------
@@ -135,9 +141,17 @@ def find(
 def _from_env(env: Mapping[str, str]) -> Static | None:
     key_id = env.get(ENV_KEY_ID, "").strip()
     secret = env.get(ENV_KEY_SECRET, "").strip()
-    if not key_id or not secret:
-        return None
     token = env.get(ENV_TOKEN, "").strip() or None
+    if not key_id or not secret:
+        if key_id or secret or token:  # half a key: the next source may be another account
+            given = [n for n, v in ((ENV_KEY_ID, key_id), (ENV_KEY_SECRET, secret)) if v]
+            given += [ENV_TOKEN] if token else []
+            lacking = ENV_KEY_SECRET if key_id else ENV_KEY_ID
+            raise CredentialsError(
+                f"the environment sets {' and '.join(given)} but not {lacking}:"
+                " set both, or unset them to take credentials from elsewhere"
+            )
+        return None
     mode = "StsToken" if token else "AK"
     credentials = Credentials(key_id, secret, token, "environment")
     return Static(Origin(mode, "the environment"), credentials)
@@ -147,6 +161,13 @@ def _from_oidc_env(env: Mapping[str, str]) -> OidcRole | None:
     names = (ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE)
     role_arn, provider_arn, token_file = (env.get(n, "").strip() for n in names)
     if not (role_arn and provider_arn and token_file):
+        if provider_arn or token_file:  # OIDC meant (the role ARN alone is not), but broken
+            have = (role_arn, provider_arn, token_file)
+            lacking = [n for n, v in zip(names, have, strict=True) if not v]
+            raise CredentialsError(
+                f"OIDC from the environment lacks {' and '.join(lacking)}: set all three of"
+                f" {', '.join(names)}, or none"
+            )
         return None
     origin = Origin("OIDC", f"{ENV_ROLE_ARN}, {ENV_OIDC_PROVIDER_ARN}, {ENV_OIDC_TOKEN_FILE}")
     values = {
@@ -179,15 +200,20 @@ def _from_cli_file(path: Path, name: str | None) -> Recipe | None:
     if not isinstance(document, dict):
         raise CredentialsError(f"{path}: expected a JSON object")
     profiles = document.get("profiles") or []
+    if not isinstance(profiles, list):
+        raise CredentialsError(f"{path}: 'profiles' is not a list")
     by_name = {
         p["name"]: p for p in profiles if isinstance(p, dict) and isinstance(p.get("name"), str)
     }
-    wanted = name or document.get("current") or "default"
-    if wanted not in by_name:
-        if name:  # asked for by name: say it is missing rather than fall through silently
-            raise CredentialsError(f"{path}: no profile named {wanted!r}")
-        return None
-    return _cli_profile(path, by_name, str(wanted), ())
+    if name:  # asked for by name: not here, credentials.ini may have it (find says if not)
+        return _cli_profile(path, by_name, name, ()) if name in by_name else None
+    current = document.get("current")
+    if current:
+        if not isinstance(current, str) or current not in by_name:
+            # the file says which profile is in use and it is missing: not guessed past
+            raise CredentialsError(f"{path}: its current profile {current!r} is not in the file")
+        return _cli_profile(path, by_name, current, ())
+    return _cli_profile(path, by_name, "default", ()) if "default" in by_name else None
 
 
 def _cli_profile(
@@ -293,9 +319,7 @@ def _from_ini(path: Path, name: str | None) -> Recipe | None:
         ) from None
     section = name or "default"
     if not parser.has_section(section):
-        if name:
-            raise CredentialsError(f"{path}: no section [{section}]")
-        return None
+        return None  # a profile asked for by name and found nowhere: find says so
     # as the SDK reads them: a '#' starts a comment anywhere in a value
     values = {k: v.split("#", 1)[0].strip() for k, v in parser[section].items()}
     kind = values.get("type", "access_key")

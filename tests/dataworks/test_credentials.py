@@ -50,10 +50,12 @@ def test_explicit_profile_skips_the_environment(tmp_path: Path) -> None:
 
 
 def test_missing_named_profile_is_an_error(tmp_path: Path) -> None:
-    """Asking for a profile that is not there says so, naming the file."""
+    """Asking for a profile that is not there says so, naming both files looked in."""
     cli_config(tmp_path, [AK])
-    with pytest.raises(CredentialsError, match="no profile named 'prod'"):
+    with pytest.raises(CredentialsError, match=r"no profile 'prod' \(--profile\)") as raised:
         resolve("prod", environ={}, home=tmp_path)
+    assert "config.json" in str(raised.value)
+    assert "credentials.ini" in str(raised.value)
 
 
 def test_unsupported_mode_is_refused_clearly(tmp_path: Path) -> None:

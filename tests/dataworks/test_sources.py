@@ -355,3 +355,98 @@ def test_static_resolve_names_a_network_mode(tmp_path: Path) -> None:
     cli_file(tmp_path, {"name": "p", "mode": "RamRoleArn", **BASE, "ram_role_arn": ROLE_ARN})
     with pytest.raises(CredentialsError, match=r"RamRoleArn from .*KeyRing"):
         resolve(environ=NO_MACHINE, home=tmp_path)
+
+
+def test_a_profile_only_in_credentials_ini_is_found_beside_a_cli_file(tmp_path: Path) -> None:
+    """A named profile missing from config.json is looked for in credentials.ini."""
+    cli_file(tmp_path, {"name": "p", "mode": "AK", **BASE})
+    ini_file(tmp_path, "[inionly]\naccess_key_id = ini-id\naccess_key_secret = ini-s\n")
+    for recipe in (
+        only(tmp_path, "inionly"),
+        only(tmp_path, ALIBABA_CLOUD_PROFILE="inionly"),
+    ):
+        assert isinstance(recipe, Static)
+        assert recipe.credentials.access_key_id == "ini-id"
+
+
+def test_a_profile_named_by_the_environment_and_found_nowhere_is_an_error(
+    tmp_path: Path,
+) -> None:
+    """ALIBABA_CLOUD_PROFILE naming a missing profile never falls through to the machine's
+    sources (another identity): the error names the variable and both files."""
+    cli_file(tmp_path, {"name": "p", "mode": "AK", **BASE})
+    env = {"ALIBABA_CLOUD_PROFILE": "prod", "ALIBABA_CLOUD_CREDENTIALS_URI": "http://127.0.0.1:9/c"}
+    with pytest.raises(NotFound, match=r"no profile 'prod' \(ALIBABA_CLOUD_PROFILE\)") as raised:
+        find(None, environ=env, home=tmp_path)
+    assert "config.json" in str(raised.value)
+    assert "credentials.ini" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "lacking"),
+    [
+        ({"ALIBABA_CLOUD_ACCESS_KEY_ID": "id"}, "but not ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        ({"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s3cr3t"}, "but not ALIBABA_CLOUD_ACCESS_KEY_ID"),
+        ({"ALIBABA_CLOUD_SECURITY_TOKEN": "tok"}, "but not ALIBABA_CLOUD_ACCESS_KEY_ID"),
+    ],
+)
+def test_half_a_key_in_the_environment_is_an_error(
+    tmp_path: Path, env: dict[str, str], lacking: str
+) -> None:
+    """A key id without its secret (or the reverse) is an error, not a step to the profile
+    in config.json, which may be another account; the values are never shown."""
+    cli_file(tmp_path, {"name": "p", "mode": "AK", **BASE})
+    with pytest.raises(CredentialsError, match=lacking) as raised:
+        find(None, environ={**NO_MACHINE, **env}, home=tmp_path)
+    for value in env.values():
+        assert value not in str(raised.value)
+
+
+def test_part_of_the_oidc_environment_is_an_error(tmp_path: Path) -> None:
+    """The OIDC provider or token file without the rest is an error naming what is lacking;
+    the role ARN alone is no OIDC setting and is passed by."""
+    cli_file(tmp_path, {"name": "p", "mode": "AK", **BASE})
+    partial = {k: v for k, v in OIDC_ENV.items() if k != "ALIBABA_CLOUD_OIDC_TOKEN_FILE"}
+    with pytest.raises(CredentialsError, match="lacks ALIBABA_CLOUD_OIDC_TOKEN_FILE"):
+        find(None, environ={**NO_MACHINE, **partial}, home=tmp_path)
+    recipe = only(tmp_path, ALIBABA_CLOUD_ROLE_ARN=ROLE_ARN)
+    assert isinstance(recipe, Static)
+
+
+@pytest.mark.parametrize(
+    ("document", "match"),
+    [
+        ({"current": "p", "profiles": {"p": {"mode": "AK"}}}, "'profiles' is not a list"),
+        ({"current": "p", "profiles": "p"}, "'profiles' is not a list"),
+        ({"current": "prod", "profiles": [{"name": "p", **BASE}]}, "current profile 'prod'"),
+    ],
+)
+def test_an_inconsistent_cli_file_is_an_error(
+    tmp_path: Path, document: dict[str, Any], match: str
+) -> None:
+    """A config.json whose profiles are not a list, or whose current profile is missing, is an
+    error naming the file, never skipped for the next source."""
+    folder = tmp_path / ".aliyun"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(document))
+    env = {"ALIBABA_CLOUD_CREDENTIALS_URI": "http://127.0.0.1:9/c"}
+    with pytest.raises(CredentialsError, match=match) as raised:
+        find(None, environ={**NO_MACHINE, **env}, home=tmp_path)
+    assert "config.json" in str(raised.value)
+
+
+def test_a_cli_file_without_current_uses_its_default_profile(tmp_path: Path) -> None:
+    """With no current profile, config.json's `default` is taken, and without one the chain
+    goes on to credentials.ini."""
+    folder = tmp_path / ".aliyun"
+    folder.mkdir()
+    profiles = [{"name": "default", "mode": "AK", **BASE}]
+    (folder / "config.json").write_text(json.dumps({"profiles": profiles}))
+    recipe = only(tmp_path)
+    assert isinstance(recipe, Static)
+    assert recipe.credentials.access_key_id == "base-id"
+    (folder / "config.json").write_text(json.dumps({"profiles": []}))
+    ini_file(tmp_path, "[default]\naccess_key_id = ini-id\naccess_key_secret = ini-s\n")
+    recipe = only(tmp_path)
+    assert isinstance(recipe, Static)
+    assert recipe.credentials.access_key_id == "ini-id"
