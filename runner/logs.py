@@ -44,7 +44,9 @@ class Redactor:
         return value
 
     def _field(self, name: str, value: Any) -> Any:
-        if SECRET_KEY.search(name) and value not in (None, ""):
+        # a number is never a secret: a count keyed by an error code such as
+        # SignatureDoesNotMatch or InvalidSecurityToken.Expired stays readable
+        if SECRET_KEY.search(name) and value not in (None, "") and not _number(value):
             return REDACTED
         return self._scrub(value)
 
@@ -54,6 +56,10 @@ class Redactor:
         for name in list(event_dict):
             event_dict[name] = self._field(name, event_dict[name])
         return event_dict
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float)
 
 
 REDACTOR = Redactor()

@@ -34,12 +34,15 @@ def secret_forms(secret: str) -> set[str]:
 
 
 def mask(text: str, forms: Iterable[str]) -> str:
-    """`text` with every one of `forms` replaced by the redaction mark, longest first (a form may
-    hold a shorter one: a secret ending in a backslash is the start of its JSON-escaped form)."""
-    for form in sorted(forms, key=len, reverse=True):
-        if form and form in text:
-            text = text.replace(form, REDACTED)
-    return text
+    """`text` with every one of `forms` replaced by the redaction mark, in one pass and longest
+    first (a form may hold a shorter one: a secret ending in a backslash is the start of its
+    JSON-escaped form), so that no mark already put is masked again."""
+    found = sorted({form for form in forms if form and form in text}, key=len, reverse=True)
+    if not found:
+        return text
+    if len(found) == 1:
+        return text.replace(found[0], REDACTED)
+    return re.sub("|".join(map(re.escape, found)), REDACTED, text)
 
 
 def scrub_url_secrets(text: str) -> str:

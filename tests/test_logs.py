@@ -134,3 +134,21 @@ def test_a_form_holding_a_shorter_one_is_masked_whole() -> None:
     redactor = logs.Redactor([secret])
     event = redactor(None, "info", {"event": "x", "note": "<ab\\\\>"})
     assert event["note"] == "<[redacted]>"
+
+
+def test_short_secrets_never_mask_inside_a_mark_already_put() -> None:
+    """Every secret is masked in one pass: a one-letter secret that also occurs in the word
+    "redacted" leaves the marks of the others whole."""
+    redactor = logs.Redactor(["s", "t", "a-longer-secret"])
+    event = redactor(None, "info", {"event": "x", "note": "a-longer-secret then s and t"})
+    assert event["note"] == "[redacted] [redacted]hen [redacted] and [redacted]"
+
+
+def test_counts_keyed_by_a_credential_error_code_stay_readable() -> None:
+    """A count is never a secret: the run's errors by code keep SignatureDoesNotMatch's and
+    InvalidSecurityToken.Expired's counts, while a text under such a name is still masked."""
+    redactor = logs.Redactor()
+    errors = {"SignatureDoesNotMatch": 3, "InvalidSecurityToken.Expired": 1.0, "Throttling": 2}
+    event = redactor(None, "info", {"event": "x", "request_errors": errors, "token": "abc"})
+    assert event["request_errors"] == errors
+    assert event["token"] == "[redacted]"
