@@ -15,6 +15,7 @@ from typing import Any
 from runner.journal_ops import (
     ATTEMPT_COLUMNS,
     BY_KEY,
+    LOOKUPS,
     JournalDataError,
     JournalError,
     Op,
@@ -90,6 +91,7 @@ _COUNTED = "attempts = attempts + 1"  # RecordAttempt's change to its task
 _UPDATES: dict[str, str] = {}  # SET clause -> its UPDATE (changes_of has a few fixed clauses)
 _UPDATES_COUNTED: dict[str, str] = {}  # the same, with the attempt just before counted
 _COUNTED_SQL = f"UPDATE tasks SET {_COUNTED}, updated_at = ? {BY_KEY}"  # an attempt alone
+_LOOKUP_SQL = f"UPDATE tasks SET {_COUNTED} {BY_KEY}"  # a lookup alone: updated_at kept
 # the order of a round's statements: a task inserted, then rows changed, then history appended
 _INSERT, _UPDATE, _APPEND = 0, 1, 2
 
@@ -176,7 +178,7 @@ def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> No
     module's errors for a value it cannot bind (DATA_ERRORS) through."""
     rounds: dict[tuple[str, int, str], int] = {}  # by task, as plain tuples (hashed in C)
     steps: dict[tuple[int, int, str | Insert], list[tuple[Any, ...]]] = {}
-    counted: tuple[int, tuple[str, int, str], tuple[Any, ...]] | None = None
+    counted: tuple[int, tuple[str, int, str], tuple[Any, ...], bool] | None = None
     for op in ops:
         cls = type(op)  # the op classes are final: a type test, not isinstance, per op
         key = op.spec.key if isinstance(op, Register) else op.key
@@ -184,16 +186,14 @@ def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> No
         turn = rounds.get(where, 0)
         rounds[where] = turn + 1
         if counted is not None and (counted[1] != where or cls is RecordAttempt or cls is Register):
-            at, alone, history = counted  # counted on its own
-            steps.setdefault((at, _UPDATE, _COUNTED_SQL), []).append((now, *alone))
-            steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
+            _count_alone(steps, counted, now)
             counted = None
         if type(op) is Register:
             args = register_args(op.spec, now, op.spec.profile)
             steps.setdefault((turn, _INSERT, _INSERT_TASK), []).append(args)
             continue
         if type(op) is RecordAttempt:
-            counted = (turn, where, _history(op, where, now))
+            counted = (turn, where, _history(op, where, now), op.action in LOOKUPS)
             continue
         sets, values = changes_of(op)
         if counted is not None:  # the same task's attempt, just before: one UPDATE for both
@@ -204,14 +204,28 @@ def apply_grouped(conn: sqlite3.Connection, ops: Sequence[Op], now: float) -> No
             sql = _update(sets)
         steps.setdefault((turn, _UPDATE, sql), []).append((*values, now, *where))
     if counted is not None:
-        at, alone, history = counted
-        steps.setdefault((at, _UPDATE, _COUNTED_SQL), []).append((now, *alone))
-        steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
+        _count_alone(steps, counted, now)
     for (_, _kind, statement), rows in sorted(steps.items(), key=lambda step: step[0][:2]):
         if isinstance(statement, Insert):
             statement.run(conn, rows)
         elif conn.executemany(statement, rows).rowcount != len(rows):  # an UPDATE of each row
             _refuse_unknown(conn, rows)
+
+
+def _count_alone(
+    steps: dict[tuple[int, int, str | Insert], list[tuple[Any, ...]]],
+    counted: tuple[int, tuple[str, int, str], tuple[Any, ...], bool],
+    now: float,
+) -> None:
+    """An attempt with no change of its task after it: counted, and appended to the history. A
+    lookup leaves updated_at alone: it is when the task's last send was heard of, from which a
+    rerun counts the visibility window (a rerun's lookups must not push it back)."""
+    at, where, history, lookup = counted
+    if lookup:
+        steps.setdefault((at, _UPDATE, _LOOKUP_SQL), []).append(where)
+    else:
+        steps.setdefault((at, _UPDATE, _COUNTED_SQL), []).append((now, *where))
+    steps.setdefault((at, _APPEND, _INSERT_ATTEMPT), []).append(history)
 
 
 def _refuse_unknown(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

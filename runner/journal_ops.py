@@ -187,6 +187,12 @@ class MarkDownloaded:
     path: str
 
 
+# The history labels of the reads that look a task up (runner.lookup's policies). Counted on
+# the task, they leave its updated_at as it was: a rerun's visibility window for a lost send
+# counts from when that send was last heard of, and lookups must not push it back.
+LOOKUPS = frozenset({"list", "summary"})
+
+
 # made for every request: not frozen, for speed; never changed once made (README, Design)
 @dataclass(slots=True)
 class RecordAttempt:
