@@ -16,10 +16,11 @@ from runner.commands.common import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
+    FINITE,
     ByteSize,
     ExitCode,
 )
-from runner.models import TaskState
+from runner.models import MAX_CONCURRENCY, TaskState
 from runner.text import printable
 
 JOURNAL = click.option(
@@ -49,8 +50,8 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--endpoint", help="With --online: replace every region's endpoint.")
 @click.option("--profile", help="With --online: the credentials profile of unnamed workspaces.")
-@click.option("--rate", type=float, default=5.0, show_default=True, help="With --online: reads/s.")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True)
+@click.option("--rate", type=FINITE, default=5.0, show_default=True, help="With --online: reads/s.")
+@click.option("--timeout", type=FINITE, default=DEFAULT_TIMEOUT, show_default=True)
 @click.option(
     "--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True
 )
@@ -78,15 +79,19 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
 @MANIFESTS
 @JOURNAL
 @click.option("--endpoint", help="Replace every region's endpoint (simulator or gateway).")
-@click.option("--rate", type=float, help="Write requests per second per account and region.")
+@click.option("--rate", type=FINITE, help="Write requests per second per account and region.")
 @click.option(
     "--read-rate",
-    type=float,
+    type=FINITE,
     help="Give reads their own bucket at this rate (Enterprise: 50). Default: reads share --rate.",
 )
-@click.option("--concurrency", type=int, help="Workers (requests in flight at most).")
 @click.option(
-    "--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, help="Per request, s."
+    "--concurrency",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    help="Workers (requests in flight at most).",
+)
+@click.option(
+    "--timeout", type=FINITE, default=DEFAULT_TIMEOUT, show_default=True, help="Per request, s."
 )
 @click.option(
     "--signature-version", type=click.Choice(["v3", "v1"]), default="v3", show_default=True
@@ -110,7 +115,8 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
     "--download",
     type=click.Path(file_okay=False, path_type=Path),
     metavar="DIR",
-    help="Save each package as DIR/<region>/<project_id>/<name>.zip (implies --wait).",
+    help="Save each package as DIR/<region>/<project_id>/<name>-<migration_id>.zip (implies"
+    " --wait).",
 )
 @click.option(
     "--import",
@@ -121,21 +127,21 @@ def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool)
 )
 @click.option(
     "--wait-timeout",
-    type=float,
+    type=FINITE,
     default=DEFAULT_WAIT_TIMEOUT,
     show_default=True,
     help="With --wait: how long to wait in all, s; unfinished tasks stay started (exit 1).",
 )
 @click.option(
     "--poll-interval",
-    type=float,
+    type=FINITE,
     default=DEFAULT_POLL_INTERVAL,
     show_default=True,
     help="With --wait: seconds between two status reads of a task.",
 )
 @click.option(
     "--visibility-window",
-    type=float,
+    type=FINITE,
     default=60.0,
     show_default=True,
     help="Seconds a create whose answer was lost may take to show; it is resent only after.",
@@ -217,19 +223,21 @@ def report(journal: Path, fmt: str) -> None:
     "--qps", "qps_limit", type=int, help="Requests per second per key before Throttling.User."
 )
 @click.option("--daily-quota", type=int, help="Calls per key per day before Throttling.Api.Risk.")
-@click.option("--error-rate", type=float, default=0.0, help="Share of writes answered 5xx.")
-@click.option("--timeout-rate", type=float, default=0.0, help="Share of writes applied, no answer.")
-@click.option("--reset-rate", type=float, default=0.0, help="Share of writes applied, then reset.")
+@click.option("--error-rate", type=FINITE, default=0.0, help="Share of writes answered 5xx.")
+@click.option(
+    "--timeout-rate", type=FINITE, default=0.0, help="Share of writes applied, no answer."
+)
+@click.option("--reset-rate", type=FINITE, default=0.0, help="Share of writes applied, then reset.")
 @click.option(
     "--applied-error-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     help="Share of writes applied, then answered 500.",
 )
 @click.option(
     "--hang",
     "hang_seconds",
-    type=float,
+    type=FINITE,
     default=30.0,
     show_default=True,
     help="How long a timeout fault holds, s.",
@@ -244,20 +252,20 @@ def report(journal: Path, fmt: str) -> None:
     is_flag=True,
     help="Accept a taken name again and count it (proves a client never creates twice).",
 )
-@click.option("--latency", type=float, default=0.0, help="Added latency per request, s.")
+@click.option("--latency", type=FINITE, default=0.0, help="Added latency per request, s.")
 @click.option(
     "--export-duration",
-    type=float,
+    type=FINITE,
     default=5.0,
     show_default=True,
     help="Seconds from StartMigration to the end of an export.",
 )
 @click.option(
-    "--export-failure-rate", type=float, default=0.0, help="Share of exports that end in error."
+    "--export-failure-rate", type=FINITE, default=0.0, help="Share of exports that end in error."
 )
 @click.option(
     "--download-ttl",
-    type=float,
+    type=FINITE,
     default=3600.0,
     show_default=True,
     help="Seconds a DownloadUrl stays valid.",
@@ -267,14 +275,14 @@ def report(journal: Path, fmt: str) -> None:
 )
 @click.option(
     "--apply-lag",
-    type=float,
+    type=FINITE,
     default=0.0,
     help="Seconds before an accepted create shows in reads and takes its name.",
 )
 @click.option("--max-page-size", type=int, help="ListMigrations serves at most this many a page.")
 @click.option(
     "--hostile-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     help="Share of API answers made malformed, oversized or lying (writes applied first in"
     " about half of them): deep nesting, NaN, bad ids, truncated, empty, arrays, HTML pages, bad"
@@ -282,42 +290,42 @@ def report(journal: Path, fmt: str) -> None:
 )
 @click.option(
     "--sts-ttl",
-    type=float,
+    type=FINITE,
     default=3600.0,
     show_default=True,
     help="Seconds a key from the simulated STS or credentials URI (/_sim/credentials) is accepted.",
 )
 @click.option(
     "--revoke-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     help="Share of those keys revoked at a random point of their life (refused as expired).",
 )
 @click.option(
     "--import-duration",
-    type=float,
+    type=FINITE,
     default=5.0,
     show_default=True,
     help="Seconds from StartMigration to the end of an import.",
 )
 @click.option(
-    "--import-failure-rate", type=float, default=0.0, help="Share of imports that end in error."
+    "--import-failure-rate", type=FINITE, default=0.0, help="Share of imports that end in error."
 )
 @click.option(
     "--import-partial-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     help="Share of imports that end PARTIAL_SUCCESS (FAILURE in ListMigrations).",
 )
 @click.option(
     "--upload-reset-rate",
-    type=float,
+    type=FINITE,
     default=0.0,
     help="Share of OSS package posts dropped once part of the file is in (nothing stored).",
 )
 @click.option(
     "--upload-policy-ttl",
-    type=float,
+    type=FINITE,
     default=3600.0,
     show_default=True,
     help="Seconds an AuthorizeFileUpload policy is accepted by the OSS post.",

@@ -17,7 +17,7 @@ from runner import manifest_events
 from runner.manifest_events import Events, Trail, is_list, is_mapping, is_text
 from runner.manifest_rules import NO_HINTS, Level, Rules
 from runner.manifest_yaml import Node, Pair, Problem, Sink, gc_paused
-from runner.models import ExportSpec, Manifest, Settings
+from runner.models import MAX_CONCURRENCY, ExportSpec, Manifest, Settings
 
 __all__ = ["ManifestError", "Problem", "expand_paths", "load_manifests"]
 
@@ -276,6 +276,11 @@ class _File:
             written = value_node.value
             if value <= 0:
                 sink.at(value_node, f"settings.{key} must be positive, got {written}")
+                continue
+            if key == "concurrency" and value > MAX_CONCURRENCY:
+                sink.at(
+                    value_node, f"settings.concurrency is at most {MAX_CONCURRENCY}, got {written}"
+                )
                 continue
             if key not in self.earlier:
                 self.settings[key] = (value, written, sink.site(value_node))

@@ -61,6 +61,9 @@ IMPORT_STATES = frozenset(
 # The fingerprint of a task adopted with --adopt-existing: made by someone else, with parameters
 # this runner never saw, so it can be neither matched against the manifest nor called drifted.
 ADOPTED_FINGERPRINT = "adopted"
+# workers (and connections) of a run at most, from --concurrency or settings.concurrency: far
+# above what any account's rate limit keeps busy, and each costs memory
+MAX_CONCURRENCY = 1024
 
 
 class Access(enum.StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import gc
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Protocol, Self, TypeVar
@@ -90,6 +90,8 @@ async def run_pool(
     """Hand every item to one of `concurrency` workers inside one task group; returns when all
     are handled. The workers draw from one shared iterator, so items are taken lazily, one per
     free worker, and an iterator is never held whole."""
+    if isinstance(items, Sized):  # no more workers than items: a worker costs memory
+        concurrency = min(concurrency, len(items))
     source = iter(items)
 
     async def worker() -> None:

@@ -327,3 +327,64 @@ def test_a_size_that_is_not_one_exits_2(text: str, tmp_path: Path) -> None:
     code, _, err = invoke("run", "m.yaml", "--max-package-size", text)
     assert code == 2
     assert "max-package-size" in err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--rate", "nan"),
+        ("--rate", "inf"),
+        ("--read-rate", "nan"),
+        ("--timeout", "inf"),
+        ("--wait", "--poll-interval", "nan"),
+        ("--wait", "--poll-interval", "inf"),
+        ("--wait-timeout", "nan"),
+        ("--visibility-window", "nan"),
+    ],
+)
+def test_a_number_flag_that_is_not_finite_exits_2(
+    files: tuple[Path, Path], tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    """nan and inf are refused before anything starts (nan passes every `> 0` check; inf
+    would overflow a timer or wait forever), naming the flag."""
+    journal = tmp_path / "j.db"
+    code, _, err = invoke("run", str(files[0]), "--journal", str(journal), *flags)
+    assert code == 2
+    assert "finite" in err
+    assert flags[-2] in err
+    assert not journal.exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "1025", "1000000"])
+def test_concurrency_out_of_bounds_exits_2(
+    files: tuple[Path, Path], tmp_path: Path, workers: str
+) -> None:
+    """--concurrency is 1 to 1024: a million workers would take gigabytes before one request."""
+    code, _, err = invoke(
+        "run", str(files[0]), "--journal", str(tmp_path / "j.db"), "--concurrency", workers
+    )
+    assert code == 2
+    assert "--concurrency" in err
+
+
+def test_a_request_made_in_code_refuses_nan_too(tmp_path: Path) -> None:
+    """RunRequest.check, which callers other than the CLI go through, refuses nan as well."""
+    from runner.commands.common import UsageError
+    from runner.commands.run_request import RunRequest
+
+    for request in (
+        RunRequest(manifests=("m.yaml",), journal=tmp_path / "j.db", rate=float("nan")),
+        RunRequest(manifests=("m.yaml",), journal=tmp_path / "j.db", poll_interval=float("inf")),
+        RunRequest(manifests=("m.yaml",), journal=tmp_path / "j.db", concurrency=5000),
+    ):
+        with pytest.raises(UsageError):
+            request.check()
+
+
+def test_settings_concurrency_above_the_bound_is_a_manifest_problem(tmp_path: Path) -> None:
+    """settings.concurrency above 1024 is reported at its line, as every manifest problem."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(GOOD + "settings:\n  concurrency: 1000000000\n")
+    code, _, err = invoke("validate", str(manifest))
+    assert code == 2
+    assert f"{manifest}:12:16: settings.concurrency is at most 1024" in err

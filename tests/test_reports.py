@@ -434,3 +434,24 @@ def test_status_masks_the_download_url_signature(journal: Path) -> None:
     assert "abc%2Bdef" not in table.getvalue()
     assert "LTAI5tExample" not in table.getvalue()
     assert "9 tasks" in table.getvalue()
+
+
+def test_a_table_written_to_a_pipe_keeps_each_task_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runner status | grep NAME` finds every task: off a terminal the table is not wrapped at
+    80 columns, however long the name and the error; COLUMNS, when set, still rules."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    long_name = TaskKey("cn-shanghai", 101, "quarterly-sales-backup-of-the-finance-workspace")
+    message = "the workspace is not reachable with this key: ask its owner for the role"
+    path = write_journal(
+        tmp_path / "j.db", [MarkFailed(long_name, "Forbidden", message, "req-1")], long_name
+    )
+    _, out, _ = invoke("status", "--journal", str(path))
+    lines = [line for line in out.splitlines() if long_name.name in line]
+    assert len(lines) == 1
+    assert message in lines[0]
+    assert "Forbidden" in lines[0]
+    monkeypatch.setenv("COLUMNS", "80")
+    _, out, _ = invoke("status", "--journal", str(path))
+    assert max(len(line) for line in out.splitlines()) <= 80

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from runner.text import printable
 DEFAULT_JOURNAL = Path(".runner") / "journal.db"
 DEFAULT_RATE = 5.0  # the Basic edition's limit: safe everywhere; `rate:` raises it
 DEFAULT_CONCURRENCY = 16
+UNWRAPPED_WIDTH = 10_000  # a table written to a pipe or a file is this wide at most, not wrapped
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_WAIT_TIMEOUT = 3600.0  # --wait: how long to wait for the exports, in all
 DEFAULT_POLL_INTERVAL = 10.0  # --wait: seconds between two status reads of a task
@@ -46,6 +49,27 @@ def parse_size(text: str) -> int:
     return int(number) * SIZE_UNITS[unit]
 
 
+class FiniteFloat(click.ParamType[float]):
+    """A float that is a number: nan and inf are refused (every comparison with nan is false,
+    so a `> 0` check would let it through)."""
+
+    name = "float"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+
 class ByteSize(click.ParamType[int]):
     """A size in bytes, given as 123, 500M, 4G (binary units)."""
 
@@ -69,7 +93,13 @@ class ManifestInvalid(UsageError):
 
 
 def stdout() -> Console:
-    return Console(file=sys.stdout, soft_wrap=True)
+    """The console reports are printed on. On a terminal, its width; written to a pipe or a
+    file (grep, a CI log), tables are not wrapped at 80 columns, so each task stays one line
+    (COLUMNS, when set, still rules)."""
+    console = Console(file=sys.stdout, soft_wrap=True)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = UNWRAPPED_WIDTH
+    return console
 
 
 def stderr() -> Console:

@@ -3,6 +3,7 @@ folder, the phases' options); invalid values refused before anything is sent."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from runner.commands.common import (
 from runner.dataworks.client import SignatureVersion
 from runner.dataworks.download import DEFAULT_MAX_PACKAGE
 from runner.engine import PhaseOptions
+from runner.models import MAX_CONCURRENCY
 from runner.phases import Stage
 from runner.phases.create import DEFAULT_VISIBILITY_WINDOW
 
@@ -84,11 +86,20 @@ class RunRequest:
     def check(self) -> None:
         """Refuse values no run can use (UsageError): nothing is sent."""
         positive = {"--rate": self.rate, "--read-rate": self.read_rate, "--timeout": self.timeout}
+        numbers = {
+            **positive,
+            "--wait-timeout": self.wait_timeout,
+            "--visibility-window": self.visibility_window,
+            "--poll-interval": self.poll_interval,
+        }
+        for flag, value in numbers.items():  # nan passes every comparison below
+            if value is not None and not math.isfinite(value):
+                raise UsageError(f"{flag} must be a finite number")
         for flag, value in positive.items():
             if value is not None and value <= 0:
                 raise UsageError(f"{flag} must be > 0")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise UsageError("--concurrency must be >= 1")
+        if self.concurrency is not None and not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"--concurrency must be from 1 to {MAX_CONCURRENCY}")
         if self.wait_timeout < 0:
             raise UsageError("--wait-timeout must be >= 0")
         if self.visibility_window < 0:
