@@ -109,6 +109,35 @@ def _sqlite_errors(path: Path, doing: str) -> Iterator[None]:
         raise JournalError(f"journal {path}: {doing}: {exc}") from exc
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A journal in a folder this user cannot write (an archive, a
+    read-only mount) cannot be read through the write-ahead log's shared memory, which SQLite
+    must create beside it: it is then read as an immutable file, which is right only when its
+    write-ahead log holds nothing (a run that ended closed it so); else it is refused."""
+    uri = path.resolve().as_uri()
+    with _sqlite_errors(path, "cannot open"):
+        conn = sqlite3.connect(
+            uri + "?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+    try:
+        conn.execute("PRAGMA user_version").fetchone()  # the shared memory is made here
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise JournalError(f"journal {path}: cannot read: {exc}") from exc
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise JournalError(
+            f"journal {path}: its folder is read-only and its write-ahead log {wal.name} holds"
+            " changes not yet in the journal: copy both files to a folder you can write"
+        )
+    with _sqlite_errors(path, "cannot open"):
+        return sqlite3.connect(
+            uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None
+        )
+
+
 @contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
@@ -212,9 +241,7 @@ class Journal:
         except UnsafeFileError as exc:
             raise JournalError(exc.strerror) from None
         check_side_files(path)
-        uri = path.resolve().as_uri() + "?mode=ro"
-        with _sqlite_errors(path, "cannot open"):
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn = _connect_readonly(path)
         journal = cls(path, conn, None, time.time)
         with journal._close_on_error(), _sqlite_errors(path, "cannot read"):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

@@ -61,6 +61,8 @@ def private(path: Path, what: str) -> int:
         return open_private(path, os.O_RDWR | os.O_CREAT, what=what)
     except UnsafeFileError as exc:
         raise JournalError(exc.strerror) from None
+    except OSError as exc:  # a read-only file system, a file made immutable, no permission
+        raise JournalError(f"cannot write the {what} {path}: {exc.strerror}") from None
 
 
 # The files SQLite opens by name next to the journal (WAL mode, and a rollback journal).

@@ -4,8 +4,10 @@ could change them."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +121,77 @@ def test_a_run_on_a_foreign_journal_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 2
     assert "written by group or others" in result.stderr
+
+
+def test_a_journal_that_cannot_be_written_is_named_with_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal on a read-only file system (or made immutable) is refused as such, exit 2 with
+    nothing sent, not reported as a run stopped halfway."""
+    from click.testing import CliRunner
+
+    from runner import files
+    from runner.cli import cli
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "version: 1\ndefaults:\n  region: cn-shanghai\n  name: t\n"
+        "workspaces:\n  - project_id: 101\n"
+    )
+    path = tmp_path / "j.db"
+    real_open = os.open
+
+    def read_only(name: object, flags: int, mode: int = 0o777) -> int:
+        if str(name).startswith(str(path)) and flags & (os.O_RDWR | os.O_WRONLY):
+            raise OSError(30, "Read-only file system")
+        return real_open(name, flags, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files.os, "open", read_only)
+    with pytest.raises(JournalError, match=r"cannot write the journal lock .*Read-only file"):
+        Journal.open(path)
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
+    args = ["run", str(manifest), "--journal", str(path), "--endpoint", "http://127.0.0.1:1"]
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 2
+    assert "Read-only file system" in result.stderr
+    assert "rerun" not in result.stderr
+
+
+class _NoSharedMemory:
+    """A read-only connection as SQLite gives it in a folder it cannot write: it opens, and
+    fails at the first read, when it must create the -shm file."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, *args: object) -> sqlite3.Cursor:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def test_a_journal_in_a_read_only_folder_can_still_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archived journal on read-only media is read (status, report, plan) when its
+    write-ahead log is empty, and refused with the way out when the log holds changes."""
+    from runner.journal import Register
+    from runner.models import ExportSpec, TaskKey
+
+    path = tmp_path / "j.db"
+    with Journal.open(path) as journal:
+        journal.apply([Register(ExportSpec(TaskKey("cn-shanghai", 101, "t")))])
+    real_connect = sqlite3.connect
+
+    def connect(database: str, **kwargs: Any) -> Any:
+        conn = real_connect(database, **kwargs)
+        return conn if "immutable=1" in database else _NoSharedMemory(conn)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    monkeypatch.setattr(os, "access", lambda *_: False)
+    with Journal.open_readonly(path) as journal:
+        assert [str(row.key) for row in journal.rows()] == ["cn-shanghai/101/t"]
+    path.with_name("j.db-wal").write_bytes(b"not yet checkpointed")
+    with pytest.raises(JournalError, match=r"write-ahead log j\.db-wal holds changes"):
+        Journal.open_readonly(path)
