@@ -122,9 +122,9 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA user_version").fetchone()  # the shared memory is made here
         return conn
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:
         conn.close()
-        if os.access(path.parent, os.W_OK):
+        if not isinstance(exc, sqlite3.OperationalError) or os.access(path.parent, os.W_OK):
             raise JournalError(f"journal {path}: cannot read: {exc}") from exc
     wal = path.with_name(path.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:

@@ -130,7 +130,6 @@ def test_a_journal_that_cannot_be_written_is_named_with_why(
     nothing sent, not reported as a run stopped halfway."""
     from click.testing import CliRunner
 
-    from runner import files
     from runner.cli import cli
 
     manifest = tmp_path / "m.yaml"
@@ -146,7 +145,7 @@ def test_a_journal_that_cannot_be_written_is_named_with_why(
             raise OSError(30, "Read-only file system")
         return real_open(name, flags, mode)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(files.os, "open", read_only)
+    monkeypatch.setattr(os, "open", read_only)
     with pytest.raises(JournalError, match=r"cannot write the journal lock .*Read-only file"):
         Journal.open(path)
     env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
