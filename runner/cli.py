@@ -68,11 +68,17 @@ def validate(manifests: tuple[str, ...], online: bool, **probe: Any) -> None:
 @JOURNAL
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--only-failed", is_flag=True, help="Plan only the tasks that failed before.")
-def plan(manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool) -> None:
+@click.option(
+    "--profile", help="The profile the run would take (as run's): drift is judged against it."
+)
+def plan(
+    manifests: tuple[str, ...], journal: Path, fmt: str, only_failed: bool, profile: str | None
+) -> None:
     """Show what a run would do, per task and in totals; sends nothing."""
     from runner.commands import plan as command
 
-    sys.exit(command.execute(manifests, journal, fmt=fmt, only_failed=only_failed))
+    code = command.execute(manifests, journal, fmt=fmt, only_failed=only_failed, profile=profile)
+    sys.exit(code)
 
 
 @cli.command()

@@ -72,12 +72,16 @@ def decide(
     *,
     only_failed: bool = False,
     default_profile: str | None = None,
+    unnamed_default: bool = False,
 ) -> Action:
     """The action for one task, given its journal row (None when the journal never saw it).
-    `default_profile` is the run's profile, for tasks whose workspace names none."""
+    `default_profile` is the run's profile, for tasks whose workspace names none; with
+    `unnamed_default` (it was named by ALIBABA_CLOUD_PROFILE, which older runs did not record)
+    a row sent with no profile name is taken as sent with it."""
     if row is not None and row.create_sent:
         profile = spec.profile or default_profile
-        if row.profile != profile:
+        legacy = unnamed_default and row.profile is None and spec.profile is None
+        if row.profile != profile and not legacy:
             # another account may not see, or may remake, what the first one made: not mixed
             return Action(
                 ActionKind.DRIFTED,
@@ -196,10 +200,17 @@ def plan_in_order(
     *,
     only_failed: bool = False,
     default_profile: str | None = None,
+    unnamed_default: bool = False,
 ) -> Iterator[Action]:
     """The actions for `specs`, in key order, given the journal's rows in key order."""
     for spec, row in pair_in_order(specs, rows):
-        yield decide(spec, row, only_failed=only_failed, default_profile=default_profile)
+        yield decide(
+            spec,
+            row,
+            only_failed=only_failed,
+            default_profile=default_profile,
+            unnamed_default=unnamed_default,
+        )
 
 
 def make_plan(
@@ -208,10 +219,17 @@ def make_plan(
     *,
     only_failed: bool = False,
     default_profile: str | None = None,
+    unnamed_default: bool = False,
 ) -> Plan:
     return Plan(
         tuple(
-            decide(s, rows.get(s.key), only_failed=only_failed, default_profile=default_profile)
+            decide(
+                s,
+                rows.get(s.key),
+                only_failed=only_failed,
+                default_profile=default_profile,
+                unnamed_default=unnamed_default,
+            )
             for s in specs
         )
     )

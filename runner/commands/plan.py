@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from runner import reports
 from runner.commands.common import ExitCode, load_or_report, stdout
+from runner.dataworks.sources import default_profile
 from runner.journal import Journal, JournalError, TaskRow
 from runner.models import TaskKey
 from runner.plan import listed_first, make_plan
@@ -23,7 +25,12 @@ def read_rows(journal: Path) -> dict[TaskKey, TaskRow]:
 
 
 def execute(
-    paths: Sequence[str], journal: Path, *, fmt: str = "table", only_failed: bool = False
+    paths: Sequence[str],
+    journal: Path,
+    *,
+    fmt: str = "table",
+    only_failed: bool = False,
+    profile: str | None = None,
 ) -> ExitCode:
     manifest = load_or_report(paths)
     if manifest is None:
@@ -33,7 +40,15 @@ def execute(
     except JournalError as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
-    plan = make_plan(manifest.specs, rows, only_failed=only_failed)
+    # the default profile as a run names it (--profile, else ALIBABA_CLOUD_PROFILE)
+    default, unnamed = default_profile(profile, environ=os.environ)
+    plan = make_plan(
+        manifest.specs,
+        rows,
+        only_failed=only_failed,
+        default_profile=default,
+        unnamed_default=unnamed,
+    )
     sent = {(k.region, k.project_id) for k, row in rows.items() if row.create_sent}
     listed = listed_first(plan.actions, sent)
     steps = [next_step(a.spec, rows.get(a.spec.key)) for a in plan.actions]

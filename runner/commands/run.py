@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -29,8 +30,9 @@ from runner.dataworks.credentials import Credentials, CredentialsError, NotFound
 from runner.dataworks.download import Downloader
 from runner.dataworks.endpoints import EndpointError, Endpoints
 from runner.dataworks.identity import KeyRing, describe
-from runner.dataworks.keys import KeyProvider
+from runner.dataworks.keys import KeyProvider, NoKeys
 from runner.dataworks.oss import AiohttpUploader
+from runner.dataworks.sources import default_profile
 from runner.dataworks.transport import AiohttpDownloader, AiohttpTransport, Transport
 from runner.dataworks.upload import Uploader
 from runner.engine import RunStats, run_phases
@@ -54,8 +56,9 @@ class CredentialsUnavailable(Exception):
 
 def _prepare(
     request: RunRequest, credentials: object, profiles: Mapping[str, object]
-) -> tuple[Manifest, Endpoints, list[str]]:
-    """The manifest, the endpoints and the profiles the manifest names; where each profile's
+) -> tuple[Manifest, Endpoints, list[str], bool]:
+    """The manifest, the endpoints, the profiles the manifest names, and whether some workspace
+    is reached with the default credentials (none names its profile); where each profile's
     credentials come from is logged, without the network (`credentials` and `profiles` stand in
     for resolving them, in tests)."""
     request.check()
@@ -64,15 +67,12 @@ def _prepare(
         raise ManifestInvalid("invalid manifest")
     try:
         endpoints = Endpoints(request.endpoint)
-        names = sorted(
-            {spec.profile for spec in manifest.specs if spec.profile}
-            | {
-                spec.import_into.profile
-                for spec in manifest.specs
-                if spec.import_into is not None and spec.import_into.profile
-            }
-        )
-        if credentials is None:
+        used = {spec.profile for spec in manifest.specs} | {
+            spec.import_into.profile for spec in manifest.specs if spec.import_into is not None
+        }
+        names = sorted(name for name in used if name)
+        needs_default = None in used
+        if credentials is None and needs_default:
             log.info("credentials", source=describe(request.profile))  # no network yet
         for name in names:
             if name not in profiles:
@@ -82,7 +82,7 @@ def _prepare(
                     raise CredentialsError(f"profile {name!r} of the manifest: {error}") from None
     except (EndpointError, CredentialsError) as error:
         raise UsageError(str(error)) from error
-    return manifest, endpoints, names
+    return manifest, endpoints, names, needs_default
 
 
 async def _keys(ring: KeyRing, profile: str | None) -> KeyProvider:
@@ -106,7 +106,15 @@ async def run(
     profiles: Mapping[str, Credentials | KeyProvider] | None = None,
 ) -> RunResult:
     """One run, start to end. Raises UsageError before anything is sent."""
-    manifest, endpoints, names = _prepare(request, credentials, profiles or {})
+    manifest, endpoints, names, needs_default = _prepare(request, credentials, profiles or {})
+    # the default profile by name, as the journal records it: --profile, or the
+    # ALIBABA_CLOUD_PROFILE the chain takes it from (`unnamed`: a row from before, with no name
+    # for it, is its too)
+    default_name, unnamed = (
+        default_profile(request.profile, environ=os.environ)
+        if credentials is None
+        else (request.profile, False)
+    )
     for given in (credentials, *(profiles or {}).values()):
         if isinstance(given, Credentials):
             REDACTOR.add(given.access_key_secret, given.security_token)
@@ -119,18 +127,20 @@ async def run(
     started = time.monotonic()
     try:
         fresh = not any(journal.counts().values())  # a first run: every row registered new
-        journal.register(manifest.specs, default_profile=request.profile)
+        journal.register(manifest.specs, default_profile=default_name)
         sending, totals = _plan(
             manifest,
             journal,
             only_failed=request.only_failed,
-            default_profile=request.profile,
+            default_profile=default_name,
+            unnamed_default=unnamed,
             fresh=fresh,
         )
         sent_workspaces = journal.sent_workspaces()
         log.info("plan", tasks=len(manifest.specs), rate=rate, concurrency=concurrency, **totals)
 
-        reachable = {request.profile, *names}  # profiles this run has a client for
+        # the profiles this run has a client for
+        reachable = {default_name, *names} | ({None} if unnamed else set())
 
         def lifecycle_tasks() -> list[LifecycleTask]:
             rows = journal.row_map()  # every create of this run is committed by now
@@ -178,7 +188,12 @@ async def run(
                     timeout=request.timeout,
                 )
 
-            default = client_of(credentials or await _keys(ring, request.profile))
+            if credentials is not None:
+                default = client_of(credentials)
+            elif needs_default:
+                default = client_of(await _keys(ring, default_name))
+            else:  # every workspace names its profile: the default chain is never asked
+                default = client_of(NoKeys("every workspace of the manifest names its profile"))
             named = {
                 name: client_of((profiles or {}).get(name) or await _keys(ring, name))
                 for name in names
@@ -191,7 +206,7 @@ async def run(
                 RateLimiter(clock, write_rate=rate, read_rate=request.read_rate),
                 clock,
                 rng=random.Random(request.seed),
-                clients={**({request.profile: default} if request.profile else {}), **named},
+                clients={**({default_name: default} if default_name else {}), **named},
             )
 
             def progress(phase: str, total: int) -> PhaseProgress:
@@ -244,6 +259,7 @@ def _plan(
     *,
     only_failed: bool,
     default_profile: str | None,
+    unnamed_default: bool = False,
     fresh: bool = False,
 ) -> tuple[list[Action], dict[str, int]]:
     """The actions that send, and the totals of every kind; drifted tasks are logged. Rows are
@@ -254,7 +270,11 @@ def _plan(
     totals = dict.fromkeys((kind.value for kind in ActionKind), 0)
     rows: Iterable[TaskRow] = () if fresh else journal.iter_rows()
     planned = plan_in_order(
-        manifest.specs, rows, only_failed=only_failed, default_profile=default_profile
+        manifest.specs,
+        rows,
+        only_failed=only_failed,
+        default_profile=default_profile,
+        unnamed_default=unnamed_default,
     )
     for action in planned:
         totals[action.kind.value] += 1

@@ -102,6 +102,27 @@ class StaticKeys:
         return False
 
 
+class NoKeys:
+    """No key at all: the default identity of a run whose every workspace names its profile.
+    Never asked for one; if it were, the request fails as without credentials (nothing sent)."""
+
+    def __init__(self, why: str) -> None:
+        self._why = why
+
+    @property
+    def account(self) -> str:
+        return "(no default credentials)"
+
+    async def current(self) -> Credentials:
+        raise CredentialsError(f"no default credentials were resolved: {self._why}")
+
+    def ready(self) -> Credentials | None:
+        return None
+
+    def invalidate(self, access_key_id: str) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """When a key is due for refresh and until when it may sign."""

@@ -85,6 +85,7 @@ __all__ = [
     "Role",
     "Static",
     "account_of",
+    "default_profile",
     "find",
 ]
 
@@ -133,6 +134,24 @@ def find(
     if machine:
         return tuple(machine), tuple(tried)
     raise NotFound(f"no credentials found; looked in: {', '.join(tried)}")
+
+
+def default_profile(profile: str | None, *, environ: Mapping[str, str]) -> tuple[str | None, bool]:
+    """The profile a run's default identity is taken from by name, as `find` takes it:
+    `profile` (--profile), else ALIBABA_CLOUD_PROFILE unless the environment holds a key of its
+    own (which comes first); None when no name decides. The flag is true when the name came
+    from ALIBABA_CLOUD_PROFILE (journals made before it was recorded hold no name for it)."""
+    if profile:
+        return profile, False
+    named = environ.get(ENV_PROFILE, "").strip()
+    if not named:
+        return None, False
+    try:
+        if _from_env(environ) or _from_oidc_env(environ):
+            return None, False
+    except CredentialsError:  # half a key: resolving the credentials says so
+        return None, False
+    return named, True
 
 
 # --- the environment --------------------------------------------------------------------------
