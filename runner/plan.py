@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,45 @@ class Plan:
 
 
 SENDING = frozenset({ActionKind.CREATE, ActionKind.RECONCILE, ActionKind.RETRY})
+
+
+# a fingerprint's parameters, as ExportSpec.fingerprint writes them, by their manifest names
+_FIELDS = {
+    "Description": "description",
+    "ExportMode": "export_mode",
+    "ExportObjectStatus": "export_object_status",
+    "IncrementalSince": "incremental_since",
+}
+_PARAM = re.compile(r"(?:^|&)(Description|ExportMode|ExportObjectStatus|IncrementalSince)=")
+_SHOWN = 40  # characters of a value shown in a drift's reason
+
+
+def _params(fingerprint: str) -> dict[str, str]:
+    """The parameters of a fingerprint (a Description holding '&ExportMode=' may blur one:
+    the reason is only for reading)."""
+    head = fingerprint.split("&Name=", 1)[0]  # the name and project id end every fingerprint
+    marks = list(_PARAM.finditer(head))
+    ends = [mark.start() for mark in marks[1:]] + [len(head)]
+    return {mark[1]: head[mark.end() : end] for mark, end in zip(marks, ends, strict=True)}
+
+
+def _shown(value: str | None) -> str:
+    if value is None:
+        return "(none)"
+    return repr(value if len(value) <= _SHOWN else value[: _SHOWN - 1] + "…")
+
+
+def drift_reason(sent: str, now: str) -> str:
+    """Why a done task is drifted, naming each field that changed since it was sent."""
+    before, after = _params(sent), _params(now)
+    changed = [
+        f"{_FIELDS[name]} {_shown(before.get(name))} -> {_shown(after.get(name))}"
+        for name in _FIELDS
+        if before.get(name) != after.get(name)
+    ]
+    if not changed:
+        return "done, but the manifest now says otherwise"
+    return f"done, but the manifest now says otherwise: {'; '.join(changed)}"
 
 
 def decide(
@@ -132,8 +172,8 @@ def decide(
         # the export is made (an import that failed is the import leg's to retry)
         if row.fingerprint == ADOPTED_FINGERPRINT:
             return Action(ActionKind.SKIP, spec, f"already {row.state.value} (adopted)")
-        if row.fingerprint is not None and row.fingerprint != spec.fingerprint():
-            return Action(ActionKind.DRIFTED, spec, "done, but the manifest now says otherwise")
+        if row.fingerprint is not None and row.fingerprint != (now := spec.fingerprint()):
+            return Action(ActionKind.DRIFTED, spec, drift_reason(row.fingerprint, now))
         return Action(ActionKind.SKIP, spec, f"already {row.state.value}")
     raise ValueError(f"unknown state {row.state!r}")  # pragma: no cover
 

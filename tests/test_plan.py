@@ -57,6 +57,30 @@ def test_drift_is_reported_not_sent() -> None:
     assert plan.to_send() == ()
 
 
+def test_a_drift_names_each_field_that_changed_with_both_values() -> None:
+    """The reason says which fields differ from what was sent, and how: a changed mode and
+    since, a description added; a field left alone is not named, a long value is cut."""
+    sent = ExportSpec(SPEC.key, description="a & b=c", export_object_status=ObjectStatus.SAVED)
+    now = ExportSpec(
+        SPEC.key,
+        ExportMode.INCREMENTAL,
+        ObjectStatus.SAVED,
+        "a & b=c",
+        incremental_since=1_600_000_000_000,
+    )
+    reason = make_plan([now], {SPEC.key: Row(TaskState.CREATED, sent.fingerprint())}).actions[0]
+    assert reason.kind is ActionKind.DRIFTED
+    assert reason.reason == (
+        "done, but the manifest now says otherwise: export_mode 'FULL' -> 'INCREMENTAL';"
+        " incremental_since (none) -> '1600000000000'"
+    )
+    longer = ExportSpec(SPEC.key, description="x" * 100)
+    action = make_plan([longer], {SPEC.key: Row(TaskState.CREATED, SPEC.fingerprint())}).actions[0]
+    assert action.reason == (
+        f"done, but the manifest now says otherwise: description (none) -> '{'x' * 39}…'"
+    )
+
+
 def test_only_failed_skips_everything_else() -> None:
     """--only-failed sends retries and reconciles, never new creates."""
     a, b, c = (ExportSpec(TaskKey("r", 2, n)) for n in "abc")
