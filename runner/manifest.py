@@ -38,8 +38,9 @@ class ManifestError(Exception):
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, and the *.yaml / *.yml files directly inside folders (not recursive),
-    sorted by name; a path given twice is read once. Raises ManifestError for missing paths."""
+    """Files as given, and the *.yaml / *.yml files directly inside folders (not recursive,
+    not hidden ones, the suffix in any case), sorted by name; a path given twice is read once.
+    Raises ManifestError for missing paths."""
     problems: list[Problem] = []
     files = _expand(paths, problems)
     if problems:
@@ -67,7 +68,12 @@ def _expand(paths: Sequence[str | Path], problems: list[Problem]) -> list[Path]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            # hidden files (an editor's, or macOS's ._ copies on a shared drive) are left out
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() in (".yaml", ".yml") and not p.name.startswith(".")
+            )
             found = [p for p in found if p.is_file()]
             if not found:
                 problems.append(Problem(str(path), 1, 1, "folder has no .yaml or .yml files"))

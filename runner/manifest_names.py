@@ -101,10 +101,10 @@ def make_name(
         return None  # reported where the template is written
     if len(parts) == 1 and parts[0][1] is None:
         made = parts[0][0]
-    elif template.uses_label and ws.label is None:
+    elif template.uses_label and not ws.label:
+        has = "no label" if ws.label is None else "an empty label"
         sink.at(
-            site,
-            f"{key} template {template.text!r} uses {{label}}, but this workspace has no label",
+            site, f"{key} template {template.text!r} uses {{label}}, but this workspace has {has}"
         )
         return None
     elif ws.project_id is None or ws.region is None:

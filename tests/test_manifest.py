@@ -393,6 +393,13 @@ def test_label_placeholder_needs_a_label(tmp_path: Path) -> None:
     assert_problem(path, 4, 5, "uses {label}, but this workspace has no label")
 
 
+def test_label_placeholder_needs_a_label_that_is_not_empty(tmp_path: Path) -> None:
+    """An empty label is no label: `{label}-{project_id}` would make a name like `-10001`."""
+    workspace = ONE_WS[11:].replace("project_id: 10001", 'project_id: 10001\n    label: ""')
+    path = write(tmp_path, 'version: 1\ndefaults: {name: "{label}-{project_id}"}\n' + workspace)
+    assert_problem(path, 4, 5, "uses {label}, but this workspace has an empty label")
+
+
 @pytest.mark.parametrize(
     ("name", "fragment"),
     [
@@ -571,13 +578,14 @@ def test_problem_text() -> None:
 
 
 def test_expand_paths_folders(tmp_path: Path) -> None:
-    """A folder gives its *.yaml and *.yml files, sorted, not recursing; duplicates drop."""
-    for name in ("b.yml", "a.yaml", "c.txt", "sub/d.yaml"):
+    """A folder gives its *.yaml and *.yml files (the suffix in any case), sorted, not recursing
+    and not hidden ones (macOS's ._ copies); duplicates drop."""
+    for name in ("b.yml", "a.yaml", "c.txt", "sub/d.yaml", "._a.yaml", ".e.yml", "f.YAML"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("x")
     extra = tmp_path / "c.txt"
     files = expand_paths([tmp_path, tmp_path / "a.yaml", extra])
-    assert files == [tmp_path / "a.yaml", tmp_path / "b.yml", extra]
+    assert files == [tmp_path / "a.yaml", tmp_path / "b.yml", tmp_path / "f.YAML", extra]
 
 
 def test_expand_paths_problems(tmp_path: Path) -> None:
