@@ -21,6 +21,7 @@ from runner.commands.common import (
     ExitCode,
 )
 from runner.models import MAX_CONCURRENCY, TaskState
+from runner.signals import interrupt_on
 from runner.text import printable
 
 JOURNAL = click.option(
@@ -389,6 +390,7 @@ def disable_core_dumps() -> None:
 def main() -> None:
     disable_core_dumps()
     try:
+        interrupt_on()  # SIGTERM and SIGHUP as Ctrl-C (python -m runner comes here first)
         cli(standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("interrupted: tasks in flight stay recorded as such; rerun to go on", file=sys.stderr)

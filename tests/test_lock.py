@@ -91,5 +91,5 @@ def test_distribution_name_is_not_the_import_name() -> None:
     and the import package stay `runner`."""
     project = pyproject()["project"]
     assert project["name"] == "dataworks-runner"
-    assert project["scripts"] == {"runner": "runner.cli:main"}
+    assert project["scripts"] == {"runner": "runner.entry:main"}
     assert project["license"] == "Apache-2.0"

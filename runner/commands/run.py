@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import time
 from collections import Counter
@@ -44,6 +43,7 @@ from runner.phases.tasks import LifecycleTask
 from runner.plan import SENDING, interleaved, pair_in_order, plan_in_order
 from runner.pool import PhaseProgress, steady_gc
 from runner.ratelimit import RateLimiter
+from runner.signals import STOPPING, interrupt_on
 
 __all__ = ["RunRequest", "RunResult", "execute", "run", "summary_line"]
 
@@ -305,13 +305,13 @@ def _states(manifest: Manifest, journal: Journal) -> tuple[dict[str, int], int]:
 
 
 async def _until_terminated(work: Callable[[], Awaitable[RunStats]]) -> RunStats:
-    """Run `work`; SIGTERM ends it like Ctrl-C: workers are cancelled, journal writes in
-    progress are finished, tasks in flight stay recorded as such."""
+    """Run `work`; SIGTERM (or SIGHUP: the terminal closed) ends it like Ctrl-C: workers are
+    cancelled, journal writes in progress are finished, tasks in flight stay recorded as such."""
     terminated = anyio.Event()
     stats = RunStats()
 
     async def watch(scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*STOPPING) as signals:
             async for _ in signals:
                 terminated.set()
                 scope.cancel()
@@ -330,7 +330,10 @@ async def _until_terminated(work: Callable[[], Awaitable[RunStats]]) -> RunStats
 def execute(request: RunRequest) -> ExitCode:
     """The CLI entry: run and turn problems into exit codes."""
     try:
-        result = anyio.run(run, request)
+        try:
+            result = anyio.run(run, request)
+        finally:
+            interrupt_on()  # the loop left the signals it watched at their default action
     except ManifestInvalid:
         return ExitCode.USAGE
     except UsageError as error:

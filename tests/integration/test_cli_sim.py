@@ -166,6 +166,36 @@ def test_kill_9_mid_run_then_rerun_never_creates_twice(cli: Cli, sim: Sim, tmp_p
     assert_all_created(cli.status(), workload)
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_mid_run_stops_as_ctrl_c_does(
+    cli: Cli, sim: Sim, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """A run told to stop (a service manager's SIGTERM, a closed terminal's SIGHUP) cancels its
+    workers, keeps what it did, and exits 130 saying so; a rerun then ends the job, once each."""
+    workload = write_manifest(tmp_path / "big.yaml", workspaces=15, per_workspace=4)
+    background = cli.start_run(workload.path, sim.url, "--rate", "20", name="stopped")
+
+    def mid_run() -> bool:
+        assert background.proc.poll() is None, "the run ended before it could be stopped"
+        counts = journal_counts(cli.journal)
+        return counts is not None and counts["created"] >= 10
+
+    wait_for(mid_run, timeout=15, what="10 tasks created")
+    os.kill(background.proc.pid, stop)
+    assert background.proc.wait(timeout=10) == 130
+    _, err = background.output()
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    counts = journal_counts(cli.journal)
+    assert counts is not None
+    assert counts["created"] < workload.size, counts
+    rerun = cli.run(workload.path, sim.url, *FAST)
+    assert rerun.returncode == 0, rerun.stderr
+    stats = sim.stats()
+    assert stats["duplicates_created"] == 0
+    assert stats["creates_applied"] == workload.size
+
+
 def test_bad_manifest_exits_2_with_positions_and_sends_nothing(
     cli: Cli, sim: Sim, tmp_path: Path
 ) -> None:
