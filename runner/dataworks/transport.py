@@ -7,9 +7,12 @@ The client talks to a `Transport`; tests swap in a plain async function wrapped 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import stat
 import tempfile
+import time
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from runner.files import make_private_dirs
 MAX_ANSWER = 8 * 1024 * 1024  # bytes of an API answer, after decompression
 TOTAL_FACTOR = 30  # a package must arrive within this many per-read timeouts ...
 TOTAL_FLOOR = 600.0  # ... and never less than ten minutes
+STALE_PART_FLOOR = 120.0  # s a partial package file is left untouched before it is stale
 _KEPT = 64  # parsed URLs and timeouts a transport keeps
 
 
@@ -237,6 +241,19 @@ def transfer_failure(error: type[E], exc: BaseException, place: str, *, silent: 
     return error(text, retryable=True)
 
 
+def remove_stale_parts(dest: Path, *, idle: float) -> None:
+    """Remove the partial files of `dest` that a killed process left (SIGKILL, a power cut: no
+    `finally` ran), so that they do not fill the disk: those untouched for `idle` seconds. A
+    download in progress writes at least once per read timeout, or it stops; another run's
+    partial file of the same package, still being written, is left alone."""
+    cutoff = time.time() - idle
+    for part in dest.parent.glob(glob.escape(dest.name) + ".*.part"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            info = part.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                part.unlink()
+
+
 class AiohttpDownloader(OneSession):
     """Streams packages with one aiohttp session; errors mapped to DownloadError.
 
@@ -276,6 +293,7 @@ class AiohttpDownloader(OneSession):
         )
         try:
             make_private_dirs(dest.parent)  # 0700: the packages hold a workspace's code
+            remove_stale_parts(dest, idle=max(STALE_PART_FLOOR, 3 * timeout))
             self._check_room(dest.parent, 0)
             # a name of its own, so two runs saving into one folder never share a partial file
             handle, name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -177,6 +179,32 @@ async def test_a_cancelled_download_leaves_no_partial_file(base_url: str, tmp_pa
             await downloader.fetch(base_url + "/slow.zip", dest, 5.0)
     assert scope.cancelled_caught
     assert files_under(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_partial_file_a_killed_run_left_is_removed_by_the_next_download(
+    base_url: str, tmp_path: Path
+) -> None:
+    """A SIGKILLed download leaves its .part file (no `finally` runs); the next download of the
+    same package removes it once stale, and leaves alone one still being written, and other
+    packages' files."""
+    dest = tmp_path / "r" / "1" / "p.zip"
+    dest.parent.mkdir(parents=True)
+    stale = dest.parent / "p.zip.abc123.part"
+    fresh = dest.parent / "p.zip.def456.part"
+    other = dest.parent / "q.zip.abc123.part"
+    for part in (stale, fresh, other):
+        part.write_bytes(b"PK half a package")
+    long_ago = time.time() - 3600
+    for part in (stale, other):
+        os.utime(part, (long_ago, long_ago))
+    async with AiohttpDownloader(allow_loopback=True) as downloader:
+        await downloader.fetch(base_url + "/crc.zip", dest, 5.0)
+    assert sorted(p.name for p in dest.parent.iterdir()) == [
+        "p.zip",
+        "p.zip.def456.part",
+        "q.zip.abc123.part",
+    ]
 
 
 @pytest.mark.anyio
