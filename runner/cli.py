@@ -357,7 +357,9 @@ def sim(**options: Any) -> None:
     """Serve the DataWorks simulator on 127.0.0.1."""
     from runner.commands import sim as command
 
-    sys.exit(command.execute(command.SimOptions(**options)))
+    params = click.get_current_context().command.params
+    flags = {p.name: p.opts[0] for p in params if p.name and p.opts}
+    sys.exit(command.execute(command.SimOptions(**options), flags))
 
 
 @cli.command()

@@ -388,3 +388,20 @@ def test_settings_concurrency_above_the_bound_is_a_manifest_problem(tmp_path: Pa
     code, _, err = invoke("validate", str(manifest))
     assert code == 2
     assert f"{manifest}:12:16: settings.concurrency is at most 1024" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "told"),
+    [
+        (("--qps", "0"), "--qps must be at least 1"),
+        (("--max-page-size", "7"), "--max-page-size must be within [10, 100]"),
+        (("--hang", "-1"), "--hang"),
+    ],
+)
+def test_sim_refuses_a_bad_value_naming_the_flag(flags: tuple[str, str], told: str) -> None:
+    """A simulator setting out of range exits 2 naming the flag typed, not a field name."""
+    code, _, err = invoke("sim", *flags)
+    assert code == 2
+    assert told in err
+    assert "qps_limit" not in err
+    assert "hang_seconds" not in err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runner.commands.common import ExitCode
@@ -95,11 +97,16 @@ class SimOptions:
         )
 
 
-def execute(options: SimOptions) -> ExitCode:
+def execute(options: SimOptions, flags: Mapping[str, str] | None = None) -> ExitCode:
+    """Serve until stopped. `flags` names each option's flag by its field (qps_limit: --qps),
+    so that a refused value is told by the flag the operator typed."""
     try:
         config = options.config()
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = str(error)
+        for field, flag in (flags or {}).items():
+            message = re.sub(rf"\b{re.escape(field)}\b", flag, message)
+        print(f"error: {message}", file=sys.stderr)
         return ExitCode.USAGE
     print(f"simulator accepting keys: {', '.join(config.keys)}", file=sys.stderr)
     try:

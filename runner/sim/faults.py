@@ -72,8 +72,10 @@ class Faults:
             raise ValueError("daily_quota must not be negative")
         if min(self.latency, self.latency_jitter, self.hang_seconds, self.apply_lag) < 0:
             raise ValueError("latency, latency_jitter, hang_seconds and apply_lag must be >= 0")
-        if self.max_page_size is not None and self.max_page_size < 1:
-            raise ValueError("max_page_size must be at least 1")
+        if self.max_page_size is not None and not 10 <= self.max_page_size <= 100:
+            # the service takes a PageSize of 10 to 100: a smaller cap would be a page size the
+            # simulator itself refuses when a client asks for the next page with it
+            raise ValueError("max_page_size must be within [10, 100] (the PageSize range)")
         if not self.sts_ttl >= 1:
             raise ValueError("sts_ttl must be at least 1 second")
         if self.import_failure_rate + self.import_partial_rate > 1.0:

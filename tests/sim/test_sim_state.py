@@ -299,3 +299,12 @@ def test_latency_and_fault_validation() -> None:
         Faults(error_rate=0.6, reset_rate=0.6)
     with pytest.raises(ValueError, match="qps_limit"):
         Faults(qps_limit=0)
+
+
+@pytest.mark.parametrize("cap", [0, 7, 9, 101])
+def test_a_page_size_cap_outside_the_services_range_is_refused(cap: int) -> None:
+    """--max-page-size is 10 to 100, the PageSize range the service takes: a smaller cap would
+    serve pages whose size the simulator itself refuses when asked for the next page."""
+    with pytest.raises(ValueError, match=r"max_page_size must be within \[10, 100\]"):
+        Faults(max_page_size=cap)
+    assert Faults(max_page_size=10).max_page_size == 10
