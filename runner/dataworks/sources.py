@@ -198,10 +198,12 @@ def _from_oidc_env(env: Mapping[str, str]) -> OidcRole | None:
     return OidcRole(origin, _role(values, origin), provider_arn, Path(token_file))
 
 
-def _uri_recipe(uri: str) -> CredentialsUri:
+def _uri_recipe(uri: str, given: str = ENV_CREDENTIALS_URI) -> CredentialsUri:
+    """A credentials URI's recipe; shown by scheme, host and path only (a query or user info
+    may hold a secret). `given`: where it was set, for the error."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CredentialsError(f"{ENV_CREDENTIALS_URI} is not an http(s) URL with a host")
+        raise CredentialsError(f"{given} is not an http(s) URL with a host")
     shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
     return CredentialsUri(Origin("CredentialsURI", shown), uri)
 
@@ -267,6 +269,12 @@ def _cli_profile(
         if not command:
             raise CredentialsError(f"{origin} has no process_command")
         return External(origin, command)
+    if mode == "CredentialsURI":
+        uri = values.get("credentials_uri", "").strip()
+        if not uri:
+            raise CredentialsError(f"{origin} has no credentials_uri")
+        found = _uri_recipe(uri, f"{origin.where}: credentials_uri")
+        return replace(found, origin=Origin(mode, f"{found.origin.where} ({origin.where})"))
     if mode == "CloudSSO":
         return _cloud_sso(values, origin)
     if mode == "OAuth":

@@ -118,6 +118,10 @@ def test_an_explicit_profile_skips_the_environment(tmp_path: Path) -> None:
             },
             CloudSso,
         ),
+        (
+            {"mode": "CredentialsURI", "credentials_uri": "http://127.0.0.1:9/c?token=abc"},
+            CredentialsUri,
+        ),
     ],
 )
 def test_every_cli_mode_has_its_recipe(
@@ -129,6 +133,7 @@ def test_every_cli_mode_has_its_recipe(
     assert isinstance(recipe, kind)
     assert recipe.origin.mode == profile["mode"]
     assert "profile 'p'" in recipe.origin.where
+    assert "token=abc" not in str(recipe.origin)  # a URI's query may hold a secret
 
 
 def test_ram_role_arn_fields(tmp_path: Path) -> None:
@@ -266,6 +271,11 @@ def test_oauth_uses_the_key_aliyun_cli_keeps_while_it_is_valid(tmp_path: Path) -
         (
             {"mode": "ChainableRamRoleArn", "source_profile": "none", "ram_role_arn": ROLE_ARN},
             "source_profile 'none'",
+        ),
+        ({"mode": "CredentialsURI"}, "CredentialsURI from .* has no credentials_uri"),
+        (
+            {"mode": "CredentialsURI", "credentials_uri": "file:///etc/passwd"},
+            "credentials_uri is not an http",
         ),
         ({"mode": "Mystery"}, "mode 'Mystery' is unknown"),
     ],
