@@ -30,7 +30,13 @@ from runner.journal_apply import (
     key_args,
     register_all,
 )
-from runner.journal_lock import acquire_lock, check_side_files, private
+from runner.journal_lock import (
+    acquire_lock,
+    check_side_files,
+    connect_readonly,
+    private,
+    sqlite_errors,
+)
 from runner.journal_ops import (
     ATTEMPT_COLUMNS,
     BY_KEY,
@@ -98,44 +104,6 @@ __all__ = [
 ]
 
 BUSY_TIMEOUT_MS = 5000
-
-
-@contextmanager
-def _sqlite_errors(path: Path, doing: str) -> Iterator[None]:
-    """Callers see JournalError only, never sqlite3's exceptions."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise JournalError(f"journal {path}: {doing}: {exc}") from exc
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection. A journal in a folder this user cannot write (an archive, a
-    read-only mount) cannot be read through the write-ahead log's shared memory, which SQLite
-    must create beside it: it is then read as an immutable file, which is right only when its
-    write-ahead log holds nothing (a run that ended closed it so); else it is refused."""
-    uri = path.resolve().as_uri()
-    with _sqlite_errors(path, "cannot open"):
-        conn = sqlite3.connect(
-            uri + "?mode=ro", uri=True, check_same_thread=False, isolation_level=None
-        )
-    try:
-        conn.execute("PRAGMA user_version").fetchone()  # the shared memory is made here
-        return conn
-    except sqlite3.Error as exc:
-        conn.close()
-        if not isinstance(exc, sqlite3.OperationalError) or os.access(path.parent, os.W_OK):
-            raise JournalError(f"journal {path}: cannot read: {exc}") from exc
-    wal = path.with_name(path.name + "-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        raise JournalError(
-            f"journal {path}: its folder is read-only and its write-ahead log {wal.name} holds"
-            " changes not yet in the journal: copy both files to a folder you can write"
-        )
-    with _sqlite_errors(path, "cannot open"):
-        return sqlite3.connect(
-            uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None
-        )
 
 
 @contextmanager
@@ -213,7 +181,7 @@ class Journal:
             fd = private(path, "journal")
             try:
                 check_side_files(path)
-                with _sqlite_errors(path, "cannot open"):
+                with sqlite_errors(path, "cannot open"):
                     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 if not os.path.samestat(os.fstat(fd), os.lstat(path)):
                     conn.close()
@@ -224,7 +192,7 @@ class Journal:
             os.close(lock_fd)
             raise
         journal = cls(path, conn, lock_fd, clock)
-        with journal._close_on_error(), _sqlite_errors(path, "cannot open"):
+        with journal._close_on_error(), sqlite_errors(path, "cannot open"):
             _configure_writer(conn, path)
             _migrate(conn, path)
         return journal
@@ -241,9 +209,9 @@ class Journal:
         except UnsafeFileError as exc:
             raise JournalError(exc.strerror) from None
         check_side_files(path)
-        conn = _connect_readonly(path)
+        conn = connect_readonly(path)
         journal = cls(path, conn, None, time.time)
-        with journal._close_on_error(), _sqlite_errors(path, "cannot read"):
+        with journal._close_on_error(), sqlite_errors(path, "cannot read"):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             _refuse_newer(path, version)
@@ -288,7 +256,7 @@ class Journal:
             raise JournalError(f"journal {self.path} is open read-only")
         if not ops:
             return
-        with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
+        with self._mutex, sqlite_errors(self.path, "write failed"), _transaction(self._conn):
             rejected = apply_batch(self._conn, (ops,), self._clock(), self.path)
             if rejected:
                 raise rejected[0]
@@ -303,7 +271,7 @@ class Journal:
             raise JournalError(f"journal {self.path} is open read-only")
         self._mutex.acquire()
         try:
-            with _sqlite_errors(self.path, "write failed"):
+            with sqlite_errors(self.path, "write failed"):
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     return Staged(self, apply_batch(self._conn, groups, self._clock(), self.path))
@@ -321,7 +289,7 @@ class Journal:
             self._conn.execute("COMMIT")
             self.transactions += 1
         except BaseException:
-            with _sqlite_errors(self.path, "write failed"):  # sqlite3's errors as JournalError
+            with sqlite_errors(self.path, "write failed"):  # sqlite3's errors as JournalError
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
@@ -334,17 +302,17 @@ class Journal:
         sent for takes the manifest's profile; one sent for keeps the profile that sent it."""
         if self.readonly:
             raise JournalError(f"journal {self.path} is open read-only")
-        with self._mutex, _sqlite_errors(self.path, "write failed"), _transaction(self._conn):
+        with self._mutex, sqlite_errors(self.path, "write failed"), _transaction(self._conn):
             register_all(self._conn, specs, self._clock(), default_profile)
         self.transactions += 1
 
     def iter_rows(self, *, chunk: int = 2000) -> Iterator[TaskRow]:
         """Every task row in key order (region, project id, name), read a chunk at a time."""
         sql = f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY region, project_id, name"
-        with self._mutex, _sqlite_errors(self.path, "read failed"):
+        with self._mutex, sqlite_errors(self.path, "read failed"):
             cursor = self._conn.execute(sql)
         while True:
-            with self._mutex, _sqlite_errors(self.path, "read failed"):
+            with self._mutex, sqlite_errors(self.path, "read failed"):
                 found = cursor.fetchmany(chunk)
             if not found:
                 return
@@ -356,7 +324,7 @@ class Journal:
         return {(region, project_id) for region, project_id in self._fetch(sql)}
 
     def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self._mutex, _sqlite_errors(self.path, "read failed"):
+        with self._mutex, sqlite_errors(self.path, "read failed"):
             return self._conn.execute(sql, args).fetchall()
 
     def rows(

@@ -1,11 +1,15 @@
 """The journal's lock and its files: one runner per journal (an flock on `<journal>.lock` that
-names its holder), and files never opened through a link or when another user could write them."""
+names its holder), files never opened through a link or when another user could write them, and
+the read-only connection (a journal on read-only media too)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,3 +79,41 @@ def check_side_files(path: Path) -> None:
             check_not_linked(path.with_name(path.name + suffix), what="journal file")
     except UnsafeFileError as exc:
         raise JournalError(exc.strerror) from None
+
+
+@contextmanager
+def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
+    """Callers see JournalError only, never sqlite3's exceptions."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path}: {doing}: {exc}") from exc
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A journal in a folder this user cannot write (an archive, a
+    read-only mount) cannot be read through the write-ahead log's shared memory, which SQLite
+    must create beside it: it is then read as an immutable file, which is right only when its
+    write-ahead log holds nothing (a run that ended closed it so); else it is refused."""
+    uri = path.resolve().as_uri()
+    with sqlite_errors(path, "cannot open"):
+        conn = sqlite3.connect(
+            uri + "?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+    try:
+        conn.execute("PRAGMA user_version").fetchone()  # the shared memory is made here
+        return conn
+    except sqlite3.Error as exc:
+        conn.close()
+        if not isinstance(exc, sqlite3.OperationalError) or os.access(path.parent, os.W_OK):
+            raise JournalError(f"journal {path}: cannot read: {exc}") from exc
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise JournalError(
+            f"journal {path}: its folder is read-only and its write-ahead log {wal.name} holds"
+            " changes not yet in the journal: copy both files to a folder you can write"
+        )
+    with sqlite_errors(path, "cannot open"):
+        return sqlite3.connect(
+            uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False, isolation_level=None
+        )
