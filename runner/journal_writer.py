@@ -94,15 +94,11 @@ class _CommitThread:
     pooled thread (anyio.to_thread) takes the GIL several more times per job, and yields to
     every ready task before the job even starts.
 
-    The hand-over waits (a few microseconds, the GIL let go) until the thread has taken the job:
-    otherwise the thread, woken, waits for the GIL while the loop goes on in pure Python (the
-    requests signed meanwhile make no system call that would let go of it), and the commit,
-    meant to run beside that work, starts only once the loop falls idle, then keeps it idle.
+    The loop never waits for the thread to take the job: woken, the thread has the GIL within
+    one switch interval (QUICK_SWITCHES), while the loop goes on. (It used to wait until the
+    thread had taken it: the same on an idle machine, but where the other cores are busy
+    that wait is an OS scheduling delay, ~1 ms a commit with the simulator in its own process.)
     """
-
-    # at most this long a hand-over waits for the thread to take the job (it only ever takes
-    # longer if the thread is starved; the job is then simply taken later)
-    HANDOVER_WAIT = 0.05
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -121,14 +117,9 @@ class _CommitThread:
         cancellable: whoever waits for it learns the true outcome."""
         outcome: list[T] = []
         failure: list[BaseException] = []
-        # held until the thread takes the job: a bare lock, so that neither side runs the
-        # Python of a threading.Event (a Condition) at the hand-over
-        taken = threading.Lock()
-        taken.acquire()
 
         def job() -> None:
             try:
-                taken.release()
                 outcome.append(func())
             except BaseException as exc:  # handed to the awaiting task, never lost in the thread
                 failure.append(exc)
@@ -136,9 +127,6 @@ class _CommitThread:
                 self._signal.send(b"\0")
 
         self._jobs.put(job)
-        # blocks the loop for the hand-over alone, GIL let go
-        if taken.acquire(timeout=self.HANDOVER_WAIT):
-            taken.release()
         with anyio.CancelScope(shield=True):
             await anyio.wait_readable(self._done)
         self._done.recv(1)
