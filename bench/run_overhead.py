@@ -31,15 +31,18 @@ import asyncio
 import gc
 import itertools
 import json
+import multiprocessing
 import os
 import secrets
 import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
@@ -56,6 +59,7 @@ from runner.dataworks.transport import FunctionTransport, HttpRequest, HttpRespo
 from runner.journal import Journal, MarkCreated, MarkInFlight, RecordAttempt, Register
 from runner.journal_writer import JournalWriter
 from runner.manifest import load_manifests
+from runner.models import ExportSpec
 from runner.sim.app import STATS, Checker, SimConfig, allow_all, build_app
 from runner.sim.auth import Key
 from runner.sim.server import serve
@@ -205,41 +209,43 @@ class Timing:
         return TASKS / self.seconds
 
 
+async def post_all(base: str, specs: Sequence[ExportSpec]) -> tuple[float, float, int]:
+    """Raw aiohttp: the specs' requests signed first, then POSTed by CONCURRENCY workers over
+    one session. Returns seconds, process CPU seconds and the answers that were not 200."""
+    url = URL(base + "/", encoded=True)
+    signed = (sign(url.raw_authority, spec.request_params()) for spec in specs)
+    prepared = [(request.headers, request.body) for request in signed]
+    failures = 0
+
+    async def worker(session: aiohttp.ClientSession, jobs: itertools.count[int]) -> None:
+        nonlocal failures
+        for index in jobs:
+            if index >= len(prepared):
+                return
+            headers, body = prepared[index]
+            async with session.post(url, headers=headers, data=body) as response:
+                await response.read()
+                failures += response.status != 200
+
+    gc.collect()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(
+        connector=connector, skip_auto_headers=("User-Agent", "Content-Type")
+    ) as session:
+        jobs = itertools.count()
+        await asyncio.gather(*(worker(session, jobs) for _ in range(CONCURRENCY)))
+    return time.perf_counter() - started, time.process_time() - cpu, failures
+
+
 async def raw_once(manifest: Path, checker: Checker | None) -> Timing:
-    """Raw aiohttp: pre-signed requests POSTed by CONCURRENCY workers over one session."""
+    """Raw aiohttp against the simulator served in this process."""
     specs = load_manifests([manifest]).specs
     config = sim_config(checker)
     app = build_app(config)
     async with serve(config, app=app) as base:
-        url = URL(base + "/", encoded=True)
-        host = url.raw_authority
-        prepared = []
-        for spec in specs:
-            signed = sign(host, spec.request_params())
-            prepared.append((signed.headers, signed.body))
-        failures = 0
-
-        async def worker(session: aiohttp.ClientSession, jobs: itertools.count[int]) -> None:
-            nonlocal failures
-            for index in jobs:
-                if index >= len(prepared):
-                    return
-                headers, body = prepared[index]
-                async with session.post(url, headers=headers, data=body) as response:
-                    await response.read()
-                    failures += response.status != 200
-
-        gc.collect()
-        cpu = time.process_time()
-        started = time.perf_counter()
-        connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-        async with aiohttp.ClientSession(
-            connector=connector, skip_auto_headers=("User-Agent", "Content-Type")
-        ) as session:
-            jobs = itertools.count()
-            await asyncio.gather(*(worker(session, jobs) for _ in range(CONCURRENCY)))
-        seconds = time.perf_counter() - started
-        cpu = time.process_time() - cpu
+        seconds, cpu, failures = await post_all(base, specs)
     if failures:
         print(f"raw aiohttp: {failures} answers were not 200", file=sys.stderr)
     return Timing(seconds, cpu, app[STATS].creates_applied)
@@ -325,6 +331,52 @@ async def journal_alone(manifest: Path, folder: Path) -> tuple[float, int]:
         return seconds, journal.transactions - before
 
 
+def _serve_apart(ready: Any) -> None:
+    """The simulator (allow_all, as for the timed rounds) in a process of its own."""
+
+    async def main() -> None:
+        config = sim_config(allow_all)
+        async with serve(config) as base:
+            ready.put(base)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def apart_once(manifest: Path, folder: Path) -> tuple[float, float]:
+    """One round each side with the simulator in a forked process: seconds for raw aiohttp
+    and for `run()`. Informational: nothing of the simulator's work is in either sum."""
+    context = multiprocessing.get_context("fork")
+    seconds: list[float] = []
+    for side in ("raw", "runner"):
+        ready = context.Queue()
+        server = context.Process(target=_serve_apart, args=(ready,), daemon=True)
+        server.start()
+        try:
+            base = ready.get(timeout=30)
+            if side == "raw":
+                took, _, _ = await post_all(base, load_manifests([manifest]).specs)
+                seconds.append(took)
+            else:
+                request = RunRequest(
+                    manifests=(str(manifest),),
+                    journal=folder / "journal-apart.db",
+                    endpoint=base,
+                    rate=RATE,
+                    concurrency=CONCURRENCY,
+                    progress=False,
+                )
+                started = time.perf_counter()
+                result = await run(request, credentials=CREDENTIALS)
+                seconds.append(time.perf_counter() - started)
+                if result.stats.created != TASKS:
+                    print(f"runner, simulator apart: {result.stats}", file=sys.stderr)
+        finally:
+            server.kill()
+            server.join()
+    return seconds[0], seconds[1]
+
+
 def signer_alone(host: str, params: dict[str, str]) -> float:
     """Microseconds per signed request (date, nonce, V3 signature), best of 5 rounds."""
     number = 2_000
@@ -346,6 +398,7 @@ async def main_async(folder: Path) -> int:
     raw_checked = await raw_once(manifest, None)
     ours_checked, _ = await runner_once(manifest, folder, None, "checked")
     no_network = await runner_no_network(manifest, folder)
+    raw_apart, ours_apart = await apart_once(manifest, folder)
     journal_s, transactions = await journal_alone(manifest, folder)
     spec = load_manifests([manifest]).specs[0]
     sign_us = signer_alone("127.0.0.1:8080", spec.request_params())
@@ -376,6 +429,11 @@ async def main_async(folder: Path) -> int:
     print("with the real signature check (one round each, informational):")
     print(line("  raw aiohttp (pre-signed)", raw_checked))
     print(line("  runner run()", ours_checked))
+    print("with the simulator in a process of its own (one round each, informational):")
+    print(
+        f"  raw aiohttp {raw_apart:.2f} s, runner {ours_apart:.2f} s:"
+        f" {raw_apart / ours_apart:.2f}x (the simulator's work in neither sum)"
+    )
     print("breakdown (no sockets):")
     print(f"  signer alone (date, nonce, V3): {sign_us:7.1f} µs/request")
     print(
