@@ -191,6 +191,21 @@ class Cli:
         self.background.append(proc)
         return Background(proc, out, err)
 
+    def start_run_until_created(
+        self, manifest: Path, sim_url: str, *extra: str, name: str, created: int = 10
+    ) -> Background:
+        """`start_run`, returned once the journal holds `created` created tasks, the run still
+        going (it must not have ended before: the test is about what stops it half way)."""
+        background = self.start_run(manifest, sim_url, *extra, name=name)
+
+        def enough() -> bool:
+            assert background.proc.poll() is None, f"the run ended before {created} were created"
+            counts = journal_counts(self.journal)
+            return counts is not None and counts["created"] >= created
+
+        wait_for(enough, timeout=15, what=f"{created} tasks created")
+        return background
+
     def lose_journal(self) -> None:
         """The journal is gone, as on another machine or in a fresh container."""
         for path in self.journal.parent.glob(self.journal.name + "*"):

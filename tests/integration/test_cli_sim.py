@@ -173,14 +173,7 @@ def test_sigterm_or_sighup_mid_run_stops_as_ctrl_c_does(
     """A run told to stop (a service manager's SIGTERM, a closed terminal's SIGHUP) cancels its
     workers, keeps what it did, and exits 130 saying so; a rerun then ends the job, once each."""
     workload = write_manifest(tmp_path / "big.yaml", workspaces=15, per_workspace=4)
-    background = cli.start_run(workload.path, sim.url, "--rate", "20", name="stopped")
-
-    def mid_run() -> bool:
-        assert background.proc.poll() is None, "the run ended before it could be stopped"
-        counts = journal_counts(cli.journal)
-        return counts is not None and counts["created"] >= 10
-
-    wait_for(mid_run, timeout=15, what="10 tasks created")
+    background = cli.start_run_until_created(workload.path, sim.url, "--rate", "20", name="stop")
     os.kill(background.proc.pid, stop)
     assert background.proc.wait(timeout=10) == 130
     _, err = background.output()

@@ -14,8 +14,6 @@ from tests.integration.conftest import (
     Cli,
     Sim,
     Workload,
-    journal_counts,
-    wait_for,
     write_manifest,
 )
 
@@ -95,14 +93,7 @@ def test_kill_9_then_a_lost_journal_still_ends_with_each_task_once(
     """A run killed half way, its journal deleted: reruns with --adopt-existing end with every
     task exactly once."""
     workload = write_manifest(tmp_path / "big.yaml", workspaces=10, per_workspace=4)
-    background = cli.start_run(workload.path, sim.url, "--rate", "20", name="killed")
-
-    def half_way() -> bool:
-        assert background.proc.poll() is None, "the run ended before it could be killed"
-        counts = journal_counts(cli.journal)
-        return counts is not None and counts["created"] >= 10
-
-    wait_for(half_way, timeout=15, what="10 tasks created")
+    background = cli.start_run_until_created(workload.path, sim.url, "--rate", "20", name="kill")
     os.kill(background.proc.pid, signal.SIGKILL)
     assert background.proc.wait(timeout=5) == -signal.SIGKILL
     cli.lose_journal()
