@@ -405,3 +405,12 @@ def test_sim_refuses_a_bad_value_naming_the_flag(flags: tuple[str, str], told: s
     assert told in err
     assert "qps_limit" not in err
     assert "hang_seconds" not in err
+
+
+def test_a_manifest_with_no_task_is_valid_but_said(tmp_path: Path) -> None:
+    """`workspaces: []` is valid (exit 0), and validate says there is nothing to do."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("version: 1\nworkspaces: []\n")
+    code, _, err = invoke("validate", str(empty))
+    assert code == 0
+    assert "hold no task" in err

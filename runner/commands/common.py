@@ -109,10 +109,13 @@ def stderr() -> Console:
 def load_or_report(paths: Sequence[str]) -> Manifest | None:
     """Load the manifests; on problems print every one as FILE:LINE:COL: message and return None."""
     try:
-        return load_manifests(paths)
+        manifest = load_manifests(paths)
     except ManifestError as error:
         for problem in error.problems:  # a problem may quote the manifest: shown printable
             print(printable(str(problem)), file=sys.stderr)
         count = len(error.problems)
         print(f"{count} problem{'s' if count != 1 else ''}; nothing was sent", file=sys.stderr)
         return None
+    if not manifest.specs:  # valid, and likely not what was meant (`workspaces: []`)
+        print("warning: the manifests hold no task: there is nothing to do", file=sys.stderr)
+    return manifest
