@@ -41,7 +41,7 @@ TASK_COLUMNS = (
     "region, project_id, name, state, migration_id, attempts, error_code, error_message,"
     " request_id, download_url, fingerprint, create_sent, updated_at, package_path, profile,"
     " import_region, import_project_id, import_name, import_profile, import_params,"
-    " package_file, import_migration_id, import_sent"
+    " package_file, import_migration_id, import_sent, listed_at"
 )
 ATTEMPT_COLUMNS = (
     "region, project_id, name, at, action, http_status, error_code, request_id, latency_ms, outcome"
@@ -65,6 +65,9 @@ class TaskRow:
     package_path: str | None = None  # the downloaded export package, once saved
     profile: str | None = None  # the credentials profile its workspace is reached with
     imports: ImportRow | None = None  # the import leg, when the manifest gave it one
+    # when a listing of this journal's showed the name absent (a pending task whose run stopped
+    # before its create): a rerun creates it with no listing of its workspace first
+    listed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ def task_row(r: Sequence[Any]) -> TaskRow:
         r[13],
         r[14],
         imports,
+        r[23],
     )
 
 
@@ -164,6 +168,15 @@ class MarkPending:
 
     key: TaskKey
     unsent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MarkListedAbsent:
+    """A listing of this journal's showed the task's name absent from its workspace, and the
+    run stopped before its create was sent: a rerun need not list the workspace for it."""
+
+    key: TaskKey
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +284,7 @@ ImportOp: TypeAlias = (
 )
 Op: TypeAlias = (
     (Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported)
-    | (MarkDownloaded | MarkExists)
+    | (MarkDownloaded | MarkExists | MarkListedAbsent)
     | ImportOp
     | RecordAttempt
 )
@@ -304,6 +317,8 @@ def changes_of(op: Op) -> tuple[str, tuple[Any, ...]]:
         case MarkPending():
             sent = ", create_sent = 0" if op.unsent else ""
             return "state = 'pending'" + sent + _CLEAR, ()
+        case MarkListedAbsent():
+            return "listed_at = ?", (op.at,)
         case MarkStarted():
             return "state = 'started', request_id = ?" + _CLEAR, (op.request_id,)
         case MarkExported():

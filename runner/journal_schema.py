@@ -74,4 +74,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE tasks ADD COLUMN import_sent INTEGER NOT NULL DEFAULT 0"
         " CHECK (import_sent IN (0, 1))",
     ),
+    # 6: when a listing of this journal's showed a pending task's name absent, the run then
+    # stopped before its create (a spent daily quota): a rerun creates it with no listing first
+    ("ALTER TABLE tasks ADD COLUMN listed_at REAL",),
 )

@@ -217,6 +217,7 @@ class Action:
     create_sent: bool = False  # the journal shows a create was sent for the task before
     since: float | None = None  # RECONCILE: when the journal last heard of the create (epoch s)
     taken: bool = False  # the name was found taken by another's task: look it up before any create
+    listed: bool = False  # a listing of this journal's showed the name absent: no listing first
 
 
 @dataclass(frozen=True, slots=True)

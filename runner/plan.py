@@ -43,6 +43,9 @@ class JournalView(Protocol):
     @property
     def profile(self) -> str | None: ...
 
+    @property
+    def listed_at(self) -> float | None: ...
+
 
 class JournalRow(JournalView, Protocol):
     """A journal row with its key, as a merge in key order needs it."""
@@ -134,6 +137,8 @@ def decide(
             return Action(ActionKind.SKIP, spec, "not failed (--only-failed)")
         if row is None:
             return Action(ActionKind.CREATE, spec, "new")
+        if row.listed_at is not None and not row.create_sent:
+            return Action(ActionKind.CREATE, spec, "pending, listed absent before", listed=True)
         return Action(ActionKind.CREATE, spec, "pending", create_sent=row.create_sent)
     if row.state is TaskState.IN_FLIGHT:
         return Action(
@@ -187,7 +192,7 @@ def listed_first(
     listed = {
         (a.spec.key.region, a.spec.key.project_id)
         for a in actions
-        if a.kind in (ActionKind.CREATE, ActionKind.RETRY) and not a.create_sent
+        if a.kind in (ActionKind.CREATE, ActionKind.RETRY) and not (a.create_sent or a.listed)
     }
     return sorted(listed - set(sent_workspaces))
 

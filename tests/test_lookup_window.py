@@ -74,3 +74,28 @@ def test_every_lookup_policy_is_one_the_journal_knows() -> None:
         lookup.POLL_SUMMARY_POLICY,
     )
     assert {p.label for p in policies} <= LOOKUPS
+
+
+def test_a_name_a_listing_showed_absent_is_created_next_time_with_no_listing(
+    tmp_path: Path,
+) -> None:
+    """A pending task whose workspace listing showed its name absent (the run then stopped)
+    plans as a create with no listing first; once a create is sent, that no longer counts."""
+    from runner.journal import MarkListedAbsent
+    from runner.plan import listed_first
+
+    clock = Clock()
+    other = ExportSpec(TaskKey("cn-shanghai", 777, "other"))
+    with Journal.open(tmp_path / "j.db", clock=clock) as journal:
+        journal.apply([Register(SPEC), Register(other), MarkListedAbsent(SPEC.key, 1001.0)])
+        row = journal.get(SPEC.key)
+        assert row is not None
+        assert row.listed_at == 1001.0
+        action = decide(SPEC, row)
+        assert (action.kind, action.listed) == (ActionKind.CREATE, True)
+        fresh = decide(other, journal.get(other.key))
+        assert listed_first([action, fresh], ()) == [("cn-shanghai", 777)]
+        journal.apply([MarkInFlight(SPEC.key, SPEC.fingerprint())])
+        row = journal.get(SPEC.key)
+        assert row is not None
+        assert decide(SPEC, row).listed is False

@@ -21,6 +21,7 @@ class Row:
     migration_id: int | None = None
     updated_at: float = 0.0
     profile: str | None = None
+    listed_at: float | None = None
 
 
 SPEC = ExportSpec(TaskKey("cn-shanghai", 2, "a"))

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
 from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import CREATE_EXPORT
-from runner.journal import MarkCreated, MarkExists, MarkFailed, MarkInFlight, MarkPending
+from runner.journal import (
+    MarkCreated,
+    MarkExists,
+    MarkFailed,
+    MarkInFlight,
+    MarkListedAbsent,
+    MarkPending,
+)
 from runner.logs import get_logger
 from runner.lookup import NameIndex, drift
 from runner.models import (
@@ -141,7 +148,7 @@ class CreatePhase:
         for action in chunk:
             key = action.spec.key
             workspace = (key.region, key.project_id)
-            if workspace in listed or action.taken or action.create_sent:
+            if workspace in listed or action.taken or action.create_sent or action.listed:
                 continue
             if action.kind in (ActionKind.CREATE, ActionKind.RETRY):
                 listed.add(workspace)
@@ -173,6 +180,8 @@ class CreatePhase:
         spec = action.spec
         outcome: TaskOutcome | None
         if self._ctx.is_stopped(spec.key, self._ctx.client_for(spec.profile)):
+            if not action.create_sent:
+                self._keep_listing(spec.key)
             outcome = TaskOutcome.STOPPED
         elif action.kind is ActionKind.RECONCILE:
             outcome = await self._guarded(self._reconcile(spec, action.since))
@@ -183,7 +192,9 @@ class CreatePhase:
         elif action.kind in (ActionKind.CREATE, ActionKind.RETRY):
             # the journal shows a create was sent before: "name already exists" may be ours
             try:
-                outcome = await self._create(spec, maybe_ours=action.create_sent)
+                outcome = await self._create(
+                    spec, maybe_ours=action.create_sent, listed=action.listed
+                )
             except Unresolved:  # as _guarded, without its coroutine on the busiest path
                 outcome = TaskOutcome.UNRESOLVED
         else:
@@ -215,11 +226,16 @@ class CreatePhase:
         return None if found is None else Created(found.migration_id, None)
 
     async def _create(
-        self, spec: ExportSpec, *, maybe_ours: bool, visible_after: float | None = None
+        self,
+        spec: ExportSpec,
+        *,
+        maybe_ours: bool,
+        visible_after: float | None = None,
+        listed: bool = False,
     ) -> TaskOutcome | None:
         key = spec.key
         client = self._ctx.client_for(spec.profile)
-        if not maybe_ours and visible_after is None:
+        if not (maybe_ours or listed) and visible_after is None:
             try:
                 known, found = self._listing_seen(key)
                 if not known:
@@ -264,6 +280,8 @@ class CreatePhase:
                 if result.sent and not result.maybe_applied:
                     # refused before anything was done: the intent just written is void
                     await self._ctx.writer.write(MarkPending(key, unsent=True))
+                if not result.maybe_applied:
+                    self._keep_listing(key)
                 # else it stays in_flight: an answer was lost, the next run looks first
                 return TaskOutcome.STOPPED
             case Outcome.REFUSED:
@@ -277,6 +295,14 @@ class CreatePhase:
                 attempts = self._ctx.retry.max_attempts
                 return await self._fail(key, error, f"gave up after {attempts} attempts: {error}")
         raise AssertionError(result.outcome)  # pragma: no cover
+
+    def _keep_listing(self, key: TaskKey) -> None:
+        """A task stopped before its create (a spent daily quota): when this run's listing of
+        its workspace showed the name absent, the journal keeps that, so that a rerun creates
+        it with no listing first (re-listing every workspace could spend the next day's quota
+        again before a single create)."""
+        if self._index.counted(key) and self._index.seen(key) is None:
+            self._ctx.writer.post(MarkListedAbsent(key, self._wall()))
 
     def _listing_seen(self, key: TaskKey) -> tuple[bool, Migration | None]:
         """(True, what `_listed_before` would answer) when that is known without an await (the
