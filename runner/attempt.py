@@ -169,9 +169,10 @@ async def attempt(
             # (and an answer's body) in a cycle only the collector can free
             error.__traceback__ = None
             latency = (clock.monotonic() - began) * 1000
-            if action is not None and error.is_throttling:
-                ctx.counts.throttled += 1
-                bucket.on_throttled(error.retry_after)
+            if action is not None and error.is_throttled:
+                ctx.counts.throttled += 1  # a spent daily quota too, as the service counts it
+                if error.is_throttling:  # the rate alone teaches the limiter
+                    bucket.on_throttled(error.retry_after)
             ctx.writer.post(_record(key, policy.label, error, latency))
             if ctx.counts.failed(error):  # each code said once a run, as soon as it is met
                 log.warning(

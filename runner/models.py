@@ -312,9 +312,14 @@ class ApiError(Exception):
         self.retry_after = retry_after  # seconds, from x-acs-retry-after
 
     @property
+    def is_throttled(self) -> bool:
+        """Answered "throttled" (429, Throttling.*): the rate, or the daily quota (fatal)."""
+        return self.code.startswith("Throttling") or self.http_status == 429
+
+    @property
     def is_throttling(self) -> bool:
-        throttled = self.code.startswith("Throttling") or self.http_status == 429
-        return throttled and self.kind is ErrorKind.RETRYABLE
+        """Throttled for the rate (retryable): what the limiter learns the limit from."""
+        return self.is_throttled and self.kind is ErrorKind.RETRYABLE
 
     @property
     def is_duplicate_name(self) -> bool:

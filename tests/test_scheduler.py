@@ -17,6 +17,7 @@ from runner.journal import Journal, Register
 from runner.journal_writer import JournalWriter
 from runner.models import (
     ADOPTED_FINGERPRINT,
+    Access,
     Action,
     ActionKind,
     ErrorKind,
@@ -47,10 +48,11 @@ async def run(
     actions: list[Action],
     *,
     sent: frozenset[TaskKey] = frozenset(),
+    limiter: RateLimiter | None = None,
     **options: object,
 ) -> RunStats:
     journal.apply([Register(a.spec) for a in actions])
-    limiter = RateLimiter(clock, write_rate=20)
+    limiter = limiter or RateLimiter(clock, write_rate=20)
     opts = PhaseOptions(
         concurrency=int(options.get("concurrency", 4)),  # type: ignore[call-overload]
         adopt_existing=bool(options.get("adopt_existing", False)),
@@ -222,6 +224,21 @@ async def test_fatal_in_one_region_leaves_others_running(
     await run(journal, service, clock, creates([a, b]), concurrency=1)
     assert state(journal, a) is TaskState.PENDING
     assert state(journal, b) is TaskState.CREATED
+
+
+@pytest.mark.anyio
+async def test_a_spent_daily_quota_counts_as_throttled_but_teaches_the_limiter_nothing(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """Throttling.Api.Risk is counted throttled, as the service counts it, and does not cut the
+    bucket's rate (it says nothing of the rate: the account is stopped for the day)."""
+    a = spec("a")
+    service = FakeService(scripts={"a": [error(ErrorKind.FATAL, "Throttling.Api.Risk", 429)]})
+    limiter = RateLimiter(clock, write_rate=20)
+    stats = await run(journal, service, clock, creates([a]), limiter=limiter)
+    assert stats.throttled == 1
+    bucket = limiter.bucket(service.account, "cn-shanghai", Access.WRITE)
+    assert bucket.rate == 20  # a rate throttle would have cut it to BETA x 20
 
 
 @pytest.mark.anyio
