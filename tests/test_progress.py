@@ -59,7 +59,9 @@ def test_off_a_terminal_the_last_task_logs_one_line_with_counts(quiet_logs: io.S
     the phase, done/total and a count per outcome."""
     console, out = pipe()
     clock = FakeClock(start=0.0)
-    with RunProgress(3, console=console, label="starting", clock=clock.monotonic) as progress:
+    with RunProgress(
+        3, console=console, label="starting", clock=clock.monotonic, heartbeat=False
+    ) as progress:
         clock.now = 1.5
         finish(progress, "started", "not started", "started")
     assert out.getvalue() == ""
@@ -82,7 +84,9 @@ def test_off_a_terminal_each_line_says_the_pace_and_the_time_left(quiet_logs: io
     """A progress line gives the phase's seconds so far, its tasks per second, and the seconds
     left at that pace: what a long run's log shows where no bar is drawn."""
     clock = FakeClock(start=100.0)
-    with RunProgress(40, console=pipe()[0], interval=5.0, clock=clock.monotonic) as progress:
+    with RunProgress(
+        40, console=pipe()[0], interval=5.0, clock=clock.monotonic, heartbeat=False
+    ) as progress:
         for n in range(1, 41):
             clock.now = 100.0 + n * 0.5  # two tasks a second
             finish(progress, "created")
@@ -95,7 +99,7 @@ def test_a_line_at_the_very_start_has_no_pace_yet(quiet_logs: io.StringIO) -> No
     """A phase whose tasks all finish before any time has passed logs its counts and no pace
     (no division by zero, no made-up rate)."""
     clock = FakeClock(start=0.0)
-    with RunProgress(1, console=pipe()[0], clock=clock.monotonic) as progress:
+    with RunProgress(1, console=pipe()[0], clock=clock.monotonic, heartbeat=False) as progress:
         finish(progress, "created")
     [line] = log_lines(quiet_logs)
     assert line["elapsed_s"] == 0.0
@@ -107,7 +111,9 @@ def test_off_a_terminal_lines_come_every_interval(quiet_logs: io.StringIO) -> No
     """Between the first and the last task, a line is logged once `interval` seconds have passed
     since the previous one, never more often."""
     clock = FakeClock(start=0.0)
-    with RunProgress(10, console=pipe()[0], interval=5.0, clock=clock.monotonic) as progress:
+    with RunProgress(
+        10, console=pipe()[0], interval=5.0, clock=clock.monotonic, heartbeat=False
+    ) as progress:
         for now in (0.0, 4.9, 5.0, 6.0, 9.9, 10.0, 10.1, 10.2, 10.3, 10.4):
             clock.now = now
             finish(progress, "created")
@@ -136,3 +142,57 @@ def test_on_a_terminal_a_bar_shows_counts_and_nothing_is_logged(quiet_logs: io.S
     assert "created 2 failed 1" in drawn
     assert quiet_logs.getvalue() == ""
     assert (progress.done, dict(progress.outcomes)) == (3, {"created": 2, "failed": 1})
+
+
+def test_a_line_comes_every_interval_while_no_task_finishes(quiet_logs: io.StringIO) -> None:
+    """The heartbeat logs a line once `interval` seconds have passed with no task finished
+    (listings first, a slow rate): done 0 and no pace yet, then the lines go on."""
+    clock = FakeClock(start=0.0)
+    with RunProgress(
+        100, console=pipe()[0], interval=5.0, clock=clock.monotonic, heartbeat=False
+    ) as progress:
+        clock.now = 4.0
+        progress.beat()
+        clock.now = 5.0
+        progress.beat()
+        clock.now = 7.0
+        progress.beat()
+        clock.now = 10.0
+        progress.beat()
+    lines = log_lines(quiet_logs)
+    assert [(x["done"], x["elapsed_s"]) for x in lines] == [(0, 5.0), (0, 10.0)]
+    assert all("eta_s" not in x for x in lines)
+
+
+def test_the_pace_runs_from_the_first_finished_task(quiet_logs: io.StringIO) -> None:
+    """A phase that spends 20 s before its first task (its listings) and then finishes two a
+    second gives no estimate from one task, then the estimate of two a second, not one made
+    with the 20 s of warm-up in it."""
+    clock = FakeClock(start=0.0)
+    with RunProgress(
+        41, console=pipe()[0], interval=5.0, clock=clock.monotonic, heartbeat=False
+    ) as progress:
+        clock.now = 20.0
+        finish(progress, "created")
+        for n in range(1, 11):
+            clock.now = 20.0 + n * 0.5
+            progress.task_finished(KEYS[0], "created")
+    first, second = log_lines(quiet_logs)
+    assert (first["done"], first["elapsed_s"]) == (1, 20.0)
+    assert "eta_s" not in first
+    assert (second["done"], second["tasks_per_s"], second["eta_s"]) == (11, 2.0, 15)
+
+
+def test_the_heartbeat_thread_lives_as_long_as_the_phase(quiet_logs: io.StringIO) -> None:
+    """Off a terminal a `progress` thread beats while the phase lasts and is gone after it;
+    on a terminal (a bar) or disabled, there is none."""
+    import threading
+
+    def beating() -> bool:
+        return any(t.name == "progress" for t in threading.enumerate())
+
+    with make_progress(5, console=pipe()[0]):
+        assert beating()
+    assert not beating()
+    with make_progress(5, console=terminal()[0]), make_progress(5, enabled=False):
+        assert not beating()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,8 +21,10 @@ log = get_logger("runner.progress")
 class RunProgress:
     """Counts finished tasks; shows a bar when stderr is a terminal, else logs every few seconds.
 
-    `console` replaces stderr (the bar is shown when it is a terminal), `clock` the monotonic
-    clock that paces the log lines: both for tests.
+    The lines come every `interval` seconds while the phase lasts, also while no task finishes
+    (listings first, a slow rate, a wait): a heartbeat thread calls `beat`. `console` replaces
+    stderr (the bar is shown when it is a terminal), `clock` the monotonic clock that paces the
+    log lines, `heartbeat=False` leaves `beat` to the caller: all for tests.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class RunProgress:
         label: str = "creating",
         console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: bool = True,
     ) -> None:
         self.total = total
         self.label = label
@@ -41,6 +45,10 @@ class RunProgress:
         self._interval = interval
         self._clock = clock
         self._started = self._last_log = clock()
+        self._first_done: float | None = None
+        self._lock = threading.Lock()  # the heartbeat reads what the tasks change
+        self._stop = threading.Event()
+        self._heart: threading.Thread | None = None
         self._bar: Progress | None = None
         self._task_id: object = None
         self._enabled = enabled and total > 0
@@ -55,11 +63,15 @@ class RunProgress:
                 console=console or Console(file=sys.stderr),
                 transient=True,
             )
+        elif self._enabled and heartbeat:
+            self._heart = threading.Thread(target=self._beating, name="progress", daemon=True)
 
     def __enter__(self) -> RunProgress:
         if self._bar is not None:
             self._bar.start()
             self._task_id = self._bar.add_task("tasks", total=self.total, detail="")
+        if self._heart is not None:
+            self._heart.start()
         return self
 
     def __exit__(
@@ -70,36 +82,56 @@ class RunProgress:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if self._heart is not None:
+            self._stop.set()
+            self._heart.join()
 
     def task_finished(self, key: TaskKey, outcome: str) -> None:
-        self.done += 1
-        self.outcomes[outcome] += 1
+        with self._lock:
+            self.done += 1
+            self.outcomes[outcome] += 1
+            if self._first_done is None:
+                self._first_done = self._clock()
         if self._bar is not None:
             detail = " ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
             self._bar.update(self._task_id, advance=1, detail=detail)  # type: ignore[arg-type]
             return
-        if not self._enabled:
+        if self._enabled:
+            self.beat(last=self.done == self.total)
+
+    def beat(self, *, last: bool = False) -> None:
+        """Log a progress line when `interval` seconds have passed since the last one (or at
+        the phase's `last` task)."""
+        if not self._enabled or self._bar is not None:
             return
-        now = self._clock()
-        if now - self._last_log >= self._interval or self.done == self.total:
+        with self._lock:
+            now = self._clock()
+            if now - self._last_log < self._interval and not last:
+                return
             self._last_log = now
-            log.info(
-                "progress",
-                phase=self.label,
-                done=self.done,
-                total=self.total,
-                **self._pace(now),
-                **dict(self.outcomes),
-            )
+            fields = {"done": self.done, "total": self.total, **self._pace(now)}
+            counts = dict(self.outcomes)
+        log.info("progress", phase=self.label, **fields, **counts)
+
+    def _beating(self) -> None:
+        while not self._stop.wait(self._interval / 5):
+            self.beat()
 
     def _pace(self, now: float) -> dict[str, float]:
-        """The phase's time so far, its tasks per second, and the seconds left at that pace."""
+        """The phase's time so far, its tasks per second, and the seconds left at that pace.
+        The pace runs from the first finished task: the phase's warm-up (listings first, keys
+        fetched) would make a first estimate wildly long; one task alone gives no estimate."""
         elapsed = now - self._started
         pace = {"elapsed_s": round(elapsed, 1)}
-        if elapsed > 0 and self.done:
-            per_second = self.done / elapsed
-            pace["tasks_per_s"] = round(per_second, 2)
-            pace["eta_s"] = round((self.total - self.done) / per_second)
+        first = self._first_done
+        if self.done >= 2 and first is not None and now > first:
+            per_second = (self.done - 1) / (now - first)
+        elif self.done and elapsed > 0 and (self.done == self.total or self.done >= 2):
+            per_second = self.done / elapsed  # all at once: the phase's own time
+        else:
+            return pace
+        pace["tasks_per_s"] = round(per_second, 2)
+        pace["eta_s"] = round((self.total - self.done) / per_second)
         return pace
 
 
