@@ -45,6 +45,7 @@ from runner.dataworks.keys import KeyProvider, StaticKeys
 from runner.dataworks.transport import (
     ConnectError,
     ExchangeError,
+    ExchangeTimeout,
     HttpRequest,
     ResponseTooLarge,
     Transport,
@@ -316,7 +317,9 @@ class DataWorksClient:
             raise _error(kind, "ResponseTooLarge", str(exc), creds) from exc
         except ExchangeError as exc:
             kind = ErrorKind.UNKNOWN_OUTCOME if mutating else ErrorKind.RETRYABLE
-            raise _error(kind, "ExchangeError", str(exc), creds) from exc
+            # a timeout apart from a reset: the run's errors by code tell them apart
+            code = "Timeout" if isinstance(exc, ExchangeTimeout) else "ExchangeError"
+            raise _error(kind, code, str(exc), creds) from exc
         except ApiError as exc:
             exc.message = clean_message(exc.message, _secrets(creds))
             exc.args = (f"{exc.code}: {exc.message}",)

@@ -75,6 +75,10 @@ class ExchangeError(TransportError):
     """The request may have reached the server (timeout, reset): the outcome is unknown."""
 
 
+class ExchangeTimeout(ExchangeError):
+    """No answer within the timeout: the request may have reached the server."""
+
+
 class ResponseTooLarge(ExchangeError):
     """The answer was bigger than the client accepts (after decompression): it was not read."""
 
@@ -198,7 +202,7 @@ class AiohttpTransport(OneSession):
             raise ConnectError(f"{type(exc).__name__}: cannot connect to {host}") from exc
         except TimeoutError as exc:
             host = url_host(request.url)
-            raise ExchangeError(f"no answer from {host} within {timeout:g}s") from exc
+            raise ExchangeTimeout(f"no answer from {host} within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise ExchangeError(f"{type(exc).__name__} from {url_host(request.url)}") from exc
 

@@ -16,6 +16,7 @@ from runner.dataworks.endpoints import Endpoints
 from runner.dataworks.transport import (
     ConnectError,
     ExchangeError,
+    ExchangeTimeout,
     FunctionTransport,
     HttpRequest,
     HttpResponse,
@@ -248,7 +249,8 @@ def gateway_error(status: int, code: str, message: str = "m", **headers: str) ->
             "MalformedResponse",
         ),
         (ConnectError("refused"), ErrorKind.RETRYABLE, "ConnectError"),
-        (ExchangeError("timed out"), ErrorKind.UNKNOWN_OUTCOME, "ExchangeError"),
+        (ExchangeError("reset"), ErrorKind.UNKNOWN_OUTCOME, "ExchangeError"),
+        (ExchangeTimeout("timed out"), ErrorKind.UNKNOWN_OUTCOME, "Timeout"),
     ],
 )
 @pytest.mark.anyio

@@ -16,6 +16,7 @@ from runner.dataworks.transport import (
     AiohttpTransport,
     ConnectError,
     ExchangeError,
+    ExchangeTimeout,
     HttpRequest,
     transfer_failure,
 )
@@ -94,9 +95,10 @@ async def test_refused_connection_is_a_connect_error() -> None:
 
 @pytest.mark.anyio
 async def test_no_answer_in_time_is_an_exchange_error(base_url: str) -> None:
-    """A request sent but not answered in time has an unknown outcome."""
+    """A request sent but not answered in time has an unknown outcome (a timeout, told apart
+    from a reset)."""
     async with AiohttpTransport() as transport:
-        with pytest.raises(ExchangeError, match=r"no answer from 127\.0\.0\.1:\d+ within"):
+        with pytest.raises(ExchangeTimeout, match=r"no answer from 127\.0\.0\.1:\d+ within"):
             await transport.send(request(base_url + "/hang"), timeout=0.05)
 
 
