@@ -173,6 +173,15 @@ async def attempt(
                 ctx.counts.throttled += 1  # a spent daily quota too, as the service counts it
                 if error.is_throttling:  # the rate alone teaches the limiter
                     bucket.on_throttled(error.retry_after)
+                    log.debug(  # -v: how the limiter learns the limit
+                        "throttled",
+                        action=policy.label,
+                        code=error.code,
+                        region=where.region,
+                        rate=round(bucket.rate, 3),
+                        limit_seen=None if bucket.w_max is None else round(bucket.w_max, 3),
+                        retry_after=error.retry_after,
+                    )
             ctx.writer.post(_record(key, policy.label, error, latency))
             if ctx.counts.failed(error):  # each code said once a run, as soon as it is met
                 log.warning(

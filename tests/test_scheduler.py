@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Iterator
 from dataclasses import replace
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from runner import logs as runner_logs
 from runner.clock import FakeClock
 from runner.context import RunContext
 from runner.engine import PhaseOptions, RunStats, run_phases
@@ -156,10 +158,16 @@ async def test_throttling_slows_the_bucket(journal: Journal, clock: FakeClock) -
     throttled = error(ErrorKind.RETRYABLE, "Throttling.User", 429, retry_after=1.5)
     service = FakeService(scripts={"a": [throttled, throttled]})
     start = clock.now
-    stats = await run(journal, service, clock, creates([s]))
+    runner_logs.configure(stream=io.StringIO(), json=True, verbose=True)  # -v
+    with capture_logs() as logs:
+        stats = await run(journal, service, clock, creates([s]))
     assert state(journal, s) is TaskState.CREATED
     assert stats.throttled == 2
     assert clock.now - start >= 3.0  # both retry-after pauses honoured
+    # -v shows how the limiter learns: each throttle with the rate it left and what it hit
+    cuts = [e for e in logs if e["event"] == "throttled" and e["log_level"] == "debug"]
+    assert [(e["code"], e["retry_after"]) for e in cuts] == [("Throttling.User", 1.5)] * 2
+    assert cuts[0]["rate"] == pytest.approx(0.7 * cuts[0]["limit_seen"])
 
 
 @pytest.mark.anyio
