@@ -17,7 +17,10 @@ and a burst of refusals (as a limit counted per calendar second gives) must not 
 nothing. News records the rate it hit, W_max: the send rate measured over the last METER_WINDOW
 seconds, or the allowed rate if lower; the rate is cut to BETA x W_max. Each success then moves
 the rate along the cubic curve `cubic_rate` from that cut: back up to W_max in K seconds, flat
-near it, then probing above it, slowly at first and faster the longer nothing is throttled.
+near it, then probing above it, slowly at first and faster the longer nothing is throttled. The
+curve is a share of W_max, and below REFERENCE_RATE its time runs slower in proportion: every
+limit is probed over about as many requests (a time-only curve throttled one request in three
+at 1/s, one in twenty at 8/s).
 Growth never takes the rate above GROWTH_CAP times the measured send rate, so a bucket that is
 not kept busy does not bank an allowed rate it has never tried. An x-acs-retry-after pause
 (clamped to MAX_PAUSE) holds the bucket, besides the cut.
@@ -46,7 +49,14 @@ class BucketKey:
 
 
 BETA = 0.7  # the rate is cut to BETA x W_max on news of a throttle
-CUBIC_C = 0.4  # curve steepness, (requests/s) per s^3: about 1.8 s back to W_max = 8/s
+# curve steepness, as a share of W_max per s^3: 1.8 s back to W_max at any rate (as the
+# AWS SDKs' 0.4 (requests/s) per s^3 gives at 8/s; at 1/s that absolute slope probed 40 %
+# above the limit within a second of reaching it, and a third of the requests were throttled)
+CUBIC_C = 0.05
+# below this rate the curve's time runs slower, in proportion: a limit of 1/s is probed over
+# as many requests as one of 8/s (over 8 times the seconds), not over as few seconds, which at
+# 1/s would be a throttled answer every fourth or fifth request
+REFERENCE_RATE = 8.0
 GROWTH_CAP = 2.0  # the allowed rate grows to at most this many times the measured send rate
 CUT_COOLDOWN = 1.0  # seconds after which a throttled answer is news whatever was in flight
 MIN_CUT_GAP = 0.2  # seconds between two cuts at least, however fresh the news
@@ -60,16 +70,17 @@ _TRIM_EVERY = 255  # a mask: the meter trims its window once every 256 sends
 def cubic_rate(elapsed: float, w_max: float, *, beta: float = BETA, c: float = CUBIC_C) -> float:
     """The CUBIC window as a rate: `elapsed` seconds after a cut from `w_max`.
 
-    W(t) = c·(t − K)³ + w_max with K = ∛(w_max·(1 − beta)/c): it starts at beta·w_max, climbs
-    concavely to w_max at t = K, stays near it, then rises convexly above it.
+    W(t) = w_max·(c·(t − K)³ + 1) with K = ∛((1 − beta)/c): it starts at beta·w_max, climbs
+    concavely to w_max at t = K, stays near it, then rises convexly above it. The curve scales
+    with w_max (c is a share of it), so every limit is probed alike, 1/s as 50/s.
     """
     if w_max <= 0:
         raise ValueError("w_max must be > 0")
     if not 0 < beta < 1 or c <= 0:
         raise ValueError("need 0 < beta < 1 and c > 0")
-    k = math.cbrt(w_max * (1 - beta) / c)
+    k = math.cbrt((1 - beta) / c)
     t = max(0.0, elapsed)
-    return c * (t - k) ** 3 + w_max
+    return w_max * (c * (t - k) ** 3 + 1)
 
 
 class RateMeter:
@@ -245,7 +256,8 @@ class Bucket:
         if self.w_max is None:
             return
         now = self._clock.monotonic()
-        target = cubic_rate(now - self._cut_at, self.w_max)
+        pace = min(1.0, self.w_max / REFERENCE_RATE)  # the curve's time, slower at low limits
+        target = cubic_rate((now - self._cut_at) * pace, self.w_max)
         measured = self._meter.rate(now)
         if measured is not None:
             target = min(target, max(self.rate, GROWTH_CAP * measured))

@@ -26,7 +26,7 @@ from runner.sim.faults import Faults, Throttle
 
 
 def k_of(w_max: float) -> float:
-    return math.cbrt(w_max * (1 - BETA) / CUBIC_C)
+    return math.cbrt((1 - BETA) / CUBIC_C)
 
 
 def test_cubic_starts_at_beta_times_w_max() -> None:
@@ -51,7 +51,17 @@ def test_cubic_rises_and_probes_above_w_max() -> None:
     assert points == sorted(points)
     k = k_of(8.0)
     gains = [cubic_rate(k + s, 8.0) - 8.0 for s in (1.0, 2.0, 3.0)]
-    assert gains == pytest.approx([CUBIC_C, 8 * CUBIC_C, 27 * CUBIC_C])
+    assert gains == pytest.approx([8 * CUBIC_C, 8 * 8 * CUBIC_C, 8 * 27 * CUBIC_C])
+
+
+@pytest.mark.parametrize("w_max", [0.5, 1.0, 8.0, 50.0])
+def test_cubic_probes_every_limit_alike(w_max: float) -> None:
+    """The curve scales with W_max: back at W_max after the same K at any limit (1.8 s), and
+    the same share above it a second later (5 %), 1/s as 50/s."""
+    k = k_of(w_max)
+    assert k == pytest.approx(math.cbrt(0.3 / 0.05))
+    assert cubic_rate(k, w_max) == pytest.approx(w_max)
+    assert cubic_rate(k + 1.0, w_max) / w_max == pytest.approx(1.05)
 
 
 def test_cubic_refuses_bad_arguments() -> None:
@@ -365,15 +375,16 @@ class TokenBucket:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("model", [TokenBucket, CalendarSecond])
-@pytest.mark.parametrize("limit", [8, 20])
+@pytest.mark.parametrize("limit", [1, 2, 8, 20])
 async def test_a_rate_set_3x_too_high_learns_the_real_limit(
     clock: FakeClock, model: Callable[[int], TokenBucket | CalendarSecond], limit: int
 ) -> None:
     """Configured at 3 L against a server limited to L: at most 10 % of the requests are
-    throttled and at least 0.8 L requests a second are accepted, retries included."""
+    throttled and at least 0.8 L requests a second are accepted, retries included; at 1/s as
+    at 20/s (the curve's time runs slower below REFERENCE_RATE)."""
     server = model(limit)
     bucket = Bucket(clock, 3 * limit)
-    tasks = 50 * limit
+    tasks = max(200, 50 * limit)  # enough for the start (at 3 L) to be a small part
     start = clock.now
     requests = accepted = 0
     while accepted < tasks:
