@@ -49,6 +49,12 @@ class OnRefusal(enum.Enum):
     CHECK = "check"  # always look: the refusal may say the work is already done
 
 
+# A send whose answer is lost this many times in one run (each time looked up after its
+# visibility window, absent, and sent again) is left in flight for the next run: a service that
+# answers every create with a 5xx must not keep a run going for ever.
+MAX_LOST_ROUNDS = 3
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A phase's attempt policy. `action` None: not an API call (no bucket, not counted)."""

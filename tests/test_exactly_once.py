@@ -27,7 +27,7 @@ from runner.models import (
 )
 from runner.ratelimit import RateLimiter
 from runner.retry import RetryPolicy
-from tests.fakes import FakeService
+from tests.fakes import FakeService, error
 
 PROJECT = 12345
 
@@ -331,3 +331,24 @@ async def test_a_first_listing_refused_ahead_fails_the_first_task_only(
     assert row is not None
     assert row.state is TaskState.FAILED
     assert "could not be listed" in (row.error_message or "")
+
+
+@pytest.mark.anyio
+async def test_a_create_answered_5xx_every_time_ends_the_run_in_flight(
+    journal: Journal, clock: FakeClock
+) -> None:
+    """A service that answers every create with a 5xx (nothing applied, outcome unknown) does
+    not keep the run going for ever: after MAX_LOST_ROUNDS sends, each looked up after its
+    window, the task is left in flight (unresolved) for the next run, which looks first."""
+    from runner.attempt import MAX_LOST_ROUNDS
+
+    failing = error(ErrorKind.UNKNOWN_OUTCOME, "ServiceUnavailable", 503)
+    service = FakeService(clock=clock, unique_names=False, scripts={"a": [failing] * 100})
+    s = spec("a")
+    began = clock.now
+    stats = await run(journal, service, clock, [Action(ActionKind.CREATE, s)])
+    assert service.creates == ["a"] * MAX_LOST_ROUNDS
+    assert service.created == []
+    assert state(journal, s) is TaskState.IN_FLIGHT
+    assert stats.unresolved == 1
+    assert clock.now - began < (MAX_LOST_ROUNDS + 1) * 60.0

@@ -372,6 +372,28 @@ async def test_an_adopted_import_that_differs_from_the_manifest_is_said_to_drift
 
 
 @pytest.mark.anyio
+async def test_an_import_answered_5xx_every_time_ends_the_run_in_flight(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A CreateImportMigration answered 5xx every time ends after MAX_LOST_ROUNDS sends, its
+    import left in flight for the next run; the other task is imported meanwhile."""
+    from runner.attempt import MAX_LOST_ROUNDS
+
+    service = FakeService(clock=clock, export_duration=30.0, unique_names=False)
+    failing = ApiError(ErrorKind.UNKNOWN_OUTCOME, "ServiceUnavailable", "busy", http_status=503)
+    service.import_scripts = {"task-0": [failing] * 100}
+    tasks = specs(1, 2)
+    stats = await run(journal, service, clock, tmp_path, tasks, visibility_window=60.0)
+    assert Counter(service.import_creates) == {"task-0": MAX_LOST_ROUNDS, "task-1": 1}
+    assert stats.imports_created == 1
+    row = journal.get(tasks[0].key)
+    assert row is not None
+    assert row.imports is not None
+    assert row.imports.sent
+    assert row.imports.migration_id is None
+
+
+@pytest.mark.anyio
 async def test_a_lost_create_not_applied_is_sent_again_only_after_the_window(
     journal: Journal, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -12,7 +12,15 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
-from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
+from runner.attempt import (
+    MAX_LOST_ROUNDS,
+    OnRefusal,
+    Outcome,
+    Policy,
+    Result,
+    Unresolved,
+    attempt,
+)
 from runner.context import ApiClient, RunContext
 from runner.dataworks.actions import CREATE_EXPORT
 from runner.journal import (
@@ -63,6 +71,7 @@ class _Later:
 
     spec: ExportSpec
     due: float
+    rounds: int = 1  # lost answers so far in this run
 
 
 @dataclass(slots=True)
@@ -128,7 +137,9 @@ class CreatePhase:
 
         async def again(later: _Later) -> None:
             outcome = await self._guarded(
-                self._create(later.spec, maybe_ours=True, visible_after=later.due)
+                self._create(
+                    later.spec, maybe_ours=True, visible_after=later.due, rounds=later.rounds
+                )
             )
             self._finish(later.spec.key, outcome)
 
@@ -232,6 +243,7 @@ class CreatePhase:
         maybe_ours: bool,
         visible_after: float | None = None,
         listed: bool = False,
+        rounds: int = 0,
     ) -> TaskOutcome | None:
         key = spec.key
         client = self._ctx.client_for(spec.profile)
@@ -274,7 +286,10 @@ class CreatePhase:
                 return TaskOutcome.UNRESOLVED
             case Outcome.LOST:
                 assert result.lost_at is not None
-                self._later.append(_Later(spec, result.lost_at + self._window))
+                if rounds + 1 >= MAX_LOST_ROUNDS:  # left in flight: the next run looks first
+                    log.warning("answer lost again", task=str(key), rounds=rounds + 1)
+                    return TaskOutcome.UNRESOLVED
+                self._later.append(_Later(spec, result.lost_at + self._window, rounds + 1))
                 return None
             case Outcome.STOPPED:
                 if result.sent and not result.maybe_applied:

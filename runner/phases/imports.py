@@ -20,7 +20,15 @@ from pathlib import Path
 
 import anyio
 
-from runner.attempt import OnRefusal, Outcome, Policy, Result, Unresolved, attempt
+from runner.attempt import (
+    MAX_LOST_ROUNDS,
+    OnRefusal,
+    Outcome,
+    Policy,
+    Result,
+    Unresolved,
+    attempt,
+)
 from runner.context import RunContext
 from runner.dataworks.actions import AUTHORIZE_UPLOAD, CREATE_IMPORT
 from runner.dataworks.upload import Uploader, UploadError
@@ -106,6 +114,7 @@ class _Later:
     task: ImportTask
     package_file: str
     due: float  # clock time
+    rounds: int = 1  # lost answers so far in this run
 
 
 class _Deferred:
@@ -193,7 +202,10 @@ class ImportPhase:
             await finish(task, self._carry(task))
 
         async def again(later: _Later) -> None:
-            await finish(later.task, self._create(later.task, later.package_file, later.due))
+            await finish(
+                later.task,
+                self._create(later.task, later.package_file, later.due, rounds=later.rounds),
+            )
 
         with progress:
             await run_pool(tasks, self._concurrency, first)
@@ -247,8 +259,8 @@ class ImportPhase:
             " --adopt-existing to adopt it, or give the import another import_name"
         )
 
-    def _defer(self, task: ImportTask, package_file: str, due: float) -> Carried:
-        self._later.append(_Later(task, package_file, due))
+    def _defer(self, task: ImportTask, package_file: str, due: float, rounds: int = 1) -> Carried:
+        self._later.append(_Later(task, package_file, due, rounds))
         return _DEFERRED
 
     async def _lookup(self, task: ImportTask) -> int | None:
@@ -296,7 +308,7 @@ class ImportPhase:
         return None
 
     async def _create(
-        self, task: ImportTask, package_file: str, visible_after: float | None
+        self, task: ImportTask, package_file: str, visible_after: float | None, *, rounds: int = 0
     ) -> Carried:
         """CreateImportMigration, its intent committed first; with `visible_after` (clock
         time), an earlier send may have landed: looked up then, and sent only if absent."""
@@ -323,7 +335,10 @@ class ImportPhase:
             case Outcome.LOST:
                 # a lost answer not visible yet: looked up again once the window has passed
                 assert result.lost_at is not None
-                return self._defer(task, package_file, result.lost_at + self._window)
+                if rounds + 1 >= MAX_LOST_ROUNDS:  # left in flight: the next run looks first
+                    log.warning("answer lost again", task=str(key), rounds=rounds + 1)
+                    return None
+                return self._defer(task, package_file, result.lost_at + self._window, rounds + 1)
             case Outcome.DONE | Outcome.SETTLED:
                 assert result.value is not None
                 return await self._created(task, result.value.migration_id, result.value.request_id)
