@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from runner.clock import FakeClock
 from runner.context import RunContext
@@ -272,11 +273,22 @@ async def test_wait_timeout_leaves_the_task_started(journal: Journal, clock: Fak
     (key,) = created(journal, service, ["a"])
     began = clock.now
     options = PhaseOptions(stage=Stage.WAIT, wait_timeout=60.0, poll_interval=10.0)
-    stats = await run_lifecycle(journal, service, clock, options)
+    with capture_logs() as logs:
+        stats = await run_lifecycle(journal, service, clock, options)
     assert row_state(journal, key) is TaskState.STARTED
     assert stats.still_running == 1
     assert 60.0 <= clock.now - began <= 61.0
     assert 5 <= len(service.summaries) <= 7  # about one read per poll interval, none late
+    [timed_out] = [e for e in logs if e["event"] == "wait timed out"]
+    assert "stay started; rerun with --wait" in timed_out["hint"]
+
+
+def test_a_timed_out_import_wait_says_to_rerun_with_import() -> None:
+    """The import leg's imports stay importing, and only --import waits for them again: its
+    hint says so, not the export leg's --wait."""
+    from runner.phases.tasks import IMPORT_LEG
+
+    assert IMPORT_LEG.waiting == "the imports stay importing; rerun with --import to go on waiting"
 
 
 @pytest.mark.anyio

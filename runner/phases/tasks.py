@@ -79,6 +79,7 @@ class Leg:
     started: Callable[[TaskKey, str | None], Op]  # (key, request id)
     succeeded: Callable[[TaskKey, str | None, str | None], Op]  # (key, download url, request id)
     failed: Callable[[TaskKey, str, str, str | None], Op]  # (key, code, message, request id)
+    waiting: str  # what a wait that timed out leaves, and how to go on
 
 
 def _imported(key: TaskKey, url: str | None, request_id: str | None) -> Op:
@@ -97,6 +98,7 @@ EXPORT_LEG = Leg(
     MarkStarted,
     MarkExported,
     MarkFailed,
+    "the tasks stay started; rerun with --wait (or further) to go on waiting",
 )
 IMPORT_LEG = Leg(
     "import",
@@ -111,4 +113,5 @@ IMPORT_LEG = Leg(
     MarkImporting,
     _imported,
     MarkImportFailed,
+    "the imports stay importing; rerun with --import to go on waiting",
 )

@@ -97,7 +97,7 @@ class WaitPhase:
                 leg=self._leg.noun,
                 still_running=len(pending),
                 wait_timeout_s=self._wait_timeout,
-                hint="the tasks stay started; rerun with --wait to go on waiting",
+                hint=self._leg.waiting,
             )
 
     async def _poll_round(self, tasks: list[LifecycleTask], deadline: float) -> list[LifecycleTask]:
