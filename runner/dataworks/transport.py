@@ -151,11 +151,17 @@ class AiohttpTransport(OneSession):
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
         # skip_auto_headers keeps aiohttp from adding unsigned headers we did not ask for
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             skip_auto_headers=("User-Agent", "Content-Type"),
             auto_decompress=True,
         )
+        # aiohttp sends a GET again, as it was, when a kept-alive connection drops: a signed
+        # request (AuthorizeFileUpload is a GET) would go twice with one nonce, and the service
+        # refuses the second as a replay (SignatureNonceUsed), hiding the drop. No silent
+        # resend: the attempt loop sends again, signed anew. (aiohttp offers no public switch.)
+        session._retry_connection = False
+        return session
 
     def _url(self, url: str) -> URL:
         found = self._urls.get(url)

@@ -153,3 +153,28 @@ def test_a_failed_transfer_is_retryable_and_names_the_place_only(
         assert str(failure) == text.format(silent=silent)
         assert failure.retryable
         assert "s3cr3t" not in str(failure)
+
+
+@pytest.mark.anyio
+async def test_a_signed_get_dropped_on_a_kept_alive_connection_is_never_resent_as_it_was() -> None:
+    """A GET (AuthorizeFileUpload) whose kept-alive connection the server drops is an
+    ExchangeError to the attempt loop, which signs it anew: aiohttp does not send it again as
+    it was (the service would refuse the repeated nonce as a replay, hiding the drop)."""
+    seen: list[str] = []
+
+    async def second_dropped(request: web.Request) -> web.StreamResponse:
+        seen.append(request.query_string)
+        if len(seen) == 2:
+            assert request.transport is not None
+            request.transport.close()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/get", second_dropped)
+    async with serving(app) as url, AiohttpTransport() as transport:
+        get = HttpRequest("GET", url + "/get?SignatureNonce=n1", {}, b"")
+        assert (await transport.send(get, timeout=5)).status == 200
+        again = HttpRequest("GET", url + "/get?SignatureNonce=n2", {}, b"")
+        with pytest.raises(ExchangeError):
+            await transport.send(again, timeout=5)
+    assert seen == ["SignatureNonce=n1", "SignatureNonce=n2"]  # n2 went once
