@@ -171,6 +171,16 @@ class MarkPending:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkError:
+    """A step along the chain failed and the task stays where it is (a download or an upload
+    that gave up for this run): its last error, for status and report."""
+
+    key: TaskKey
+    error_code: str
+    error_message: str
+
+
+@dataclass(frozen=True, slots=True)
 class MarkListedAbsent:
     """A listing of this journal's showed the task's name absent from its workspace, and the
     run stopped before its create was sent: a rerun need not list the workspace for it."""
@@ -284,7 +294,7 @@ ImportOp: TypeAlias = (
 )
 Op: TypeAlias = (
     (Register | MarkInFlight | MarkCreated | MarkFailed | MarkPending | MarkStarted | MarkExported)
-    | (MarkDownloaded | MarkExists | MarkListedAbsent)
+    | (MarkDownloaded | MarkExists | MarkListedAbsent | MarkError)
     | ImportOp
     | RecordAttempt
 )
@@ -319,13 +329,15 @@ def changes_of(op: Op) -> tuple[str, tuple[Any, ...]]:
             return "state = 'pending'" + sent + _CLEAR, ()
         case MarkListedAbsent():
             return "listed_at = ?", (op.at,)
+        case MarkError():
+            return "error_code = ?, error_message = ?", (op.error_code, op.error_message)
         case MarkStarted():
             return "state = 'started', request_id = ?" + _CLEAR, (op.request_id,)
         case MarkExported():
             sets = "state = 'exported', download_url = ?, request_id = ?"
             return sets + _CLEAR, (op.download_url, op.request_id)
         case MarkDownloaded():
-            return "package_path = ?", (op.path,)
+            return "package_path = ?" + _CLEAR, (op.path,)
         case MarkUploaded():
             return "state = 'uploaded', package_file = ?" + _CLEAR, (op.package_file,)
         case MarkImportInFlight():

@@ -288,6 +288,26 @@ async def test_an_interrupted_upload_is_redone_whole(
 
 
 @pytest.mark.anyio
+async def test_an_upload_that_gives_up_leaves_its_last_error_on_the_task(
+    journal: Journal, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Every upload cut short: the tasks stay exported (a rerun uploads again) and each keeps
+    why it was not uploaded, for status and report."""
+    service = FakeService(clock=clock, export_duration=30.0)
+    broken = InProcessUploader(
+        service.service, now=service.now, faults=Faults(upload_reset_rate=1.0), seed=4
+    )
+    tasks = specs(1, 2)
+    await run(journal, service, clock, tmp_path, tasks, uploader=broken)
+    assert states(journal) == {TaskState.EXPORTED: 2}
+    for spec in tasks:
+        row = journal.get(spec.key)
+        assert row is not None
+        assert row.error_code is not None
+        assert (row.error_message or "").startswith("not uploaded: ")
+
+
+@pytest.mark.anyio
 async def test_a_name_taken_in_the_target_by_another_fails_clearly(
     journal: Journal, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -336,7 +336,8 @@ async def test_failed_download_leaves_the_task_exported_for_a_rerun(
     journal: Journal, clock: FakeClock, tmp_path: Path
 ) -> None:
     """A fetch that keeps breaking is retried to the limit, then the task stays exported with no
-    package recorded; the next run saves it."""
+    package recorded and its last error kept (status shows why); the next run saves it and
+    clears the error."""
     service = FakeService(clock=clock, export_duration=0.0)
     (key,) = created(journal, service, ["a"])
     downloader = FakeDownloader()
@@ -347,12 +348,15 @@ async def test_failed_download_leaves_the_task_exported_for_a_rerun(
     row = journal.get(key)
     assert row is not None
     assert (row.state, row.package_path) == (TaskState.EXPORTED, None)
+    assert row.error_code is not None
+    assert (row.error_message or "").startswith("not downloaded: ")
     downloader.break_after_part = False
     again = await run_lifecycle(journal, service, clock, full(tmp_path), downloader=downloader)
     assert again.downloaded == 1
     row = journal.get(key)
     assert row is not None
     assert row.package_path is not None
+    assert (row.error_code, row.error_message) == (None, None)
 
 
 @pytest.mark.anyio

@@ -21,7 +21,7 @@ from runner.dataworks.download import (
     package_path,
     url_place,
 )
-from runner.journal import MarkDownloaded, MarkExported
+from runner.journal import MarkDownloaded, MarkError, MarkExported
 from runner.logs import get_logger
 from runner.lookup import read_summary
 from runner.models import ApiError, ErrorKind, SummaryStatus
@@ -111,13 +111,16 @@ class DownloadPhase:
             )
         except OSError as error:  # the download folder itself: full, read-only, in the way
             reason = f"cannot write the package: {error.strerror or type(error).__name__}"
+            code = "WriteError"
         else:
             if result.outcome is Outcome.DONE:
                 self.stats.downloaded += 1
                 log.debug("downloaded", task=str(key), path=str(dest), bytes=result.value)
                 return TaskOutcome.DOWNLOADED
             reason = str(result.error) if result.error is not None else result.outcome.value
+            code = result.error.code if result.error is not None else "DownloadError"
         self.stats.failed += 1
+        self._ctx.writer.post(MarkError(key, code, f"not downloaded: {reason}"))
         source = url_place(current) if current else "no DownloadUrl"
         log.warning("download failed", task=str(key), reason=reason, source=source)
         return TaskOutcome.NOT_DOWNLOADED

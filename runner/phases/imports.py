@@ -33,6 +33,7 @@ from runner.context import RunContext
 from runner.dataworks.actions import AUTHORIZE_UPLOAD, CREATE_IMPORT
 from runner.dataworks.upload import Uploader, UploadError
 from runner.journal import (
+    MarkError,
     MarkImportCreated,
     MarkImportFailed,
     MarkImportInFlight,
@@ -304,7 +305,10 @@ class ImportPhase:
             await self._fail(key, result.error.code, f"upload refused: {result.error.message}")
             return None
         self.stats.not_created += 1
-        log.warning("not uploaded", task=str(key), reason=str(result.error or result.outcome))
+        reason = str(result.error or result.outcome)
+        code = result.error.code if result.error is not None else "UploadError"
+        self._ctx.writer.post(MarkError(key, code, f"not uploaded: {reason}"))
+        log.warning("not uploaded", task=str(key), reason=reason)
         return None
 
     async def _create(
