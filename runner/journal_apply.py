@@ -36,17 +36,32 @@ REGISTER_COLUMNS = (
 REGISTER_VALUES = "?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?"
 # A rerun takes the manifest's profile for a task no create was sent for yet, and its import
 # target for a task no import was sent for yet; what was sent keeps what it was sent with.
+# An import created and then failed keeps its name taken in the target: a manifest that gives
+# it another target or import_name starts its import leg again from the saved package.
 _IMPORT_FIELDS = ("import_region", "import_project_id", "import_name", "import_profile")
+_IMPORT_CHANGED = (
+    "(" + " OR ".join(f"{c} IS NOT excluded.{c}" for c in (*_IMPORT_FIELDS, "import_params")) + ")"
+)
+_RETARGET = (
+    "(state = 'import_failed' AND import_migration_id IS NOT NULL"
+    f" AND excluded.import_name IS NOT NULL AND {_IMPORT_CHANGED})"
+)
+_TAKES_TARGET = f"(import_sent = 0 OR {_RETARGET})"
 REGISTER_UPDATE = (
     " ON CONFLICT DO UPDATE SET"
     " profile = CASE WHEN create_sent = 0 THEN excluded.profile ELSE profile END, "
     + ", ".join(
-        f"{c} = CASE WHEN import_sent = 0 THEN excluded.{c} ELSE {c} END"
+        f"{c} = CASE WHEN {_TAKES_TARGET} THEN excluded.{c} ELSE {c} END"
         for c in (*_IMPORT_FIELDS, "import_params")
     )
-    + " WHERE (create_sent = 0 AND profile IS NOT excluded.profile) OR (import_sent = 0 AND ("
-    + " OR ".join(f"{c} IS NOT excluded.{c}" for c in (*_IMPORT_FIELDS, "import_params"))
-    + "))"
+    + f", import_sent = CASE WHEN {_RETARGET} THEN 0 ELSE import_sent END"
+    + f", import_migration_id = CASE WHEN {_RETARGET} THEN NULL ELSE import_migration_id END"
+    + f", package_file = CASE WHEN {_RETARGET} THEN NULL ELSE package_file END"
+    + f", error_code = CASE WHEN {_RETARGET} THEN NULL ELSE error_code END"
+    + f", error_message = CASE WHEN {_RETARGET} THEN NULL ELSE error_message END"
+    + f", state = CASE WHEN {_RETARGET} THEN 'exported' ELSE state END"
+    + " WHERE (create_sent = 0 AND profile IS NOT excluded.profile)"
+    + f" OR (import_sent = 0 AND {_IMPORT_CHANGED}) OR {_RETARGET}"
 )
 
 

@@ -103,6 +103,39 @@ def test_a_changed_target_is_taken_until_an_import_is_sent(tmp_path: Path) -> No
     assert row.imports.sent
 
 
+def test_an_import_created_and_failed_starts_again_under_another_import_name(
+    tmp_path: Path,
+) -> None:
+    """An import created and then failed keeps its name taken in the target; the same
+    manifest leaves it failed, and one that gives it another import_name takes the task back
+    to exported (its saved package kept, the import's id, package file and error cleared), so
+    that the next --import uploads and imports it under the new name."""
+    path = tmp_path / "j.db"
+    failed = (
+        MarkUploaded(KEY, "http://b.e/k"),
+        MarkImportInFlight(KEY),
+        MarkImportCreated(KEY, 7001, "r4"),
+        MarkImportFailed(KEY, "ImportFailed", "the import failed", "r5"),
+    )
+    row = journal_with(path, SPEC, *EXPORTED, *failed)
+    assert row.state is TaskState.IMPORT_FAILED
+    row = journal_with(path, SPEC)  # the same manifest: nothing moves
+    assert (row.state, row.error_code) == (TaskState.IMPORT_FAILED, "ImportFailed")
+    renamed = ExportSpec(KEY, import_into=ImportSpec(TaskKey("cn-hangzhou", 810001, "a-v2")))
+    row = journal_with(path, renamed)
+    assert row.state is TaskState.EXPORTED
+    assert row.package_path == "/p/a-5001.zip"
+    assert (row.error_code, row.error_message) == (None, None)
+    assert row.imports is not None
+    assert row.imports.target.name == "a-v2"
+    assert (row.imports.sent, row.imports.migration_id, row.imports.package_file) == (
+        False,
+        None,
+        None,
+    )
+    assert next_step(renamed, row) is Step.UPLOAD
+
+
 def test_the_import_ops_walk_the_import_states(tmp_path: Path) -> None:
     """Uploaded, in flight, created, importing, imported: each op moves the row on and keeps
     what the step learnt (the package file, the import's id)."""
