@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
+from runner.text import printable
+
 REDACTED = "[redacted]"
 # Query parameters of presigned URLs (OSS DownloadUrls) and of V1-signed API URLs that sign or
 # identify: masked anywhere.
@@ -49,3 +51,22 @@ def scrub_url_secrets(text: str) -> str:
     """The text with the values of signing query parameters masked: a presigned URL stays
     readable (host, path, Expires) but can no longer be used."""
     return URL_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+
+STRING_TO_SIGN = re.compile(r"(server )?string to sign", re.IGNORECASE)
+MAX_MESSAGE = 500
+
+
+def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
+    """A server message safe to log and journal: no echoed string-to-sign (with V1 it carries
+    the security token), no credential in any encoding, no URL signature or key id, nothing a
+    terminal would act on and nothing SQLite could refuse (printable), bounded length."""
+    message = printable(message)
+    found = STRING_TO_SIGN.search(message)
+    if found:
+        message = message[: found.start()].rstrip(" :,") + " (string to sign omitted)"
+    message = mask(message, (form for s in secrets if s for form in secret_forms(s)))
+    message = scrub_url_secrets(message)
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "…"
+    return message

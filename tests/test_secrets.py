@@ -14,11 +14,12 @@ import pytest
 
 from runner import logs
 from runner.dataworks import signing
-from runner.dataworks.client import DataWorksClient, clean_message
+from runner.dataworks.client import DataWorksClient
 from runner.dataworks.credentials import Credentials
 from runner.dataworks.endpoints import Endpoints
 from runner.dataworks.transport import AiohttpTransport, ConnectError, HttpRequest
 from runner.models import ApiError, ErrorKind, ExportSpec, TaskKey
+from runner.redact import clean_message
 
 KEY_ID = "LTAI5tKeyIdShownNowhere"
 SECRET = "secret-Qz7vX2pL9w"

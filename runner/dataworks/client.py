@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -60,10 +60,10 @@ from runner.models import (
     Started,
     Summary,
 )
-from runner.redact import mask, scrub_url_secrets, secret_forms
+from runner.redact import clean_message
 from runner.text import printable
 
-__all__ = ["API_VERSION", "DataWorksClient", "SignatureVersion", "classify", "clean_message"]
+__all__ = ["API_VERSION", "DataWorksClient", "SignatureVersion", "classify"]
 
 API_VERSION = DATAWORKS_VERSION
 SignatureVersion = Literal["v3", "v1"]
@@ -74,25 +74,6 @@ MAX_GRANT_FIELD = 4096
 _GRANT_FIELDS = ("Bucket", "Endpoint", "ObjectKey", "AccessKeyId", "EncodedPolicy", "Signature")
 # {Bucket}.{Endpoint}: a host name (or address) and an optional port, nothing else
 _OSS_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?")
-STRING_TO_SIGN = re.compile(r"(server )?string to sign", re.IGNORECASE)
-MAX_MESSAGE = 500
-
-
-def clean_message(message: str, secrets: Iterable[str] = ()) -> str:
-    """A server message safe to log and journal: no echoed string-to-sign (with V1 it carries
-    the security token), no credential in any encoding, no URL signature or key id, nothing a
-    terminal would act on and nothing SQLite could refuse (printable), bounded length."""
-    message = printable(message)
-    found = STRING_TO_SIGN.search(message)
-    if found:
-        message = message[: found.start()].rstrip(" :,") + " (string to sign omitted)"
-    message = mask(message, (form for s in secrets if s for form in secret_forms(s)))
-    message = scrub_url_secrets(message)
-    if len(message) > MAX_MESSAGE:
-        message = message[:MAX_MESSAGE] + "…"
-    return message
-
-
 _NONCES_PER_READ = 256
 _nonces: list[str] = []  # read ahead, not yet used; a forked child starts with none
 

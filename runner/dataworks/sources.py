@@ -24,7 +24,6 @@ from __future__ import annotations
 import configparser
 import json
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -44,7 +43,6 @@ from runner.dataworks.credentials import (
     NotFound,
 )
 from runner.dataworks.recipes import (
-    DEFAULT_DURATION,
     AssumeRole,
     CloudSso,
     CredentialsUri,
@@ -57,6 +55,13 @@ from runner.dataworks.recipes import (
     Static,
     account_of,
 )
+from runner.dataworks.source_checks import (
+    ENV_CREDENTIALS_URI,
+    key_of,
+    oidc_of,
+    role_of,
+    uri_recipe,
+)
 
 ENV_ROLE_ARN = "ALIBABA_CLOUD_ROLE_ARN"
 ENV_OIDC_PROVIDER_ARN = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN"
@@ -67,10 +72,7 @@ ENV_VPC = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED"
 ENV_ECS_ROLE = "ALIBABA_CLOUD_ECS_METADATA"  # the role name, as the official chain reads it
 ENV_ECS_DISABLED = "ALIBABA_CLOUD_ECS_METADATA_DISABLED"
 ENV_IMDSV1_DISABLED = "ALIBABA_CLOUD_IMDSV1_DISABLED"
-ENV_CREDENTIALS_URI = "ALIBABA_CLOUD_CREDENTIALS_URI"
 
-MIN_DURATION = 900
-SESSION_NAME = re.compile(r"[A-Za-z0-9.@_-]{2,64}")
 MAX_CHAIN = 8  # ChainableRamRoleArn profiles followed at most
 
 __all__ = [
@@ -130,7 +132,7 @@ def find(
         uri = env.get(ENV_CREDENTIALS_URI, "").strip()
         if uri:
             tried.append(ENV_CREDENTIALS_URI)
-            machine.append(_uri_recipe(uri))
+            machine.append(uri_recipe(uri))
     if machine:
         return tuple(machine), tuple(tried)
     raise NotFound(f"no credentials found; looked in: {', '.join(tried)}")
@@ -195,17 +197,7 @@ def _from_oidc_env(env: Mapping[str, str]) -> OidcRole | None:
         "sts_region": env.get(ENV_STS_REGION, ""),
         "vpc": env.get(ENV_VPC, ""),
     }
-    return OidcRole(origin, _role(values, origin), provider_arn, Path(token_file))
-
-
-def _uri_recipe(uri: str, given: str = ENV_CREDENTIALS_URI) -> CredentialsUri:
-    """A credentials URI's recipe; shown by scheme, host and path only (a query or user info
-    may hold a secret). `given`: where it was set, for the error."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CredentialsError(f"{given} is not an http(s) URL with a host")
-    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-    return CredentialsUri(Origin("CredentialsURI", shown), uri)
+    return OidcRole(origin, role_of(values, origin), provider_arn, Path(token_file))
 
 
 # --- ~/.aliyun/config.json ----------------------------------------------------------------------
@@ -245,10 +237,10 @@ def _cli_profile(
     origin = Origin(mode, f"{path} profile {name!r}")
     values = {k: "" if v is None else str(v) for k, v in profile.items()}
     if mode in ("AK", "StsToken"):
-        return Static(origin, _key(values, origin, token=mode == "StsToken"))
+        return Static(origin, key_of(values, origin, token=mode == "StsToken"))
     if mode == "RamRoleArn":
-        base = Static(Origin("AK", origin.where), _key(values, origin, token=False))
-        return AssumeRole(origin, base, _role(_cli_role(values), origin))
+        base = Static(Origin("AK", origin.where), key_of(values, origin, token=False))
+        return AssumeRole(origin, base, role_of(_cli_role(values), origin))
     if mode == "ChainableRamRoleArn":
         source = values.get("source_profile", "")
         if not source or source not in by_name:
@@ -256,14 +248,14 @@ def _cli_profile(
         if source in (*chain, name) or len(chain) >= MAX_CHAIN:
             raise CredentialsError(f"{origin}: source_profile {source!r} makes a loop")
         chained = _cli_profile(path, by_name, source, (*chain, name))
-        return AssumeRole(origin, chained, _role(_cli_role(values), origin))
+        return AssumeRole(origin, chained, role_of(_cli_role(values), origin))
     if mode == "EcsRamRole":
         return EcsRole(origin, values.get("ram_role_name") or None)
     if mode == "OIDC":
         session = values.get("role_session_name", "")
-        role = _role({**_cli_role(values), "session_name": session}, origin)
+        role = role_of({**_cli_role(values), "session_name": session}, origin)
         provider = values.get("oidc_provider_arn", "")
-        return _oidc(origin, role, provider, values.get("oidc_token_file", ""))
+        return oidc_of(origin, role, provider, values.get("oidc_token_file", ""))
     if mode == "External":
         command = values.get("process_command", "").strip()
         if not command:
@@ -273,7 +265,7 @@ def _cli_profile(
         uri = values.get("credentials_uri", "").strip()
         if not uri:
             raise CredentialsError(f"{origin} has no credentials_uri")
-        found = _uri_recipe(uri, f"{origin.where}: credentials_uri")
+        found = uri_recipe(uri, f"{origin.where}: credentials_uri")
         return replace(found, origin=Origin(mode, f"{found.origin.where} ({origin.where})"))
     if mode == "CloudSSO":
         return _cloud_sso(values, origin)
@@ -288,7 +280,7 @@ OAUTH_MARGIN = 300.0  # seconds a cached OAuth key must have left to start a run
 def _oauth(values: Mapping[str, str], origin: Origin) -> Static:
     """The key aliyun-cli keeps for an OAuth profile, while it is valid. runner never renews the
     sign-in itself: that would rewrite aliyun-cli's own file under it."""
-    key = _key(values, origin, token=True)
+    key = key_of(values, origin, token=True)
     try:
         expires = float(values.get("sts_expiration", "") or "nan")
     except ValueError:
@@ -352,65 +344,17 @@ def _from_ini(path: Path, name: str | None) -> Recipe | None:
     kind = values.get("type", "access_key")
     origin = Origin(kind, f"{path} [{section}]")
     if kind == "access_key":
-        return Static(origin, _key(values, origin, token=False))
+        return Static(origin, key_of(values, origin, token=False))
     if kind == "ram_role_arn":
-        base = Static(Origin("access_key", origin.where), _key(values, origin, token=False))
-        return AssumeRole(origin, base, _role(values, origin))
+        base = Static(Origin("access_key", origin.where), key_of(values, origin, token=False))
+        return AssumeRole(origin, base, role_of(values, origin))
     if kind == "oidc_role_arn":
-        role = _role(values, origin)
+        role = role_of(values, origin)
         provider = values.get("oidc_provider_arn", "")
-        return _oidc(origin, role, provider, values.get("oidc_token_file_path", ""))
+        return oidc_of(origin, role, provider, values.get("oidc_token_file_path", ""))
     if kind == "ecs_ram_role":
         return EcsRole(origin, values.get("role_name") or None)
     raise CredentialsError(
         f"{origin.where} is of type {kind!r}; runner reads types access_key, ram_role_arn,"
         " oidc_role_arn and ecs_ram_role"
     )
-
-
-# --- shared checks ----------------------------------------------------------------------------
-
-
-def _key(values: Mapping[str, str], origin: Origin, *, token: bool) -> Credentials:
-    key_id = values.get("access_key_id", "").strip()
-    secret = values.get("access_key_secret", "").strip()
-    sts_token = values.get("sts_token", "").strip() if token else ""
-    if not key_id or not secret or (token and not sts_token):
-        what = "access key id, secret or STS token" if token else "access key id or secret"
-        raise CredentialsError(f"{origin} lacks its {what}")
-    return Credentials(key_id, secret, sts_token or None, source=origin.where)
-
-
-def _role(values: Mapping[str, str], origin: Origin) -> Role:
-    role_arn = values.get("role_arn", "").strip()
-    if not role_arn:
-        raise CredentialsError(f"{origin} names no role ARN")
-    session = values.get("session_name", values.get("role_session_name", "")).strip() or None
-    if session is not None and not SESSION_NAME.fullmatch(session):
-        raise CredentialsError(
-            f"{origin}: the role session name must be 2 to 64 of A-Z a-z 0-9 . @ _ -"
-        )
-    raw = values.get("duration", "").strip()
-    try:
-        duration = int(float(raw)) if raw else 0
-    except ValueError:
-        raise CredentialsError(f"{origin}: the session duration {raw!r} is not a number") from None
-    if duration == 0:
-        duration = DEFAULT_DURATION
-    if duration < MIN_DURATION:
-        raise CredentialsError(f"{origin}: a role session lasts at least {MIN_DURATION} s")
-    return Role(
-        role_arn=role_arn,
-        session_name=session,
-        duration=duration,
-        policy=values.get("policy", "").strip() or None,
-        external_id=values.get("external_id", "").strip() or None,
-        sts_region=values.get("sts_region", "").strip() or None,
-        vpc=values.get("vpc", "").strip().lower() == "true",
-    )
-
-
-def _oidc(origin: Origin, role: Role, provider_arn: str, token_file: str) -> OidcRole:
-    if not provider_arn.strip() or not token_file.strip():
-        raise CredentialsError(f"{origin} lacks the OIDC provider ARN or the token file")
-    return OidcRole(origin, role, provider_arn.strip(), Path(token_file.strip()))

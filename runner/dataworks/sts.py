@@ -15,7 +15,6 @@ from typing import Any
 
 from runner.dataworks import signing
 from runner.dataworks.answers import parse_answer
-from runner.dataworks.client import clean_message
 from runner.dataworks.credentials import Credentials, CredentialsError
 from runner.dataworks.endpoints import check_endpoint
 from runner.dataworks.keys import TransientError
@@ -26,6 +25,7 @@ from runner.dataworks.transport import (
     TransportError,
 )
 from runner.models import ApiError, ErrorKind
+from runner.redact import clean_message
 
 STS_VERSION = "2015-04-01"
 STS_HOST = "sts.aliyuncs.com"

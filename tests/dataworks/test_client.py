@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from runner.dataworks import signing
-from runner.dataworks.client import DataWorksClient, classify, clean_message
+from runner.dataworks.client import DataWorksClient, classify
 from runner.dataworks.credentials import Credentials
 from runner.dataworks.endpoints import Endpoints
 from runner.dataworks.transport import (
@@ -22,6 +22,7 @@ from runner.dataworks.transport import (
     HttpResponse,
 )
 from runner.models import DUPLICATE_NAME_CODE, ApiError, ErrorKind, ExportMode, ExportSpec, TaskKey
+from runner.redact import clean_message
 
 SPEC = ExportSpec(
     TaskKey("cn-shanghai", 12345, "backup"),
